@@ -1,0 +1,85 @@
+"""A trained agent, loaded from a run directory or checkpoint, and evaluation of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from pacer import checkpoint
+from pacer.config import Config
+from pacer.envs import spaces_of
+from pacer.errors import PacerError
+from pacer.evaluation import run_episodes_parallel
+from pacer.model import action_kind, make_model, sample
+
+
+@dataclass
+class Agent:
+    model: nn.Module
+    config: Config
+    kind: str
+    """'discrete' or 'gaussian'."""
+    action_space: Any
+    obs_shape: tuple[int, ...]
+    checkpoint: Path
+
+    @torch.no_grad()
+    def act(self, obs: Any, greedy: bool = True) -> NDArray[Any]:
+        """Action(s) for one observation or a batch of them (the batch dimension is kept if given)."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        single = x.dim() == len(self.obs_shape)
+        pi, _ = self.model(x.unsqueeze(0) if single else x)
+        actions = sample(self.kind, self.model, pi, greedy=greedy)[0].numpy()
+        if self.kind == "gaussian":
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        return actions[0] if single else actions
+
+
+def load(source: str | Path) -> Agent:
+    """Load the agent of a run directory (its final, else latest, checkpoint) or of one checkpoint file."""
+    path = checkpoint.find(source)
+    data = checkpoint.load(path)
+    try:
+        cfg = Config.from_dict(data["config"])
+    except (KeyError, PacerError) as exc:
+        raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
+    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps)
+    model = make_model(cfg.model, obs_space, act_space)
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise PacerError(f"checkpoint {str(path)!r} does not fit its model: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return Agent(model=model, config=cfg, kind=action_kind(act_space), action_space=act_space,
+                 obs_shape=tuple(obs_space.shape or ()), checkpoint=path)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    returns: NDArray[np.float64]
+    checkpoint: Path
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+
+def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = True, workers: int = 2,
+             seed: int = 12345, start_method: str = "auto") -> EvalResult:
+    """Run `episodes` evaluation episodes spread over `workers` processes (1: in this process)."""
+    if episodes < 1:
+        raise PacerError(f"episodes must be >= 1, got {episodes}")
+    agent = source if isinstance(source, Agent) else load(source)
+    returns = run_episodes_parallel(agent.model, agent.kind, agent.config.env.id, episodes, seed, greedy,
+                                    agent.config.env.max_episode_steps, workers, start_method)
+    return EvalResult(returns=returns, checkpoint=agent.checkpoint)

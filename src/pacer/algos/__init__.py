@@ -1,0 +1,52 @@
+"""The algorithm registry: a name maps to a loss function and how its batch is prepared.
+
+Register your own training step with `register_algo("name", my_loss)`; the function must live in an importable
+module (not a notebook's `__main__`) so that worker processes can load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor, nn
+
+from pacer.algos.losses import Batch, a2c_loss, mc_loss, ppo_loss, prepare
+from pacer.config import AlgoConfig
+from pacer.errors import PacerError, did_you_mean
+
+LossFn = Callable[[nn.Module, str, Batch, AlgoConfig], tuple[Tensor, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    loss: LossFn
+    """Called on each (mini)batch; returns the scalar to minimize and floats to report."""
+    targets: Literal["mc", "gae"] = "gae"
+    """'mc': whole episodes and Monte-Carlo returns; 'gae': n-step rollouts and GAE advantages."""
+
+
+ALGOS: dict[str, Algorithm] = {
+    "mc": Algorithm(mc_loss, targets="mc"),
+    "a2c": Algorithm(a2c_loss),
+    # A3C is a2c's loss on the Hogwild runtime: lock-free updates through a shared optimizer (the default).
+    "a3c": Algorithm(a2c_loss),
+    "ppo": Algorithm(ppo_loss),
+}
+
+
+def register_algo(name: str, loss: LossFn, targets: Literal["mc", "gae"] = "gae") -> None:
+    """Make `loss` selectable as `algo.name: <name>`."""
+    if targets not in ("mc", "gae"):
+        raise PacerError(f"targets must be 'mc' or 'gae', got {targets!r}")
+    ALGOS[name] = Algorithm(loss, targets=targets)
+
+
+def get_algo(name: str) -> Algorithm:
+    if name not in ALGOS:
+        raise PacerError(f"unknown algorithm {name!r}{did_you_mean(name, ALGOS)}; choose from {', '.join(ALGOS)}")
+    return ALGOS[name]
+
+
+__all__ = ["ALGOS", "Algorithm", "Batch", "LossFn", "get_algo", "prepare", "register_algo"]

@@ -1,0 +1,79 @@
+"""Loss functions: `loss(model, kind, batch, cfg) -> (loss, stats)`, one per algorithm, no class tree."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pacer.algos.returns import discounted_returns, gae, normalize_columns
+from pacer.config import AlgoConfig
+from pacer.model import logp_entropy
+from pacer.rollout import Rollout
+
+
+class Batch(NamedTuple):
+    """The valid transitions of a rollout, flattened, with their learning targets."""
+
+    obs: Tensor
+    actions: Tensor
+    logp: Tensor  # log-probabilities under the policy that collected the data
+    advantages: Tensor
+    returns: Tensor  # value targets
+
+
+def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
+    """Compute targets on the [T, N] arrays, then keep only valid rows. `targets` is 'mc' or 'gae'."""
+    valid = rollout.valid
+    if targets == "mc":
+        returns = discounted_returns(rollout.rewards, rollout.terminated | rollout.truncated, cfg.gamma)
+        returns = normalize_columns(returns, valid, cfg.normalize_returns)
+        advantages = returns - rollout.values
+    else:
+        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                                  rollout.truncated, cfg.gamma, cfg.gae_lambda)
+    adv = advantages[valid]
+    if cfg.normalize_advantages and adv.size > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return Batch(
+        obs=torch.from_numpy(rollout.obs[valid]),
+        actions=torch.from_numpy(rollout.actions[valid]),
+        logp=torch.from_numpy(rollout.logp[valid]),
+        advantages=torch.from_numpy(adv.astype(np.float32)),
+        returns=torch.from_numpy(returns[valid].astype(np.float32)),
+    )
+
+
+def mc_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
+    """Classic Monte-Carlo advantage actor-critic, summed over the episode as in the textbook version:
+    actor -log pi(a|s) * (G - V(s)) with V detached, critic (V - G)^2, loss = actor + value_coef * critic."""
+    pi, value = model(batch.obs)
+    logp, entropy = logp_entropy(kind, model, pi, batch.actions)
+    actor = -(logp * (batch.returns - value.detach())).sum()
+    critic = (value - batch.returns).pow(2).sum()
+    loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.sum()
+    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item()}
+
+
+def a2c_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
+    """Advantage actor-critic on precomputed (GAE) advantages: means over the batch, entropy bonus."""
+    pi, value = model(batch.obs)
+    logp, entropy = logp_entropy(kind, model, pi, batch.actions)
+    actor = -(logp * batch.advantages).mean()
+    critic = (value - batch.returns).pow(2).mean()
+    loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.mean()
+    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item()}
+
+
+def ppo_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
+    """PPO's clipped surrogate on the probability ratio to the collecting policy."""
+    pi, value = model(batch.obs)
+    logp, entropy = logp_entropy(kind, model, pi, batch.actions)
+    ratio = torch.exp(logp - batch.logp)
+    clipped = torch.clamp(ratio, 1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
+    actor = -torch.min(ratio * batch.advantages, clipped * batch.advantages).mean()
+    critic = (value - batch.returns).pow(2).mean()
+    loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.mean()
+    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item()}

@@ -1,0 +1,34 @@
+"""The inline backend: the very same Worker code, run round-robin in the calling process."""
+
+from __future__ import annotations
+
+from pacer.runtime.shared import SharedState
+from pacer.worker import Report, Worker, WorkerSpec
+
+
+class InlineBackend:
+    def __init__(self, specs: list[WorkerSpec], shared: SharedState) -> None:
+        self.specs, self.shared = specs, shared
+        self.workers: list[Worker] = []
+
+    def start(self) -> None:
+        self.workers = [Worker(spec, self.shared) for spec in self.specs]
+
+    def poll(self, timeout: float) -> list[Report]:
+        rt = self.specs[0].config.runtime
+        reports = []
+        for worker in self.workers:
+            if self.shared.stop.is_set() or self.shared.budget_spent(rt.total_steps, rt.total_episodes):
+                break
+            reports.append(worker.iterate())
+        return reports
+
+    def failures(self) -> list[str]:
+        return []  # an exception in an inline worker propagates with its traceback
+
+    def stop(self) -> list[Report]:
+        self.shared.stop.set()
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+        return []

@@ -1,0 +1,108 @@
+"""Checkpoints: atomic writes (temp file, fsync, os.replace), safe loads (weights_only), rotation, lookup.
+
+A checkpoint is a dict of tensors and plain data: model parameters, optimizer state, counters, the config, and
+RNG states as tensors or lists, so that `torch.load(weights_only=True)` can read it without running any code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pacer.errors import PacerError
+
+FORMAT = "pacer-checkpoint"
+VERSION = 1
+STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Write so that `path` is always either the old complete file or the new complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load and check a checkpoint; a missing, corrupt, unsafe or foreign file gives a one-line PacerError."""
+    if not path.is_file():
+        raise PacerError(f"no checkpoint at {str(path)!r}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise PacerError(f"refusing to load {str(path)!r}: it is not a plain-data checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise PacerError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PacerError(f"{str(path)!r} is not a pacer checkpoint")
+    if data.get("version") != VERSION:
+        raise PacerError(f"checkpoint {str(path)!r} has format version {data.get('version')}, expected {VERSION}")
+    return data
+
+
+def find(source: str | Path) -> Path:
+    """A checkpoint file itself, or in a run directory its `final.pt`, else the newest `step_*.pt`."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise PacerError(f"no run directory or checkpoint at {str(path)!r}")
+    folder = path / "checkpoints"
+    final = folder / "final.pt"
+    if final.is_file():
+        return final
+    steps = sorted(_step_files(folder), key=lambda p: int(STEP_FILE.match(p.name).group(1)))  # type: ignore[union-attr]
+    if not steps:
+        raise PacerError(f"run directory {str(path)!r} has no checkpoint in checkpoints/")
+    return steps[-1]
+
+
+def rotate(folder: Path, keep: int) -> None:
+    """Keep the `keep` newest periodic checkpoints (final.pt is never removed)."""
+    steps = sorted(_step_files(folder), key=lambda p: int(STEP_FILE.match(p.name).group(1)))  # type: ignore[union-attr]
+    for old in steps[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def _step_files(folder: Path) -> list[Path]:
+    return [p for p in folder.glob("step_*.pt") if STEP_FILE.match(p.name)] if folder.is_dir() else []
+
+
+def rng_state() -> dict[str, Any]:
+    """The parent's RNG states as tensors and lists (no NumPy objects: weights_only would reject them)."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [str(np_state[0]), torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": [list(random.getstate()[1]), random.getstate()[0]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    internal, version = state["python"]
+    random.setstate((version, tuple(internal), None))

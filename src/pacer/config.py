@@ -1,0 +1,295 @@
+"""Run configuration: typed dataclasses, validation with one-line errors, YAML in and out.
+
+Every field has a docstring (read it here or in docs/config.md). A config is built as
+defaults <- preset <- YAML file <- command-line flags, and validated once, in `Config.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pacer.errors import PacerError, did_you_mean
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = "CartPole-v1"
+    """A Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1, ...) or `package.module:factory`
+    naming a callable that returns a `gymnasium.Env`."""
+    envs_per_worker: int = field(default=16, metadata={"min": 1})
+    """Environments stepped together by one worker, with one batched forward pass per step."""
+    termination_reward: float | None = None
+    """If set, replaces the reward of a step that *terminates* an episode (not one that is truncated)."""
+    max_episode_steps: int | None = field(default=None, metadata={"min": 1})
+    """Truncate episodes after this many steps (None: the environment's own time limit)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = (64, 64)
+    """Sizes of the hidden layers of the trunk (or of each trunk when `shared_trunk` is false)."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation between hidden layers."""
+    shared_trunk: bool = False
+    """One trunk feeding both heads (true) or separate actor and critic networks (false)."""
+    critic_hidden: tuple[int, ...] = ()
+    """Extra hidden layers of the critic branch on top of a shared trunk."""
+    detach_critic: bool = False
+    """With a shared trunk, stop the critic's gradient at the trunk (the critic learns only its own branch)."""
+    critic_output: Literal["linear", "tanh"] = "linear"
+    """Squash the value with tanh (for returns normalized into [-1, 1])."""
+    normalize_input: Literal["none", "l2"] = "none"
+    """'l2' divides each observation by its L2 norm before the first layer."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box action spaces)."""
+    factory: Any = None
+    """`module:callable` (or, from Python, a picklable callable or nn.Module subclass) called as
+    `factory(observation_space, action_space)` and returning a module that follows the actor-critic interface
+    (docs/models.md). When set, the layer spec above is ignored."""
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    name: str = "a2c"
+    """Registered algorithm: 'mc' (Monte-Carlo advantage actor-critic), 'a2c' (n-step, GAE), 'a3c' (a2c with a
+    Hogwild shared optimizer), 'ppo', or one registered with `pacer.register_algo`."""
+    gamma: float = field(default=0.99, metadata={"min": 0.0, "max": 1.0})
+    """Discount factor."""
+    gae_lambda: float = field(default=0.95, metadata={"min": 0.0, "max": 1.0})
+    """GAE lambda (1.0: n-step Monte-Carlo advantages bootstrapped at the rollout end)."""
+    n_steps: int = field(default=16, metadata={"min": 1})
+    """Steps per environment in one rollout (ignored by 'mc', which plays whole episodes)."""
+    lr: float = field(default=1e-3, metadata={"min": 0.0})
+    """Learning rate."""
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    """Optimizer applied to the shared parameters."""
+    shared_optimizer: bool = True
+    """One optimizer whose state lives in shared memory (A3C), or one optimizer state per worker."""
+    value_coef: float = field(default=0.5, metadata={"min": 0.0})
+    """Weight of the critic loss."""
+    entropy_coef: float = field(default=0.0, metadata={"min": 0.0})
+    """Weight of the entropy bonus."""
+    max_grad_norm: float | None = field(default=0.5, metadata={"min": 0.0})
+    """Clip the gradient's global norm to this (None: no clipping)."""
+    normalize_returns: Literal["none", "l2", "std"] = "none"
+    """'mc' only: scale the episode's returns by their L2 norm ('l2') or to zero mean, unit std ('std')."""
+    normalize_advantages: bool = False
+    """Standardize advantages within each batch."""
+    epochs: int = field(default=1, metadata={"min": 1})
+    """Passes over each rollout ('ppo')."""
+    minibatches: int = field(default=1, metadata={"min": 1})
+    """Minibatches per pass ('ppo')."""
+    clip_range: float = field(default=0.2, metadata={"min": 0.0})
+    """PPO ratio clipping."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    backend: Literal["inline", "local"] = "local"
+    """'local': one process per worker; 'inline': the same worker code in this process (debugging, tests)."""
+    workers: int = field(default=2, metadata={"min": 1})
+    """Worker count."""
+    start_method: Literal["auto", "fork", "forkserver", "spawn"] = "auto"
+    """How worker processes start; 'auto' is forkserver where available (safe with threads), else spawn."""
+    threads_per_worker: int = field(default=1, metadata={"min": 1})
+    """torch threads in each worker; one is fastest for small networks."""
+    total_steps: int = field(default=300_000, metadata={"min": 1})
+    """Stop after this many environment steps (counted over all workers)."""
+    total_episodes: int | None = field(default=None, metadata={"min": 1})
+    """Also stop after this many finished episodes (the classic setup counts episodes, not steps)."""
+    time_limit: float | None = field(default=None, metadata={"min": 0.0})
+    """Stop after this many seconds of training."""
+    seed: int = field(default=0, metadata={"min": 0})
+    """Base seed; worker i uses seed + i."""
+    eval_every: int = field(default=25_000, metadata={"min": 0})
+    """Greedy evaluation every this many env steps during training (0: never)."""
+    eval_episodes: int = field(default=10, metadata={"min": 1})
+    """Episodes per evaluation during training; the final evaluation uses `final_eval_episodes`."""
+    final_eval_episodes: int = field(default=20, metadata={"min": 0})
+    """Episodes of the greedy evaluation written to summary.json at the end (0: skip)."""
+    stop_at_return: float | None = None
+    """Stop early once an evaluation's mean return reaches this value."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    run_dir: str | None = None
+    """Where the run is saved (default: runs/<env>-<algo>-<time>)."""
+    metrics_format: Literal["jsonl", "csv"] = "jsonl"
+    """Format of the metrics file (one row per report)."""
+    report_every: float = field(default=1.0, metadata={"min": 0.0})
+    """Seconds between metric rows."""
+    checkpoint_every: int = field(default=100_000, metadata={"min": 0})
+    """Save a checkpoint every this many env steps (0: only the final one)."""
+    keep_checkpoints: int = field(default=3, metadata={"min": 1})
+    """How many periodic checkpoints to keep (plus `final`)."""
+    progress: bool = True
+    """Show a live progress bar."""
+    tensorboard: bool = True
+    """Write TensorBoard events when tensorboard is installed."""
+
+
+SECTIONS: dict[str, type] = {
+    "env": EnvConfig,
+    "model": ModelConfig,
+    "algo": AlgoConfig,
+    "runtime": RuntimeConfig,
+    "log": LogConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build and validate a config from nested plain data; raises PacerError naming the bad key."""
+        if not isinstance(data, dict):
+            raise PacerError(f"config must be a mapping of sections, got {type(data).__name__}")
+        sections: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in SECTIONS:
+                raise PacerError(f"unknown config section {name!r}{did_you_mean(str(name), SECTIONS)}")
+            if not isinstance(value, dict):
+                raise PacerError(f"config section {name!r} must be a mapping, got {type(value).__name__}")
+            sections[name] = _build_section(name, SECTIONS[name], value)
+        return cls(**sections)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested data (lists, not tuples), ready for YAML; a callable factory becomes its import path."""
+        out: dict[str, Any] = {}
+        for name in SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            for key, value in section.items():
+                if isinstance(value, tuple):
+                    section[key] = list(value)
+                elif callable(value):
+                    section[key] = f"{value.__module__}:{value.__qualname__}"
+            out[name] = section
+        return out
+
+    def replace(self, overrides: dict[str, Any]) -> Config:
+        """A new validated config with `overrides` (nested, or dotted keys such as 'runtime.workers') applied."""
+        return Config.from_dict(merge(self.to_dict_raw(), nest(overrides)))
+
+    def to_dict_raw(self) -> dict[str, Any]:
+        """Like to_dict, but keeps callables (for in-process overrides)."""
+        return {name: {f.name: getattr(getattr(self, name), f.name) for f in dataclasses.fields(SECTIONS[name])}
+                for name in SECTIONS}
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn {'runtime.workers': 2} into {'runtime': {'workers': 2}}; nested dicts pass through."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if "." in key:
+            section, _, sub = key.partition(".")
+            out = merge(out, {section: nest({sub: value})})
+        else:
+            out = merge(out, {key: value})
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; `over` wins."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe_load: Python object tags are rejected, never executed."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PacerError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise PacerError(f"config file {str(path)!r} is not valid YAML (Python tags are not allowed): {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PacerError(f"config file {str(path)!r} must hold a mapping of sections")
+    return data
+
+
+def save_yaml(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise PacerError(f"unknown config key '{section}.{key}'{did_you_mean(str(key), names)}")
+        spec = next(f for f in dataclasses.fields(cls) if f.name == key)
+        kwargs[key] = _check(f"{section}.{key}", hints[key], value, spec.metadata)
+    return cls(**kwargs)
+
+
+def _check(key: str, hint: Any, value: Any, limits: Any) -> Any:
+    """Coerce `value` to `hint` where it is lossless (int -> float, list -> tuple), else raise naming `key`."""
+    if hint is Any:
+        if value is None or isinstance(value, str) or callable(value):
+            return value
+        raise PacerError(f"{key} must be an import path 'module:name' or a callable, got {value!r}")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check(key, inner[0], value, limits)
+    if origin is Literal:
+        if value not in args:
+            raise PacerError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}"
+                             f"{did_you_mean(str(value), map(str, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise PacerError(f"{key} must be a list of integers, got {value!r}")
+        return tuple(_check(key, args[0], v, limits) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise PacerError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise PacerError(f"{key} must be an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PacerError(f"{key} must be a number, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str) or not value:
+            raise PacerError(f"{key} must be a non-empty string, got {value!r}")
+        return value
+    if "min" in limits and value < limits["min"]:
+        raise PacerError(f"{key} must be >= {limits['min']}, got {value!r}")
+    if "max" in limits and value > limits["max"]:
+        raise PacerError(f"{key} must be <= {limits['max']}, got {value!r}")
+    return value

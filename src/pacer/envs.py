@@ -1,0 +1,88 @@
+"""Environment construction: a Gymnasium id or a `module:factory` path, batched into one vector env per worker.
+
+Every vector env here uses Gymnasium's NEXT_STEP autoreset: the step after an episode ends resets that sub-env
+and is not a real transition. The rollout masks those steps out, and gets the true final observation of a
+truncated episode for free (it is the observation fed into the reset step).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+from pacer.errors import PacerError, did_you_mean
+
+
+def resolve_import(path: Any, what: str) -> Callable[..., Any]:
+    """Import `package.module:name` (or pass a callable through), with a one-line error when it fails."""
+    if callable(path):
+        return path  # type: ignore[no-any-return]
+    if not isinstance(path, str) or ":" not in path:
+        raise PacerError(f"{what} must be 'package.module:name', got {path!r}")
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PacerError(f"cannot import {what} module {module_name!r}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PacerError(f"module {module_name!r} has no {part!r} (from {what} {path!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise PacerError(f"{what} {path!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def check_env_id(env_id: Any) -> None:
+    """Fail early, in the parent, for an unknown Gymnasium id or an unimportable factory."""
+    if callable(env_id) or (isinstance(env_id, str) and ":" in env_id):
+        resolve_import(env_id, "env factory")
+        return
+    if env_id not in gym.registry:
+        raise PacerError(f"unknown environment {env_id!r}{did_you_mean(env_id, gym.registry.keys())}")
+
+
+def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """One environment. Training envs never render: LunarLander's rgb_array mode piles up particle bodies."""
+    if callable(env_id) or ":" in env_id:
+        env = resolve_import(env_id, "env factory")()
+        if not isinstance(env, gym.Env):
+            raise PacerError(f"env factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
+        if max_episode_steps is not None:
+            env = gym.wrappers.TimeLimit(env, max_episode_steps)
+        return env
+    kwargs: dict[str, Any] = {"render_mode": render_mode}
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
+    return gym.make(env_id, **kwargs)
+
+
+def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None) -> VectorEnv:
+    """A batch of `num_envs` environments: NumPy-vectorized where Gymnasium has it, else synchronous."""
+    if isinstance(env_id, str) and ":" not in env_id:
+        spec = gym.spec(env_id)
+        entry = spec.vector_entry_point
+        if isinstance(entry, str) and "jax" not in entry.lower():
+            kwargs: dict[str, Any] = {}
+            if max_episode_steps is not None:
+                kwargs["max_episode_steps"] = max_episode_steps
+            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+            if venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP:
+                return venv
+            venv.close()
+    fns = [lambda: make_single_env(env_id, max_episode_steps) for _ in range(num_envs)]
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+def spaces_of(env_id: Any, max_episode_steps: int | None = None) -> tuple[gym.Space[Any], gym.Space[Any]]:
+    """Observation and action space of one environment (for building models in the parent)."""
+    env = make_single_env(env_id, max_episode_steps)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()

@@ -1,0 +1,18 @@
+"""User-facing errors: one line that says what is wrong and, where possible, how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PacerError(Exception):
+    """A problem with the user's input or environment, shown as a one-line message without a traceback."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean X?)' for the closest choices, or '' when nothing is close."""
+    matches = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"

@@ -1,0 +1,106 @@
+"""Metrics: reports in, rows out (JSONL or CSV, TensorBoard when installed) and a live progress bar."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pacer.worker import Report
+
+RECENT_EPISODES = 100
+SUMMED = ("env_steps", "updates")
+
+
+class Metrics:
+    def __init__(self, run_dir: Path, fmt: str, tensorboard: bool, progress: bool, total_steps: int,
+                 start_steps: int = 0) -> None:
+        self.recent: deque[float] = deque(maxlen=RECENT_EPISODES)
+        self.latest: dict[str, float] = {}
+        self.timings: dict[str, float] = {}
+        self.last_eval: float | None = None
+        self.last_steps, self.last_time = start_steps, 0.0
+        self.fmt = fmt
+        self.path = run_dir / f"metrics.{fmt}"
+        self.file = open(self.path, "a", newline="")  # noqa: SIM115 - kept open for the run
+        self.csv_writer: csv.DictWriter[str] | None = None
+        self.tb = _tensorboard_writer(run_dir) if tensorboard else None
+        self.bar = _progress_bar(total_steps, start_steps) if progress else None
+
+    def absorb(self, report: Report) -> None:
+        self.recent.extend(report.get("episode_returns", np.empty(0)).tolist())
+        for key, value in report.items():
+            if key.startswith("time_"):
+                self.timings[key] = self.timings.get(key, 0.0) + float(value)
+            elif isinstance(value, float) and key not in SUMMED:
+                self.latest[key] = value
+
+    def recent_return(self) -> float:
+        return float(np.mean(self.recent)) if self.recent else math.nan
+
+    def row(self, counters: dict[str, int], elapsed: float, eval_mean: float | None = None) -> dict[str, Any]:
+        """Write one row: counters, throughput since the last row, recent returns, latest losses, eval."""
+        steps = counters["env_steps"]
+        rate = (steps - self.last_steps) / max(elapsed - self.last_time, 1e-9)
+        self.last_steps, self.last_time = steps, elapsed
+        if eval_mean is not None:
+            self.last_eval = eval_mean
+        row: dict[str, Any] = {"time": round(elapsed, 3), **counters, "steps_per_s": round(rate, 1),
+                               "return_recent": _clean(self.recent_return()),
+                               "eval_return": _clean(eval_mean) if eval_mean is not None else None,
+                               **{k: _clean(v) for k, v in sorted(self.latest.items())}}
+        self._write(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "env_steps":
+                    self.tb.add_scalar(key, value, steps)
+        if self.bar is not None:
+            self.bar.n = min(steps, self.bar.total)
+            self.bar.set_postfix_str(
+                f"{rate:,.0f} steps/s | return {self.recent_return():.1f} | eval "
+                + (f"{self.last_eval:.1f}" if self.last_eval is not None else "-"), refresh=False)
+            self.bar.refresh()
+        return row
+
+    def _write(self, row: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.file.write(json.dumps(row) + "\n")
+        else:
+            if self.csv_writer is None:  # columns are fixed by the first row; later keys are dropped
+                self.csv_writer = csv.DictWriter(self.file, fieldnames=list(row), extrasaction="ignore")
+                if self.file.tell() == 0:
+                    self.csv_writer.writeheader()
+            self.csv_writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clean(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+
+
+def _tensorboard_writer(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"))
+
+
+def _progress_bar(total: int, start: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")

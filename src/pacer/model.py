@@ -1,0 +1,124 @@
+"""Actor-critic models, built three ways, and the two action distributions.
+
+The actor-critic interface (docs/models.md): a `torch.nn.Module` whose `forward(obs)` takes a float batch
+[B, *obs_shape] and returns `(pi, value)`: `pi` holds logits [B, n] for a Discrete action space or means [B, d]
+for a Box one, `value` is [B]. For Box actions the module also has a parameter `log_std` of shape [d].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pacer.config import ModelConfig
+from pacer.envs import resolve_import
+from pacer.errors import PacerError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers)
+
+
+class MLPActorCritic(nn.Module):
+    """Actor-critic from a layer spec: a shared trunk with an optional critic branch, or two separate networks."""
+
+    def __init__(self, cfg: ModelConfig, obs_dim: int, pi_dim: int, gaussian: bool) -> None:
+        super().__init__()
+        self.l2_input = cfg.normalize_input == "l2"
+        self.tanh_value = cfg.critic_output == "tanh"
+        self.detach_critic = cfg.detach_critic and cfg.shared_trunk
+        sizes = [obs_dim, *cfg.hidden]
+        if cfg.shared_trunk:
+            self.trunk: nn.Module = _mlp(sizes, cfg.activation)
+            self.actor_body: nn.Module = nn.Identity()
+            critic_sizes = [sizes[-1], *cfg.critic_hidden]
+        else:
+            self.trunk = nn.Identity()
+            self.actor_body = _mlp(sizes, cfg.activation)
+            critic_sizes = [*sizes, *cfg.critic_hidden]
+        self.critic_body = _mlp(critic_sizes, cfg.activation)
+        self.pi_head = nn.Linear(sizes[-1], pi_dim)
+        self.value_head = nn.Linear(critic_sizes[-1], 1)
+        if gaussian:
+            self.log_std = nn.Parameter(torch.full((pi_dim,), float(cfg.log_std_init)))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        if self.l2_input:
+            obs = F.normalize(obs, dim=-1)
+        features = self.trunk(obs)
+        pi = self.pi_head(self.actor_body(features))
+        critic_in = features.detach() if self.detach_critic else features
+        value = self.value_head(self.critic_body(critic_in)).squeeze(-1)
+        if self.tanh_value:
+            value = torch.tanh(value)
+        return pi, value
+
+
+def action_kind(action_space: gym.Space[Any]) -> str:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return "gaussian"
+    raise PacerError(f"unsupported action space {action_space}: pacer handles Discrete and 1-D Box actions")
+
+
+def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> nn.Module:
+    """Build the model from the factory if one is set, else from the layer spec; check the interface."""
+    kind = action_kind(action_space)
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise PacerError(f"unsupported observation space {observation_space}: pacer handles Box observations")
+    pi_dim = action_space.n if kind == "discrete" else action_space.shape[0]  # type: ignore[attr-defined]
+    if cfg.factory is not None:
+        factory = resolve_import(cfg.factory, "model factory")
+        model = factory(observation_space, action_space)
+        if not isinstance(model, nn.Module):
+            raise PacerError(f"model factory {cfg.factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+        if kind == "gaussian" and not isinstance(getattr(model, "log_std", None), nn.Parameter):
+            raise PacerError("a model for Box actions must have a parameter 'log_std' (see docs/models.md)")
+    else:
+        obs_dim = int(np.prod(observation_space.shape))
+        model = MLPActorCritic(cfg, obs_dim, int(pi_dim), kind == "gaussian")
+    return model
+
+
+def sample(kind: str, model: nn.Module, pi: Tensor, greedy: bool = False) -> tuple[Tensor, Tensor]:
+    """Draw actions (or take the mode when greedy) and their log-probabilities, without building Distribution
+    objects: this runs once per step on the hot path."""
+    if kind == "discrete":
+        logp_all = F.log_softmax(pi, dim=-1)
+        if greedy:
+            actions = pi.argmax(-1)
+        else:
+            actions = torch.multinomial(logp_all.exp(), 1).squeeze(-1)
+        return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    log_std = model.log_std
+    actions = pi if greedy else pi + log_std.exp() * torch.randn_like(pi)
+    return actions, gaussian_logp(pi, log_std, actions)
+
+
+def gaussian_logp(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
+    z = (actions - mean) / log_std.exp()
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def logp_entropy(kind: str, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-probability of taken actions and the policy's entropy, per sample (for the losses)."""
+    if kind == "discrete":
+        logp_all = F.log_softmax(pi, dim=-1)
+        logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, entropy
+    log_std = model.log_std
+    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(pi.shape[0])
+    return gaussian_logp(pi, log_std, actions), entropy

@@ -1,0 +1,137 @@
+"""Collecting experience from a batch of environments with one batched forward pass per step."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+from numpy.typing import NDArray
+from torch import nn
+
+from pacer.model import sample
+
+
+class Rollout(NamedTuple):
+    """T steps of N environments, time first. `valid` is false on the reset steps of NEXT_STEP autoreset (and,
+    for whole-episode rollouts, after an environment's episode ended); those rows are not transitions."""
+
+    obs: NDArray[np.float32]  # [T, N, *obs_shape]
+    actions: NDArray[Any]  # [T, N] or [T, N, d]
+    logp: NDArray[np.float32]  # [T, N]
+    values: NDArray[np.float32]  # [T, N]
+    rewards: NDArray[np.float32]  # [T, N]
+    terminated: NDArray[np.bool_]  # [T, N]
+    truncated: NDArray[np.bool_]  # [T, N]
+    valid: NDArray[np.bool_]  # [T, N]
+    last_values: NDArray[np.float32]  # [N]: V of the observation after the last step
+
+    @property
+    def next_values(self) -> NDArray[np.float32]:
+        """V(s_{t+1}); for a truncated step this is V(final observation), thanks to NEXT_STEP autoreset."""
+        return np.concatenate([self.values[1:], self.last_values[None]], axis=0)
+
+
+class Collector:
+    """Steps one vector env with a policy; buffers are allocated once and reused."""
+
+    def __init__(self, env: VectorEnv, model: nn.Module, kind: str, seed: int,
+                 termination_reward: float | None = None) -> None:
+        self.env, self.model, self.kind = env, model, kind
+        self.termination_reward = termination_reward
+        self.num_envs = env.num_envs
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.prev_done = np.zeros(self.num_envs, dtype=bool)
+        self.episode_return = np.zeros(self.num_envs)
+        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.finished_returns: list[float] = []
+        self.finished_lengths: list[int] = []
+        self.timings = {"env": 0.0, "inference": 0.0}
+        space = env.single_action_space
+        self.low = getattr(space, "low", None)
+        self.high = getattr(space, "high", None)
+        self._buffers: dict[int, Rollout] = {}
+
+    def _alloc(self, steps: int) -> Rollout:
+        n, t = self.num_envs, steps
+        act_shape = self.env.single_action_space.shape or ()
+        act_dtype = np.int64 if self.kind == "discrete" else np.float32
+        return Rollout(
+            obs=np.zeros((t, n, *self.obs.shape[1:]), np.float32), actions=np.zeros((t, n, *act_shape), act_dtype),
+            logp=np.zeros((t, n), np.float32), values=np.zeros((t, n), np.float32),
+            rewards=np.zeros((t, n), np.float32), terminated=np.zeros((t, n), bool),
+            truncated=np.zeros((t, n), bool), valid=np.zeros((t, n), bool), last_values=np.zeros(n, np.float32))
+
+    @torch.no_grad()
+    def collect(self, steps: int) -> Rollout:
+        """Run `steps` steps in every environment. The returned arrays are reused by the next call."""
+        buf = self._buffers.get(steps)
+        if buf is None:
+            buf = self._buffers[steps] = self._alloc(steps)
+        for t in range(steps):
+            tic = time.perf_counter()
+            obs_t = torch.from_numpy(self.obs)
+            pi, value = self.model(obs_t)
+            actions, logp = sample(self.kind, self.model, pi)
+            actions_np = actions.numpy()
+            buf.obs[t] = self.obs
+            buf.actions[t] = actions_np
+            buf.logp[t] = logp.numpy()
+            buf.values[t] = value.numpy()
+            toc = time.perf_counter()
+            if self.kind == "gaussian":
+                actions_np = np.clip(actions_np, self.low, self.high)
+            obs, reward, terminated, truncated, _ = self.env.step(actions_np)
+            self.timings["inference"] += toc - tic
+            self.timings["env"] += time.perf_counter() - toc
+            valid = ~self.prev_done
+            if self.termination_reward is not None:
+                shaped = np.where(terminated, self.termination_reward, reward)
+            else:
+                shaped = reward
+            buf.rewards[t] = shaped
+            buf.terminated[t] = terminated
+            buf.truncated[t] = truncated
+            buf.valid[t] = valid
+            self._track_episodes(np.asarray(reward, dtype=np.float64), valid, terminated | truncated)
+            self.obs = np.asarray(obs, dtype=np.float32)
+        _, last_value = self.model(torch.from_numpy(self.obs))
+        buf.last_values[:] = last_value.numpy()
+        return buf
+
+    def collect_episodes(self, chunk: int = 64) -> Rollout:
+        """Play until every environment has finished one episode; later steps are marked invalid."""
+        if self.prev_done.any():  # start every env on a fresh episode: flush pending resets
+            self.collect(1)
+        parts: list[Rollout] = []
+        finished = np.zeros(self.num_envs, dtype=bool)
+        while not finished.all():
+            part = self.collect(chunk)
+            valid = part.valid & ~finished
+            done = (part.terminated | part.truncated) & valid
+            after = np.cumsum(done, axis=0) - done > 0  # rows after this chunk's first done
+            valid &= ~after
+            copied = Rollout(*(np.copy(a) for a in part))  # the collector reuses its buffers
+            parts.append(copied._replace(valid=valid))
+            finished |= done.any(axis=0)
+        merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in Rollout._fields if f != "last_values"}
+        return Rollout(**merged, last_values=parts[-1].last_values)
+
+    def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_]) -> None:
+        self.episode_return += reward * valid
+        self.episode_length += valid
+        if done.any():
+            self.finished_returns.extend(self.episode_return[done].tolist())
+            self.finished_lengths.extend(self.episode_length[done].tolist())
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+        self.prev_done = done
+
+    def pop_episodes(self) -> tuple[list[float], list[int]]:
+        returns, lengths = self.finished_returns, self.finished_lengths
+        self.finished_returns, self.finished_lengths = [], []
+        return returns, lengths

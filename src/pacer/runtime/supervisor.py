@@ -1,0 +1,94 @@
+"""The supervisor: the parent's loop while workers run.
+
+It drains reports into metrics, runs evaluations and checkpoints on their cadence, watches for dead workers, and
+decides when the run ends (step budget, time limit, target return). It never touches the hot path: workers
+count their own steps and update the model without it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pacer.backends import Backend
+from pacer.config import Config
+from pacer.errors import PacerError
+from pacer.metrics import Metrics
+from pacer.runtime.shared import SharedState
+
+POLL_S = 0.1
+
+
+class WorkerFailed(PacerError):
+    """A worker process died; the message carries its own traceback."""
+
+
+@dataclass
+class Clock:
+    """Wall time of the run, carried over a resume; evaluation time is kept apart from training time."""
+
+    before: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    eval_time: float = 0.0
+
+    def elapsed(self) -> float:
+        return self.before + time.monotonic() - self.started
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, shared: SharedState, backend: Backend, metrics: Metrics, clock: Clock,
+                 evaluate: Callable[[], float], checkpoint: Callable[[str], None]) -> None:
+        self.cfg, self.shared, self.backend, self.metrics, self.clock = cfg, shared, backend, metrics, clock
+        self.evaluate, self.checkpoint = evaluate, checkpoint
+        steps = shared.counters()["env_steps"]
+        rt, log = cfg.runtime, cfg.log
+        self.next_eval = _next_multiple(steps, rt.eval_every)
+        self.next_checkpoint = _next_multiple(steps, log.checkpoint_every)
+        self.next_row = 0.0
+        self.last_eval: float | None = None
+
+    def run(self) -> str:
+        """Supervise until the run should end; returns why ('total_steps', 'time_limit', 'target_return')."""
+        rt = self.cfg.runtime
+        session_start = time.monotonic()
+        while True:
+            for report in self.backend.poll(POLL_S):
+                self.metrics.absorb(report)
+            failures = self.backend.failures()
+            if failures:
+                raise WorkerFailed("\n".join(failures))
+            steps = self.shared.counters()["env_steps"]
+            eval_mean = None
+            if rt.eval_every and steps >= self.next_eval:
+                eval_mean = self._evaluate()
+                self.next_eval = _next_multiple(steps, rt.eval_every)
+            if self.cfg.log.checkpoint_every and steps >= self.next_checkpoint:
+                self.checkpoint(f"step_{steps}")
+                self.next_checkpoint = _next_multiple(steps, self.cfg.log.checkpoint_every)
+            now = time.monotonic()
+            if eval_mean is not None or now >= self.next_row:
+                self.row(eval_mean)
+                self.next_row = now + self.cfg.log.report_every
+            if steps >= rt.total_steps:
+                return "total_steps"
+            if rt.total_episodes is not None and self.shared.counters()["episodes"] >= rt.total_episodes:
+                return "total_episodes"
+            if rt.time_limit is not None and now - session_start >= rt.time_limit:
+                return "time_limit"
+            if rt.stop_at_return is not None and eval_mean is not None and eval_mean >= rt.stop_at_return:
+                return "target_return"
+
+    def row(self, eval_mean: float | None = None) -> None:
+        self.metrics.row(self.shared.counters(), self.clock.elapsed(), eval_mean)
+
+    def _evaluate(self) -> float:
+        tic = time.monotonic()
+        mean = self.evaluate()
+        self.clock.eval_time += time.monotonic() - tic
+        self.last_eval = mean
+        return mean
+
+
+def _next_multiple(steps: int, every: int) -> int:
+    return (steps // every + 1) * every if every else 2**62

@@ -1,0 +1,186 @@
+"""`train(config) -> TrainResult`: the story of a run, top to bottom.
+
+config -> shared state (model, optimizer state, counters) -> backend starts workers -> supervisor drains reports,
+evaluates, checkpoints -> workers stop -> final checkpoint, final evaluation, summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pacer import checkpoint
+from pacer.algos import get_algo
+from pacer.backends import make_backend
+from pacer.config import Config, load_yaml, save_yaml
+from pacer.envs import check_env_id, spaces_of
+from pacer.errors import PacerError
+from pacer.evaluation import run_episodes
+from pacer.metrics import Metrics
+from pacer.model import action_kind, make_model
+from pacer.presets import resolve
+from pacer.runtime import optim, processes
+from pacer.runtime import shared as shared_state
+from pacer.runtime.supervisor import Clock, Supervisor
+from pacer.worker import WorkerSpec
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse training seeds
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    env_steps: int
+    episodes: int
+    wall_time: float
+    """Seconds of the whole run (over resumes), evaluation included."""
+    steps_per_s: float
+    """Env steps per second of training time (wall time minus evaluation time)."""
+    eval_mean: float | None
+    eval_std: float | None
+    stop_reason: str
+    checkpoint: Path
+
+
+def train(config: Config | dict[str, Any] | None = None, *, preset: str | None = None,
+          resume: str | Path | None = None, **overrides: Any) -> TrainResult:
+    """Train an agent. `config` is a Config or nested dict (on top of `preset`); `overrides` use '__' for '.',
+    e.g. `train(runtime__workers=2)`. With `resume=RUN_DIR` the saved run continues where it stopped."""
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    saved: dict[str, Any] | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise PacerError(f"cannot resume {str(run_dir)!r}: it holds no config.yaml from an earlier run")
+        saved = checkpoint.load(checkpoint.find(run_dir))
+        cfg = Config.from_dict(load_yaml(run_dir / "config.yaml")).replace(dotted)
+    else:
+        cfg = resolve(config, preset).replace(dotted)
+        run_dir = _new_run_dir(cfg)
+    check_env_id(cfg.env.id)
+    algorithm = get_algo(cfg.algo.name)
+    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps)
+    kind = action_kind(act_space)
+    torch.manual_seed(cfg.runtime.seed)
+    model = make_model(cfg.model, obs_space, act_space)
+    use_processes = cfg.runtime.backend == "local"
+    ctx = processes.context(cfg.runtime.start_method) if use_processes else torch.multiprocessing.get_context("spawn")
+    shared = shared_state.create(cfg, model, ctx, in_shared_memory=use_processes)
+    clock = Clock()
+    if saved is not None:
+        _restore(saved, shared, cfg, clock)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml")
+
+    start_steps = shared.counters()["env_steps"]
+    specs = [WorkerSpec(cfg, rank, cfg.runtime.seed + rank + start_steps, algorithm)
+             for rank in range(cfg.runtime.workers)]
+    eval_model = make_model(cfg.model, obs_space, act_space)
+
+    def evaluate(episodes: int) -> np.ndarray:
+        eval_model.load_state_dict(shared.snapshot())
+        return run_episodes(eval_model, kind, cfg.env.id, episodes, cfg.runtime.seed + EVAL_SEED_OFFSET,
+                            greedy=True, max_episode_steps=cfg.env.max_episode_steps)
+
+    def save(name: str) -> Path:
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        checkpoint.save(path, _payload(cfg, shared, clock))
+        if name != "final":
+            checkpoint.rotate(path.parent, cfg.log.keep_checkpoints)
+        return path
+
+    metrics = Metrics(run_dir, cfg.log.metrics_format, cfg.log.tensorboard, cfg.log.progress,
+                      cfg.runtime.total_steps, start_steps)
+    backend = make_backend(cfg.runtime.backend, specs, shared, cfg.runtime.start_method)
+    supervisor = Supervisor(cfg, shared, backend, metrics, clock, lambda: float(evaluate(cfg.runtime.eval_episodes)
+                                                                                .mean()), save)
+    try:
+        backend.start()
+        reason = supervisor.run()
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        for report in backend.stop():
+            metrics.absorb(report)
+        supervisor.row()
+        final = save("final")
+        metrics.close()
+    if reason == "interrupted":
+        raise KeyboardInterrupt  # after a clean stop and a final checkpoint: the caller decides what it means
+
+    eval_returns = None
+    if cfg.runtime.final_eval_episodes:
+        tic = time.monotonic()
+        eval_returns = evaluate(cfg.runtime.final_eval_episodes)
+        clock.eval_time += time.monotonic() - tic
+    counters = shared.counters()
+    wall = clock.elapsed()
+    result = TrainResult(
+        run_dir=run_dir, env_steps=counters["env_steps"], episodes=counters["episodes"], wall_time=wall,
+        steps_per_s=(counters["env_steps"] - start_steps) / max(wall - clock.before - clock.eval_time, 1e-9),
+        eval_mean=None if eval_returns is None else float(eval_returns.mean()),
+        eval_std=None if eval_returns is None else float(eval_returns.std()),
+        stop_reason=reason, checkpoint=final)
+    _write_summary(result, clock)
+    return result
+
+
+def _new_run_dir(cfg: Config) -> Path:
+    if cfg.log.run_dir is not None:
+        path = Path(cfg.log.run_dir)
+        if path.exists() and any(path.iterdir()):
+            raise PacerError(f"run directory {str(path)!r} already exists; continue it with --resume {path} "
+                             "or choose another --run-dir")
+        return path
+    env_name = str(cfg.env.id).replace(":", "_").replace("/", "_")
+    return Path("runs") / f"{env_name}-{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock) -> dict[str, Any]:
+    return {
+        "model": shared.snapshot(),
+        "optimizer": {"kind": cfg.algo.optimizer,
+                      "states": [[{k: v.clone() for k, v in e.items()} for e in s] for s in shared.optimizer_states]},
+        "counters": shared.counters(),
+        "wall_time": clock.elapsed(),
+        "eval_time": clock.eval_time,
+        "config": cfg.to_dict(),
+        "rng": checkpoint.rng_state(),
+    }
+
+
+def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Config, clock: Clock) -> None:
+    try:
+        shared.model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        raise PacerError(f"checkpoint does not fit this run's model: {str(exc).splitlines()[0]}") from None
+    states = saved["optimizer"]["states"]
+    if saved["optimizer"]["kind"] != cfg.algo.optimizer or len(states) != len(shared.optimizer_states):
+        raise PacerError("checkpoint optimizer state does not match the config (optimizer kind, or worker count "
+                         "with per-worker optimizers): keep algo.optimizer and runtime.workers when resuming")
+    for target, source in zip(shared.optimizer_states, states, strict=True):
+        optim.load_state(target, source)
+    shared.set_counters(saved["counters"])
+    clock.before = float(saved["wall_time"])
+    clock.eval_time = float(saved.get("eval_time", 0.0))
+    checkpoint.set_rng_state(saved["rng"])
+    if shared.budget_spent(cfg.runtime.total_steps, cfg.runtime.total_episodes):
+        raise PacerError(f"the run already spent its budget ({shared.counters()['env_steps']} env steps, "
+                         f"{shared.counters()['episodes']} episodes): pass a larger --total-steps "
+                         "(or runtime.total_episodes) to train further")
+
+
+def _write_summary(result: TrainResult, clock: Clock) -> None:
+    summary = {
+        "env_steps": result.env_steps, "episodes": result.episodes, "wall_time_s": round(result.wall_time, 3),
+        "eval_time_s": round(clock.eval_time, 3), "steps_per_s": round(result.steps_per_s, 1),
+        "eval_mean": result.eval_mean, "eval_std": result.eval_std, "stop_reason": result.stop_reason,
+        "checkpoint": str(result.checkpoint),
+    }
+    (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

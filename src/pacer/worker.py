@@ -1,0 +1,129 @@
+"""A worker: owns a batch of environments and a local model; turns rollouts into updates of the shared model.
+
+Transport-agnostic: the inline backend calls `iterate()` in the parent, the local backend in a child process.
+Each iteration: copy the shared parameters into the local model, collect a rollout, compute the loss on the local
+model, copy (never alias) the gradients onto the shared parameters, and step the optimizer on them, lock-free
+(Hogwild). Copying matters: aliasing the shared `.grad` to the local one, as older A3C code does, makes gradients
+accumulate across updates on torch >= 2, where `zero_grad()` sets them to None instead of zeroing in place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pacer.algos import Algorithm, Batch, prepare
+from pacer.config import Config
+from pacer.envs import make_vector_env
+from pacer.model import action_kind, make_model
+from pacer.rollout import Collector
+from pacer.runtime import optim
+from pacer.runtime.shared import SharedState
+
+Report = dict[str, Any]  # numbers and NumPy arrays only: safe to send through a queue
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    config: Config
+    rank: int
+    seed: int
+    algorithm: Algorithm
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, shared: SharedState) -> None:
+        cfg = spec.config
+        self.cfg, self.spec, self.shared = cfg, spec, shared
+        torch.manual_seed(spec.seed)
+        self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps)
+        self.kind = action_kind(self.env.single_action_space)
+        self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
+        self.local_params = list(self.model.parameters())
+        self.shared_params = list(shared.model.parameters())
+        for p in self.shared_params:
+            if p.grad is None:  # this process's own gradient buffer, written by copy in every update
+                p.grad = torch.zeros_like(p)
+        self.optimizer = optim.bind(cfg.algo.optimizer, self.shared_params, shared.optimizer_slot(spec.rank),
+                                    cfg.algo.lr)
+        self.sync()
+        self.collector = Collector(self.env, self.model, self.kind, spec.seed, cfg.env.termination_reward)
+        self.timings = {"learn": 0.0, "optimizer": 0.0, "sync": 0.0}
+
+    def sync(self) -> None:
+        """Local parameters <- shared parameters."""
+        with torch.no_grad():
+            for local, shared in zip(self.local_params, self.shared_params, strict=True):
+                local.copy_(shared)
+
+    def iterate(self) -> Report:
+        """One rollout and its updates; returns what happened, as plain numbers."""
+        tic = time.perf_counter()
+        self.sync()
+        self.timings["sync"] += time.perf_counter() - tic
+        if self.spec.algorithm.targets == "mc":
+            rollout = self.collector.collect_episodes()
+        else:
+            rollout = self.collector.collect(self.cfg.algo.n_steps)
+        batch = prepare(rollout, self.cfg.algo, self.spec.algorithm.targets)
+        stats, updates = self.learn(batch)
+        returns, lengths = self.collector.pop_episodes()
+        steps = int(rollout.valid.sum())
+        self.shared.add(steps, len(returns), updates)
+        report: Report = {"worker": self.spec.rank, "env_steps": steps, "updates": updates,
+                          "episode_returns": np.asarray(returns, dtype=np.float64),
+                          "episode_lengths": np.asarray(lengths, dtype=np.int64), **stats}
+        report.update({f"time_{k}": v for k, v in self.collector.timings.items()})
+        report.update({f"time_{k}": v for k, v in self.timings.items()})
+        for timings in (self.collector.timings, self.timings):
+            for key in timings:
+                timings[key] = 0.0
+        return report
+
+    def learn(self, batch: Batch) -> tuple[dict[str, float], int]:
+        algo = self.cfg.algo
+        n = batch.obs.shape[0]
+        if n == 0:
+            return {}, 0
+        sizes = max(1, n // algo.minibatches)
+        stats: dict[str, float] = {}
+        updates = 0
+        for epoch in range(algo.epochs):
+            order = torch.randperm(n) if algo.minibatches > 1 else torch.arange(n)
+            for start in range(0, n - sizes + 1, sizes):
+                idx = order[start:start + sizes]
+                minibatch = batch if algo.minibatches == 1 else Batch(*(x[idx] for x in batch))
+                if updates:  # later minibatches learn on top of everyone's latest parameters
+                    self.sync()
+                tic = time.perf_counter()
+                loss, stats = self.spec.algorithm.loss(self.model, self.kind, minibatch, algo)
+                self.model.zero_grad(set_to_none=True)
+                loss.backward()
+                if algo.max_grad_norm is not None:
+                    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
+                toc = time.perf_counter()
+                self.apply_gradients()
+                self.timings["learn"] += toc - tic
+                self.timings["optimizer"] += time.perf_counter() - toc
+                updates += 1
+            del epoch
+        stats["loss"] = float(loss.item())
+        return stats, updates
+
+    def apply_gradients(self) -> None:
+        """Copy local gradients onto the shared parameters and step the (shared or per-worker) optimizer."""
+        with torch.no_grad():
+            for local, shared in zip(self.local_params, self.shared_params, strict=True):
+                assert shared.grad is not None
+                if local.grad is None:
+                    shared.grad.zero_()
+                else:
+                    shared.grad.copy_(local.grad)
+        self.optimizer.step()
+
+    def close(self) -> None:
+        self.env.close()
