@@ -68,6 +68,8 @@ class AlgoConfig:
     """Steps per environment in one rollout (ignored by 'mc', which plays whole episodes)."""
     lr: float = field(default=1e-3, metadata={"min": 0.0})
     """Learning rate."""
+    lr_schedule: Literal["constant", "linear"] = "linear"
+    """'linear' decays the learning rate to zero at `runtime.total_steps` (a stable final policy)."""
     optimizer: Literal["adam", "rmsprop"] = "adam"
     """Optimizer applied to the shared parameters."""
     shared_optimizer: bool = True

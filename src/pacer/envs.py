@@ -8,6 +8,7 @@ truncated episode for free (it is the observation fed into the reset step).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,16 @@ def resolve_import(path: Any, what: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def check_signature(fn: Callable[..., Any], args: tuple[Any, ...], what: str, expected: str) -> None:
+    """A one-line error for a factory that cannot take the arguments pacer passes it."""
+    try:
+        inspect.signature(fn).bind(*args)
+    except TypeError:
+        raise PacerError(f"{what} {getattr(fn, '__qualname__', fn)!r} must be callable as {expected}") from None
+    except ValueError:  # builtins without a signature: let the call itself decide
+        pass
+
+
 def check_env_id(env_id: Any) -> None:
     """Fail early, in the parent, for an unknown Gymnasium id or an unimportable factory."""
     if callable(env_id) or (isinstance(env_id, str) and ":" in env_id):
@@ -50,7 +61,9 @@ def check_env_id(env_id: Any) -> None:
 def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
     """One environment. Training envs never render: LunarLander's rgb_array mode piles up particle bodies."""
     if callable(env_id) or ":" in env_id:
-        env = resolve_import(env_id, "env factory")()
+        factory = resolve_import(env_id, "env factory")
+        check_signature(factory, (), "env factory", "factory()")
+        env = factory()
         if not isinstance(env, gym.Env):
             raise PacerError(f"env factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
         if max_episode_steps is not None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pacer.config import ModelConfig
-from pacer.envs import resolve_import
+from pacer.envs import check_signature, resolve_import
 from pacer.errors import PacerError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -81,6 +81,8 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
     pi_dim = action_space.n if kind == "discrete" else action_space.shape[0]  # type: ignore[attr-defined]
     if cfg.factory is not None:
         factory = resolve_import(cfg.factory, "model factory")
+        check_signature(factory, (observation_space, action_space), "model factory",
+                        "factory(observation_space, action_space)")
         model = factory(observation_space, action_space)
         if not isinstance(model, nn.Module):
             raise PacerError(f"model factory {cfg.factory!r} returned {type(model).__name__}, not a torch.nn.Module")

@@ -123,6 +123,10 @@ class Worker:
                     shared.grad.zero_()
                 else:
                     shared.grad.copy_(local.grad)
+        if self.cfg.algo.lr_schedule == "linear":
+            done = self.shared.env_steps.value / self.cfg.runtime.total_steps
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.algo.lr * max(0.0, 1.0 - done)
         self.optimizer.step()
 
     def close(self) -> None:

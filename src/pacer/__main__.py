@@ -1,0 +1,5 @@
+import sys
+
+from pacer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""The `pacer` command: train and eval. Errors in the user's input end in one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from pacer.errors import PacerError
+
+EXIT_ERROR, EXIT_WORKER_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
+
+# flag -> dotted config key; every other key is reachable with --set KEY=VALUE or --config FILE
+TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
+    "--env": ("env.id", str, "Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1) or module:factory"),
+    "--algo": ("algo.name", str, "algorithm: mc, a2c, a3c, ppo, or a registered one"),
+    "--workers": ("runtime.workers", int, "worker count"),
+    "--envs-per-worker": ("env.envs_per_worker", int, "environments batched in each worker"),
+    "--total-steps": ("runtime.total_steps", int, "env-step budget"),
+    "--time-limit": ("runtime.time_limit", float, "stop after this many seconds"),
+    "--seed": ("runtime.seed", int, "base seed"),
+    "--run-dir": ("log.run_dir", str, "where to save the run (default runs/<env>-<algo>-<time>)"),
+    "--start-method": ("runtime.start_method", str, "fork, forkserver or spawn (default: forkserver where available)"),
+    "--backend": ("runtime.backend", str, "local (processes) or inline (in this process)"),
+}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the run stops and saves exactly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacer", description="Parallel actor-critic RL on CPU processes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train an agent (default: CartPole-v1 on local worker processes)")
+    for flag, (key, kind, text) in TRAIN_FLAGS.items():
+        tr.add_argument(flag, dest=key, type=kind, default=None, help=text)
+    tr.add_argument("--config", type=Path, help="YAML file with any config keys; flags override it")
+    tr.add_argument("--preset", help="named configuration: classic-da2c, acrobot, pendulum, lunarlander")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any config key, e.g. --set algo.lr=3e-4 (repeatable)")
+    tr.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    tr.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+    ev = sub.add_parser("eval", help="evaluate a run directory or checkpoint")
+    ev.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    ev.add_argument("--episodes", type=int, default=100)
+    ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
+    ev.add_argument("--workers", type=int, default=2, help="evaluation processes")
+    ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument("--json", action="store_true", help="print machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _train(args) if args.command == "train" else _eval(args)
+    except Terminated:
+        print("pacer: terminated; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        print("\npacer: interrupted; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
+        return EXIT_SIGINT
+    except PacerError as exc:
+        from pacer.runtime.supervisor import WorkerFailed
+
+        print(f"pacer: error: {exc}", file=sys.stderr)
+        return EXIT_WORKER_FAILED if isinstance(exc, WorkerFailed) else EXIT_ERROR
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {key: getattr(args, key) for key, _, _ in TRAIN_FLAGS.values()
+                           if getattr(args, key) is not None}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    if args.no_progress:
+        out["log.progress"] = False
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pacer.config import load_yaml
+    from pacer.train import train
+
+    overrides = {k.replace(".", "__"): v for k, v in _overrides(args).items()}
+    if args.resume is not None:
+        if args.config is not None or args.preset is not None:
+            raise PacerError("--resume continues a run with its saved config; drop --config and --preset")
+        result = train(resume=args.resume, **overrides)
+    else:
+        config = load_yaml(args.config) if args.config is not None else None
+        result = train(config, preset=args.preset, **overrides)
+    cfg_line = f"{result.env_steps:,} env steps in {result.wall_time:.1f} s ({result.steps_per_s:,.0f} steps/s)"
+    print(f"done ({result.stop_reason}): {cfg_line}")
+    if result.eval_mean is not None:
+        print(f"greedy evaluation: {result.eval_mean:.1f} ± {result.eval_std:.1f}")
+    print(f"saved in {result.run_dir}; evaluate with: pacer eval {result.run_dir} --episodes 100")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pacer.agent import evaluate
+
+    if args.workers < 1:
+        raise PacerError(f"--workers must be >= 1, got {args.workers}")
+    result = evaluate(args.source, episodes=args.episodes, greedy=not args.stochastic, workers=args.workers,
+                      seed=args.seed)
+    if args.json:
+        print(json.dumps({"checkpoint": str(result.checkpoint), "episodes": len(result.returns),
+                          "greedy": not args.stochastic, "mean": result.mean, "std": result.std,
+                          "min": float(result.returns.min()), "max": float(result.returns.max()),
+                          "returns": result.returns.tolist()}))
+    else:
+        mode = "stochastic" if args.stochastic else "greedy"
+        print(f"{result.checkpoint}: {len(result.returns)} {mode} episodes, return {result.mean:.2f} ± "
+              f"{result.std:.2f} (min {result.returns.min():.1f}, max {result.returns.max():.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Importable helpers for the tests (worker processes must be able to import them)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+
+def make_cartpole() -> gym.Env:
+    """An env factory, named as 'helpers:make_cartpole'."""
+    return gym.make("CartPole-v1")
+
+
+def make_not_an_env() -> object:
+    return object()
+
+
+def make_not_a_model(observation_space: gym.Space, action_space: gym.Space) -> str:
+    return "a model"
+
+
+class TinyActorCritic(nn.Module):
+    """A user model following the actor-critic interface: forward(obs) -> (logits, value[B])."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().__init__()
+        obs_dim = observation_space.shape[0]
+        self.body = nn.Sequential(nn.Linear(obs_dim, 16), nn.Tanh())
+        self.pi = nn.Linear(16, action_space.n)
+        self.v = nn.Linear(16, 1)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(obs)
+        return self.pi(h), self.v(h).squeeze(-1)
+
+
+def make_tiny(observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
+    """A model factory, named as 'helpers:make_tiny'."""
+    return TinyActorCritic(observation_space, action_space)
+
+
+def make_broken_model(observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
+    """Raises only in a worker process: the parent builds its model with the layer spec first."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError("boom in the worker")
+    return TinyActorCritic(observation_space, action_space)
+
+
+def constant_loss(model: nn.Module, kind: str, batch: object, cfg: object) -> tuple[Tensor, dict[str, float]]:
+    """A registered 'hand-written training step': pushes the value of every observation towards 1."""
+    _, value = model(batch.obs)  # type: ignore[attr-defined]
+    loss = (value - torch.ones_like(value)).pow(2).mean()
+    return loss, {"value_loss": loss.item()}

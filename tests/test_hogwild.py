@@ -1,0 +1,96 @@
+"""Hogwild gradient hand-off and the shared optimizer state."""
+
+from __future__ import annotations
+
+import torch
+
+from pacer.algos import get_algo, prepare
+from pacer.config import Config
+from pacer.runtime import shared as shared_state
+from pacer.worker import Worker, WorkerSpec
+
+
+def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0,
+                 max_grad_norm: float | None = 0.5) -> tuple[list[Worker], shared_state.SharedState]:
+    from pacer.envs import spaces_of
+    from pacer.model import make_model
+
+    cfg = Config.from_dict({"env": {"envs_per_worker": 2}, "algo": {"n_steps": 4, "lr": lr,
+                            "shared_optimizer": shared_optimizer, "lr_schedule": "constant",
+                                                          "max_grad_norm": max_grad_norm},
+                            "runtime": {"backend": "inline", "workers": n}})
+    model = make_model(cfg.model, *spaces_of(cfg.env.id))
+    shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=True)
+    workers = [Worker(WorkerSpec(cfg, rank, rank, get_algo("a2c")), shared) for rank in range(n)]
+    return workers, shared
+
+
+def record_step_grads(worker: Worker) -> list[list[torch.Tensor]]:
+    """Wrap the optimizer's step to record the gradients it sees on the shared parameters."""
+    seen: list[list[torch.Tensor]] = []
+    step = worker.optimizer.step
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append([p.grad.clone() for p in worker.shared_params])
+        return step(*args, **kwargs)
+
+    worker.optimizer.step = spy  # type: ignore[method-assign]
+    return seen
+
+
+def test_optimizer_sees_the_same_gradient_for_the_same_loss_twice() -> None:
+    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0)  # lr 0: the parameters stay put
+    batch = prepare(worker.collector.collect(4), worker.cfg.algo, "gae")
+    seen = record_step_grads(worker)
+    worker.learn(batch)
+    worker.learn(batch)
+    assert len(seen) == 2
+    assert any(g.abs().sum() > 0 for g in seen[0])
+    for first, second in zip(seen[0], seen[1], strict=True):
+        torch.testing.assert_close(first, second)  # aliasing would give second == 2 * first
+
+
+def test_the_legacy_aliasing_hand_off_would_accumulate() -> None:
+    """The check above can fail: the pre-torch-2 A3C hand-off (alias once, then zero_grad) doubles gradients."""
+    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0, max_grad_norm=None)
+    batch = prepare(worker.collector.collect(4), worker.cfg.algo, "gae")
+    seen = record_step_grads(worker)
+
+    def aliasing_apply() -> None:
+        for local, shared in zip(worker.local_params, worker.shared_params, strict=True):
+            if shared.grad is None or shared.grad.data_ptr() != local.grad.data_ptr():
+                shared.grad = local.grad  # alias once, as older code did ...
+        worker.optimizer.step()
+
+    worker.apply_gradients = aliasing_apply  # type: ignore[method-assign]
+    worker.model.zero_grad = lambda set_to_none=True: None  # type: ignore[method-assign,assignment,misc]
+    worker.learn(batch)
+    worker.learn(batch)  # ... and the local gradient is never reset in place: it accumulates
+    torch.testing.assert_close(seen[1][0], 2 * seen[0][0])
+
+
+def test_shared_optimizer_counts_every_workers_steps() -> None:
+    workers, shared = make_workers(2, shared_optimizer=True, lr=1e-3)
+    for w in workers:
+        w.iterate()
+    steps = {float(entry["step"]) for entry in shared.optimizer_states[0]}
+    assert len(shared.optimizer_states) == 1
+    assert steps == {2.0}  # one state, stepped by both workers: bias correction sees 2 steps
+
+
+def test_per_worker_optimizers_keep_their_own_state() -> None:
+    workers, shared = make_workers(2, shared_optimizer=False, lr=1e-3)
+    workers[0].iterate()
+    workers[0].iterate()
+    workers[1].iterate()
+    assert [float(s[0]["step"]) for s in shared.optimizer_states] == [2.0, 1.0]
+
+
+def test_updates_reach_the_shared_parameters_and_the_shared_counter() -> None:
+    workers, shared = make_workers(1, shared_optimizer=True, lr=1e-2)
+    before = [p.detach().clone() for p in shared.model.parameters()]
+    report = workers[0].iterate()
+    after = list(shared.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert shared.counters()["env_steps"] == report["env_steps"] == 8  # 4 steps x 2 envs, first rollout all valid
+    assert shared.counters()["updates"] == 1
