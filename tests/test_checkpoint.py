@@ -44,7 +44,7 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_no_temp_file(tmp_path: Path
 
 
 def test_missing(tmp_path: Path) -> None:
-    with pytest.raises(PacerError, match="^no checkpoint at"):
+    with pytest.raises(PacerError, match=r"^no checkpoint at"):
         checkpoint.load(tmp_path / "nope.pt")
 
 
@@ -52,7 +52,7 @@ def test_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
     checkpoint.save(path, PAYLOAD)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(PacerError, match="is corrupt or truncated"):
+    with pytest.raises(PacerError, match=r"is corrupt or truncated"):
         checkpoint.load(path)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
-from helpers import TinyActorCritic
 
 import pacer
+from helpers import TinyActorCritic
 from pacer.config import ModelConfig
 from pacer.errors import PacerError
 from pacer.model import MLPActorCritic, make_model, sample

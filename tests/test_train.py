@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from helpers import constant_loss
 
 import pacer
+from helpers import constant_loss
 from pacer import checkpoint
 from pacer.errors import PacerError
 
@@ -77,7 +76,7 @@ def test_env_factory_path(quiet: dict) -> None:
     assert pacer.train(quiet).env_steps >= 2000
     quiet["env"]["id"] = "helpers:make_not_an_env"
     quiet["log"]["run_dir"] += "-2"
-    with pytest.raises(PacerError, match="returned object, not a gymnasium.Env"):
+    with pytest.raises(PacerError, match=r"returned object, not a gymnasium\.Env"):
         pacer.train(quiet)
 
 

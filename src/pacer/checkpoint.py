@@ -51,8 +51,11 @@ def load(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise PacerError(f"refusing to load {str(path)!r}: it is not a plain-data checkpoint ({first})") from None
+        unsafe = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        if unsafe:  # the safe unpickler met an object that would import and run code: never load it
+            raise PacerError(f"refusing to load {str(path)!r}: it is not a plain-data checkpoint ({unsafe[0]})"
+                             ) from None
+        raise PacerError(f"checkpoint {str(path)!r} is corrupt or truncated (not a readable torch file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -92,7 +95,7 @@ def _step_files(folder: Path) -> list[Path]:
 
 def rng_state() -> dict[str, Any]:
     """The parent's RNG states as tensors and lists (no NumPy objects: weights_only would reject them)."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     return {
         "torch": torch.get_rng_state(),
         "numpy": [str(np_state[0]), torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],

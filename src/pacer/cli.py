@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    code = _run(args)
+    # only now, with the run's objects (and any exception's traceback) gone, is it safe to stop the helpers
+    from pacer.runtime.processes import stop_helpers
+
+    stop_helpers()
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _train(args) if args.command == "train" else _eval(args)
     except Terminated:

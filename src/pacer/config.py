@@ -20,9 +20,9 @@ from pacer.errors import PacerError, did_you_mean
 
 @dataclass(frozen=True)
 class EnvConfig:
-    id: str = "CartPole-v1"
+    id: Any = field(default="CartPole-v1", metadata={"required": True})
     """A Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1, ...) or `package.module:factory`
-    naming a callable that returns a `gymnasium.Env`."""
+    naming a callable that returns a `gymnasium.Env` (from Python, also the picklable callable itself)."""
     envs_per_worker: int = field(default=16, metadata={"min": 1})
     """Environments stepped together by one worker, with one batched forward pass per step."""
     termination_reward: float | None = None
@@ -226,7 +226,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
-        raise PacerError(f"config file {str(path)!r} is not valid YAML (Python tags are not allowed): {first}") from None
+        raise PacerError(f"config file {str(path)!r} is not valid YAML (Python tags are not allowed): {first}"
+                         ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -253,7 +254,7 @@ def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
 def _check(key: str, hint: Any, value: Any, limits: Any) -> Any:
     """Coerce `value` to `hint` where it is lossless (int -> float, list -> tuple), else raise naming `key`."""
     if hint is Any:
-        if value is None or isinstance(value, str) or callable(value):
+        if (value is None and not limits.get("required")) or (isinstance(value, str) and value) or callable(value):
             return value
         raise PacerError(f"{key} must be an import path 'module:name' or a callable, got {value!r}")
     origin = typing.get_origin(hint)

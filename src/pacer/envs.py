@@ -21,7 +21,7 @@ from pacer.errors import PacerError, did_you_mean
 def resolve_import(path: Any, what: str) -> Callable[..., Any]:
     """Import `package.module:name` (or pass a callable through), with a one-line error when it fails."""
     if callable(path):
-        return path  # type: ignore[no-any-return]
+        return path
     if not isinstance(path, str) or ":" not in path:
         raise PacerError(f"{what} must be 'package.module:name', got {path!r}")
     module_name, _, attr = path.partition(":")
@@ -36,7 +36,7 @@ def resolve_import(path: Any, what: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise PacerError(f"{what} {path!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def check_signature(fn: Callable[..., Any], args: tuple[Any, ...], what: str, expected: str) -> None:
@@ -75,9 +75,11 @@ def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mo
     return gym.make(env_id, **kwargs)
 
 
-def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None) -> VectorEnv:
-    """A batch of `num_envs` environments: NumPy-vectorized where Gymnasium has it, else synchronous."""
-    if isinstance(env_id, str) and ":" not in env_id:
+def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None,
+                    numpy_vectorized: bool = True) -> VectorEnv:
+    """A batch of `num_envs` environments: NumPy-vectorized where Gymnasium has it (and it is asked for), else
+    synchronous, where sub-env i is seeded with seed + i, so episode i is the same however episodes are split."""
+    if numpy_vectorized and isinstance(env_id, str) and ":" not in env_id:
         spec = gym.spec(env_id)
         entry = spec.vector_entry_point
         if isinstance(entry, str) and "jax" not in entry.lower():

@@ -22,8 +22,9 @@ EVAL_TIMEOUT_S = 600.0
 @torch.no_grad()
 def run_episodes(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: int, greedy: bool = True,
                  max_episode_steps: int | None = None) -> NDArray[np.float64]:
-    """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch."""
-    env = make_vector_env(env_id, episodes, max_episode_steps)
+    """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch.
+    Episode i always starts from seed + i."""
+    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=False)
     try:
         obs, _ = env.reset(seed=seed)
         space = env.single_action_space

@@ -78,7 +78,7 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
     kind = action_kind(action_space)
     if not isinstance(observation_space, gym.spaces.Box):
         raise PacerError(f"unsupported observation space {observation_space}: pacer handles Box observations")
-    pi_dim = action_space.n if kind == "discrete" else action_space.shape[0]  # type: ignore[attr-defined]
+    pi_dim = action_space.n if isinstance(action_space, gym.spaces.Discrete) else action_space.shape[0]  # type: ignore[index]
     if cfg.factory is not None:
         factory = resolve_import(cfg.factory, "model factory")
         check_signature(factory, (observation_space, action_space), "model factory",
@@ -99,14 +99,17 @@ def sample(kind: str, model: nn.Module, pi: Tensor, greedy: bool = False) -> tup
     objects: this runs once per step on the hot path."""
     if kind == "discrete":
         logp_all = F.log_softmax(pi, dim=-1)
-        if greedy:
-            actions = pi.argmax(-1)
-        else:
-            actions = torch.multinomial(logp_all.exp(), 1).squeeze(-1)
+        actions = pi.argmax(-1) if greedy else torch.multinomial(logp_all.exp(), 1).squeeze(-1)
         return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    log_std = model.log_std
+    log_std = _log_std(model)
     actions = pi if greedy else pi + log_std.exp() * torch.randn_like(pi)
     return actions, gaussian_logp(pi, log_std, actions)
+
+
+def _log_std(model: nn.Module) -> Tensor:
+    log_std = model.log_std
+    assert isinstance(log_std, Tensor)
+    return log_std
 
 
 def gaussian_logp(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
@@ -121,6 +124,6 @@ def logp_entropy(kind: str, model: nn.Module, pi: Tensor, actions: Tensor) -> tu
         logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logp, entropy
-    log_std = model.log_std
+    log_std = _log_std(model)
     entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(pi.shape[0])
     return gaussian_logp(pi, log_std, actions), entropy

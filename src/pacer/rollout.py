@@ -113,8 +113,8 @@ class Collector:
             part = self.collect(chunk)
             valid = part.valid & ~finished
             done = (part.terminated | part.truncated) & valid
-            after = np.cumsum(done, axis=0) - done > 0  # rows after this chunk's first done
-            valid &= ~after
+            after = np.greater(np.cumsum(done, axis=0) - done, 0)  # rows after this chunk's first done
+            valid = valid & ~after
             copied = Rollout(*(np.copy(a) for a in part))  # the collector reuses its buffers
             parts.append(copied._replace(valid=valid))
             finished |= done.any(axis=0)

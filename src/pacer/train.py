@@ -100,19 +100,24 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     backend = make_backend(cfg.runtime.backend, specs, shared, cfg.runtime.start_method)
     supervisor = Supervisor(cfg, shared, backend, metrics, clock, lambda: float(evaluate(cfg.runtime.eval_episodes)
                                                                                 .mean()), save)
+    user_threads = torch.get_num_threads()
+    # The parent evaluates while workers run: more threads here only fight the workers for cores.
+    torch.set_num_threads(cfg.runtime.threads_per_worker)
+    stopped_by: KeyboardInterrupt | None = None
     try:
         backend.start()
         reason = supervisor.run()
-    except KeyboardInterrupt:
-        reason = "interrupted"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into an exception by the CLI
+        reason, stopped_by = "interrupted", exc
     finally:
         for report in backend.stop():
             metrics.absorb(report)
         supervisor.row()
         final = save("final")
         metrics.close()
-    if reason == "interrupted":
-        raise KeyboardInterrupt  # after a clean stop and a final checkpoint: the caller decides what it means
+        torch.set_num_threads(user_threads)
+    if stopped_by is not None:
+        raise stopped_by  # after a clean stop and a final checkpoint: the caller decides what it means
 
     eval_returns = None
     if cfg.runtime.final_eval_episodes:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
-from multiprocessing.connection import wait as wait_for
 import os
 import signal
 import sys
 import time
 from collections.abc import Iterable
+from multiprocessing.connection import wait as wait_for
 from typing import Any
 
 import torch.multiprocessing as tmp
@@ -35,6 +36,22 @@ def context(method: str) -> Any:
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["torch", "gymnasium", "pacer.backends.local"])
     return ctx
+
+
+def stop_helpers() -> None:
+    """Stop and reap multiprocessing's fork server and resource tracker, if this process started them.
+
+    Left to exit by themselves they are orphaned when the parent exits, and linger as zombies until init reaps
+    them. The CLI calls this on its way out; a long-lived program (a notebook) keeps them for fast restarts."""
+    import gc
+    from multiprocessing import forkserver, resource_tracker
+
+    gc.collect()  # finalize queues and locks first: they talk to the resource tracker
+    for helper in (getattr(forkserver, "_forkserver", None), getattr(resource_tracker, "_resource_tracker", None)):
+        stop = getattr(helper, "_stop", None)  # private, but present from Python 3.8 to 3.13
+        if stop is not None:
+            with contextlib.suppress(OSError, ChildProcessError):
+                stop()
 
 
 def die_with_parent() -> None:

@@ -38,7 +38,7 @@ class Clock:
 
 class Supervisor:
     def __init__(self, cfg: Config, shared: SharedState, backend: Backend, metrics: Metrics, clock: Clock,
-                 evaluate: Callable[[], float], checkpoint: Callable[[str], None]) -> None:
+                 evaluate: Callable[[], float], checkpoint: Callable[[str], object]) -> None:
         self.cfg, self.shared, self.backend, self.metrics, self.clock = cfg, shared, backend, metrics, clock
         self.evaluate, self.checkpoint = evaluate, checkpoint
         steps = shared.counters()["env_steps"]

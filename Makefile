@@ -1,0 +1,37 @@
+# pacer: a virtualenv in .venv, torch installed first from the pinned CPU build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: setup train test test-slow lint typecheck check clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[dev,tb,plot]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install pacer with its dev extras
+
+train: $(STAMP)  ## the main job: train CartPole on local worker processes, then evaluate 100 episodes
+	$(BIN)/pacer train --run-dir runs/cartpole-$$(date +%Y%m%d-%H%M%S) | tee runs.last.log
+	$(BIN)/pacer eval $$(sed -n 's/^saved in \([^;]*\);.*/\1/p' runs.last.log) --episodes 100
+
+test: $(STAMP)  ## the default test run (fast; slow, soak and ray tests are excluded)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)  ## long checks: real training to a target return
+	$(BIN)/python -m pytest -q -m slow --timeout=900
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) runs runs.last.log .pytest_cache .mypy_cache .ruff_cache

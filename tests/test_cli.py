@@ -1,0 +1,112 @@
+"""The `pacer` command as a subprocess: train, eval, bad input, Ctrl-C; nothing may be left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from leftovers import session_processes, shm_and_tmp
+from pacer import checkpoint
+
+TINY = ["--total-steps", "3000", "--envs-per-worker", "4", "--workers", "2", "--no-progress",
+        "--set", "runtime.eval_every=0", "--set", "runtime.final_eval_episodes=2", "--set", "log.tensorboard=false"]
+
+
+def pacer_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    return subprocess.run([sys.executable, "-m", "pacer", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+@pytest.mark.timeout(120)
+def test_train_then_eval(tmp_path: Path) -> None:
+    before = shm_and_tmp()
+    run = tmp_path / "run"
+    done = pacer_cmd("train", "--run-dir", str(run), *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "env steps" in done.stdout and f"pacer eval {run}" in done.stdout
+    assert (run / "summary.json").is_file() and (run / "checkpoints" / "final.pt").is_file()
+    out = pacer_cmd("eval", str(run), "--episodes", "4", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["episodes"] == 4 and report["greedy"] is True
+    assert report["mean"] == pytest.approx(sum(report["returns"]) / 4)
+    assert shm_and_tmp() - before == set()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--env", "CartPole-v2"], "pacer: error: unknown environment 'CartPole-v2' (did you mean 'CartPole-v1'"),
+    (["train", "--set", "runtime.worker=3"], "pacer: error: unknown config key 'runtime.worker' (did you mean"),
+    (["train", "--workers", "0"], "pacer: error: runtime.workers must be >= 1, got 0"),
+    (["train", "--preset", "nope"], "pacer: error: unknown preset 'nope'"),
+    (["train", "--config", "/nonexistent.yaml"], "pacer: error: cannot read config file '/nonexistent.yaml'"),
+    (["eval", "/nonexistent"], "pacer: error: no run directory or checkpoint at '/nonexistent'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    out = pacer_cmd(*args)
+    assert out.returncode == 2
+    assert out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_config_file_and_flags_override_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("runtime:\n  workers: 1\n  backend: inline\nalgo:\n  lr: 0.002\n")
+    run = tmp_path / "run"
+    out = pacer_cmd("train", "--config", str(cfg), "--run-dir", str(run), *TINY)  # TINY says --workers 2
+    assert out.returncode == 0, out.stderr
+    saved = (run / "config.yaml").read_text()
+    assert "workers: 2" in saved and "lr: 0.002" in saved and "backend: inline" in saved
+
+
+def test_existing_run_dir_and_corrupt_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert pacer_cmd("train", "--run-dir", str(run), "--backend", "inline", *TINY).returncode == 0
+    again = pacer_cmd("train", "--run-dir", str(run), *TINY)
+    assert again.returncode == 2 and "already exists; continue it with --resume" in again.stderr
+    (run / "checkpoints" / "final.pt").write_bytes(b"not a checkpoint")
+    bad = pacer_cmd("eval", str(run))
+    assert bad.returncode == 2 and "is corrupt or truncated" in bad.stderr
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path) -> None:
+    before = shm_and_tmp()
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    # a new session, signalled as a group: exactly what a terminal does on Ctrl-C
+    proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run), "--total-steps",
+                             "100000000", "--no-progress", "--envs-per-worker", "4"],
+                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        metrics = run / "metrics.jsonl"
+        while time.monotonic() < deadline:
+            rows = metrics.read_text().splitlines() if metrics.exists() else []
+            if rows and json.loads(rows[-1])["env_steps"] > 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training never started")
+        os.killpg(proc.pid, signal.SIGINT)
+        tic = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert time.monotonic() - tic < 15
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "Traceback" not in err
+    data = checkpoint.load(run / "checkpoints" / "final.pt")
+    assert data["counters"]["env_steps"] > 0
+    time.sleep(0.5)
+    assert session_processes(proc.pid) == []
+    assert shm_and_tmp() - before == set()

@@ -1,0 +1,72 @@
+"""Real worker processes under every start method, failures with their traceback, nothing left behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+import pacer
+from leftovers import shm_and_tmp
+from pacer.runtime.supervisor import WorkerFailed
+
+
+def local(quiet: dict, method: str) -> dict:
+    quiet["runtime"].update(backend="local", workers=2, start_method=method, total_steps=3000)
+    return quiet
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_local_workers_train_and_leave_nothing(method: str, quiet: dict) -> None:
+    before = shm_and_tmp()
+    result = pacer.train(local(quiet, method))
+    assert result.env_steps >= 3000
+    assert result.stop_reason == "total_steps"
+    workers = [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")]
+    assert workers == []
+    # the fork server (and its /tmp/pymp-* socket dir) lives on in this process for the next run; the CLI
+    # tests check that nothing at all is left once the command has exited
+    assert {p for p in shm_and_tmp() - before if not p.startswith("/tmp/pymp-")} == set()
+
+
+@pytest.mark.timeout(90)
+def test_a_crashing_worker_is_reported_with_its_own_traceback(quiet: dict) -> None:
+    quiet["model"] = {"factory": "helpers:make_broken_model"}
+    with pytest.raises(WorkerFailed) as info:
+        pacer.train(local(quiet, "forkserver"))
+    message = str(info.value)
+    assert "worker 0 failed" in message and "RuntimeError: boom in the worker" in message
+    assert "make_broken_model" in message  # the traceback comes from the child
+    assert (Path(quiet["log"]["run_dir"]) / "checkpoints" / "final.pt").is_file()
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []
+
+
+@pytest.mark.timeout(90)
+def test_parallel_evaluation(quiet: dict) -> None:
+    result = pacer.train(quiet)
+    ev = pacer.evaluate(result.run_dir, episodes=6, workers=2)
+    one = pacer.evaluate(result.run_dir, episodes=6, workers=1)
+    assert ev.returns.tolist() == one.returns.tolist()  # same seeds however the episodes are spread
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []
+
+
+def test_a_factory_from_an_interactive_main_is_refused(quiet: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from pacer.errors import PacerError
+
+    fake_main = types.ModuleType("__main__")  # a notebook's __main__ has no __file__
+
+    def make_env():  # type: ignore[no-untyped-def]
+        import gymnasium
+
+        return gymnasium.make("CartPole-v1")
+
+    make_env.__module__ = "__main__"
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    quiet["env"]["id"] = make_env
+    with pytest.raises(PacerError, match="defined in an interactive __main__ that worker processes cannot import"):
+        pacer.train(local(quiet, "spawn"))
