@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
+RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: setup train test test-slow lint typecheck check clean
 
@@ -16,8 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)  ## create .venv and install pacer with its dev extras
 
 train: $(STAMP)  ## the main job: train CartPole on local worker processes, then evaluate 100 episodes
-	$(BIN)/pacer train --run-dir runs/cartpole-$$(date +%Y%m%d-%H%M%S) | tee runs.last.log
-	$(BIN)/pacer eval $$(sed -n 's/^saved in \([^;]*\);.*/\1/p' runs.last.log) --episodes 100
+	$(BIN)/pacer train --run-dir $(RUN)
+	$(BIN)/pacer eval $(RUN) --episodes 100
 
 test: $(STAMP)  ## the default test run (fast; slow, soak and ray tests are excluded)
 	$(BIN)/python -m pytest -q
@@ -34,4 +35,4 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) runs runs.last.log .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

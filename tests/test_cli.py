@@ -110,3 +110,11 @@ def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert session_processes(proc.pid) == []
     assert shm_and_tmp() - before == set()
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert pacer_cmd("train", "--run-dir", str(run), "--backend", "inline", *TINY).returncode == 0
+    out = pacer_cmd("plot", str(run), "--out", str(tmp_path / "c.png"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=2, help="evaluation processes")
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--json", action="store_true", help="print machine-readable output")
+
+    pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG")
+    pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    pl.add_argument("--out", type=Path, default=Path("learning-curve.png"))
+    pl.add_argument("--x", choices=["env_steps", "time"], default="env_steps", help="horizontal axis")
     return parser
 
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        return _train(args) if args.command == "train" else _eval(args)
+        return {"train": _train, "eval": _eval, "plot": _plot}[args.command](args)
     except Terminated:
         print("pacer: terminated; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
         return EXIT_SIGTERM
@@ -139,6 +144,13 @@ def _eval(args: argparse.Namespace) -> int:
         mode = "stochastic" if args.stochastic else "greedy"
         print(f"{result.checkpoint}: {len(result.returns)} {mode} episodes, return {result.mean:.2f} ± "
               f"{result.std:.2f} (min {result.returns.min():.1f}, max {result.returns.max():.1f})")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pacer.plot import plot_runs
+
+    print(f"wrote {plot_runs(args.runs, args.out, args.x)}")
     return 0
 
 

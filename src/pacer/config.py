@@ -57,14 +57,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    name: str = "a2c"
+    name: str = "ppo"
     """Registered algorithm: 'mc' (Monte-Carlo advantage actor-critic), 'a2c' (n-step, GAE), 'a3c' (a2c with a
     Hogwild shared optimizer), 'ppo', or one registered with `pacer.register_algo`."""
     gamma: float = field(default=0.99, metadata={"min": 0.0, "max": 1.0})
     """Discount factor."""
     gae_lambda: float = field(default=0.95, metadata={"min": 0.0, "max": 1.0})
     """GAE lambda (1.0: n-step Monte-Carlo advantages bootstrapped at the rollout end)."""
-    n_steps: int = field(default=16, metadata={"min": 1})
+    n_steps: int = field(default=32, metadata={"min": 1})
     """Steps per environment in one rollout (ignored by 'mc', which plays whole episodes)."""
     lr: float = field(default=1e-3, metadata={"min": 0.0})
     """Learning rate."""
@@ -82,12 +82,12 @@ class AlgoConfig:
     """Clip the gradient's global norm to this (None: no clipping)."""
     normalize_returns: Literal["none", "l2", "std"] = "none"
     """'mc' only: scale the episode's returns by their L2 norm ('l2') or to zero mean, unit std ('std')."""
-    normalize_advantages: bool = False
+    normalize_advantages: bool = True
     """Standardize advantages within each batch."""
-    epochs: int = field(default=1, metadata={"min": 1})
-    """Passes over each rollout ('ppo')."""
-    minibatches: int = field(default=1, metadata={"min": 1})
-    """Minibatches per pass ('ppo')."""
+    epochs: int | None = field(default=None, metadata={"min": 1})
+    """Passes over each rollout (None: the algorithm's own, 4 for 'ppo' and 1 for the others)."""
+    minibatches: int | None = field(default=None, metadata={"min": 1})
+    """Minibatches per pass (None: the algorithm's own, 4 for 'ppo' and 1 for the others)."""
     clip_range: float = field(default=0.2, metadata={"min": 0.0})
     """PPO ratio clipping."""
 

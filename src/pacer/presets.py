@@ -20,20 +20,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "runtime": {"workers": 7, "total_episodes": 7000, "total_steps": 10_000_000, "eval_every": 50_000},
     },
     "acrobot": {
-        "env": {"id": "Acrobot-v1", "envs_per_worker": 16},
-        "algo": {"name": "a2c", "n_steps": 16, "lr": 1e-3, "entropy_coef": 0.0, "normalize_advantages": True},
+        "env": {"id": "Acrobot-v1"},
         "runtime": {"total_steps": 300_000, "eval_every": 50_000},
     },
     "pendulum": {
         "env": {"id": "Pendulum-v1", "envs_per_worker": 16},
-        "algo": {"name": "ppo", "n_steps": 64, "epochs": 10, "minibatches": 8, "lr": 1e-3, "gamma": 0.9,
-                 "normalize_advantages": True, "gae_lambda": 0.95},
+        "algo": {"name": "ppo", "n_steps": 64, "epochs": 10, "minibatches": 8, "lr": 1e-3, "gamma": 0.9},
         "runtime": {"total_steps": 200_000, "eval_every": 20_000},
     },
     "lunarlander": {
         "env": {"id": "LunarLander-v3", "envs_per_worker": 16},
-        "algo": {"name": "ppo", "n_steps": 64, "epochs": 4, "minibatches": 4, "lr": 5e-4, "gamma": 0.999,
-                 "gae_lambda": 0.98, "entropy_coef": 0.01, "normalize_advantages": True},
+        "algo": {"name": "ppo", "n_steps": 64, "lr": 5e-4, "gamma": 0.999, "gae_lambda": 0.98,
+                 "entropy_coef": 0.01},
         "runtime": {"total_steps": 1_000_000, "eval_every": 100_000},
     },
 }

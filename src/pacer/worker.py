@@ -86,17 +86,19 @@ class Worker:
 
     def learn(self, batch: Batch) -> tuple[dict[str, float], int]:
         algo = self.cfg.algo
+        epochs = algo.epochs or self.spec.algorithm.epochs
+        minibatches = algo.minibatches or self.spec.algorithm.minibatches
         n = batch.obs.shape[0]
         if n == 0:
             return {}, 0
-        sizes = max(1, n // algo.minibatches)
+        size = max(1, n // minibatches)
         stats: dict[str, float] = {}
         updates = 0
-        for epoch in range(algo.epochs):
-            order = torch.randperm(n) if algo.minibatches > 1 else torch.arange(n)
-            for start in range(0, n - sizes + 1, sizes):
-                idx = order[start:start + sizes]
-                minibatch = batch if algo.minibatches == 1 else Batch(*(x[idx] for x in batch))
+        for _ in range(epochs):
+            order = torch.randperm(n) if minibatches > 1 else torch.arange(n)
+            for start in range(0, n - size + 1, size):
+                idx = order[start:start + size]
+                minibatch = batch if minibatches == 1 else Batch(*(x[idx] for x in batch))
                 if updates:  # later minibatches learn on top of everyone's latest parameters
                     self.sync()
                 tic = time.perf_counter()
@@ -110,7 +112,6 @@ class Worker:
                 self.timings["learn"] += toc - tic
                 self.timings["optimizer"] += time.perf_counter() - toc
                 updates += 1
-            del epoch
         stats["loss"] = float(loss.item())
         return stats, updates
 

@@ -25,6 +25,10 @@ class Algorithm:
     """Called on each (mini)batch; returns the scalar to minimize and floats to report."""
     targets: Literal["mc", "gae"] = "gae"
     """'mc': whole episodes and Monte-Carlo returns; 'gae': n-step rollouts and GAE advantages."""
+    epochs: int = 1
+    """Passes over each rollout, unless the config sets `algo.epochs`."""
+    minibatches: int = 1
+    """Minibatches per pass, unless the config sets `algo.minibatches`."""
 
 
 ALGOS: dict[str, Algorithm] = {
@@ -32,15 +36,16 @@ ALGOS: dict[str, Algorithm] = {
     "a2c": Algorithm(a2c_loss),
     # A3C is a2c's loss on the Hogwild runtime: lock-free updates through a shared optimizer (the default).
     "a3c": Algorithm(a2c_loss),
-    "ppo": Algorithm(ppo_loss),
+    "ppo": Algorithm(ppo_loss, epochs=4, minibatches=4),
 }
 
 
-def register_algo(name: str, loss: LossFn, targets: Literal["mc", "gae"] = "gae") -> None:
+def register_algo(name: str, loss: LossFn, targets: Literal["mc", "gae"] = "gae", epochs: int = 1,
+                  minibatches: int = 1) -> None:
     """Make `loss` selectable as `algo.name: <name>`."""
     if targets not in ("mc", "gae"):
         raise PacerError(f"targets must be 'mc' or 'gae', got {targets!r}")
-    ALGOS[name] = Algorithm(loss, targets=targets)
+    ALGOS[name] = Algorithm(loss, targets=targets, epochs=epochs, minibatches=minibatches)
 
 
 def get_algo(name: str) -> Algorithm:

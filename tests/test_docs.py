@@ -1,0 +1,26 @@
+"""The reference docs cannot drift from the code."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pacer.config import SECTIONS
+from pacer.presets import PRESETS
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_every_config_key_and_preset_is_documented() -> None:
+    text = (ROOT / "docs" / "config.md").read_text()
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            assert f"`{section}.{f.name}`" in text, f"docs/config.md misses {section}.{f.name}"
+    for name in PRESETS:
+        assert f"### `{name}`" in text
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make train" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
