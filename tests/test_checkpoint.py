@@ -85,7 +85,7 @@ def test_a_checkpoint_that_runs_code_is_refused_and_the_code_never_runs(tmp_path
 
 def test_find_and_rotate(tmp_path: Path) -> None:
     folder = tmp_path / "checkpoints"
-    for step in (10, 200, 30):
+    for step in (10, 30, 200):
         checkpoint.save(folder / f"step_{step}.pt", PAYLOAD)
     assert checkpoint.find(tmp_path).name == "step_200.pt"
     checkpoint.rotate(folder, keep=2)
@@ -94,3 +94,11 @@ def test_find_and_rotate(tmp_path: Path) -> None:
     assert checkpoint.find(tmp_path).name == "final.pt"
     with pytest.raises(PacerError, match="no run directory or checkpoint"):
         checkpoint.find(tmp_path / "missing")
+
+
+def test_find_prefers_the_newest_write_over_an_old_final(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    checkpoint.save(folder / "final.pt", PAYLOAD)
+    os.utime(folder / "final.pt", (1, 1))  # an older session's final checkpoint
+    checkpoint.save(folder / "step_500.pt", PAYLOAD)  # a resumed session that was killed before its final save
+    assert checkpoint.find(tmp_path).name == "step_500.pt"

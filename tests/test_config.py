@@ -79,3 +79,21 @@ def test_unknown_env_suggests() -> None:
         check_env_id("nowhere:make")
     with pytest.raises(PacerError, match="module 'helpers' has no 'missing'"):
         check_env_id("helpers:missing")
+
+
+def test_values_that_would_break_later() -> None:
+    assert err({"algo": {"lr": float("nan")}}) == "algo.lr must be a finite number, got nan"
+    assert err({"algo": {"gamma": float("inf")}}) == "algo.gamma must be a finite number, got inf"
+    assert err({"algo": {"max_grad_norm": 0}}) == "algo.max_grad_norm must be > 0.0, got 0.0"
+    assert err({"model": {"hidden": [64, 0]}}) == "model.hidden must be >= 1, got 0"
+    assert err({"runtime": {"stop_at_return": 400, "eval_every": 0}}) == (
+        "runtime.stop_at_return needs evaluations: set runtime.eval_every > 0")
+    assert err({"env": {"id": ""}}) == "env.id must be an import path 'module:name' or a callable, got ''"
+
+
+def test_worker_seeds_are_distinct_streams() -> None:
+    from pacer.train import worker_seed
+
+    seeds = {worker_seed(0, rank, steps) for rank in range(8) for steps in (0, 1000)}
+    assert len(seeds) == 16
+    assert all(abs(a - b) > 10_000 for a in seeds for b in seeds if a != b)  # no overlapping seed+i ranges

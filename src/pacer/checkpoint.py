@@ -66,7 +66,10 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def find(source: str | Path) -> Path:
-    """A checkpoint file itself, or in a run directory its `final.pt`, else the newest `step_*.pt`."""
+    """A checkpoint file itself, or a run directory's newest checkpoint (by write time, `final.pt` on a tie).
+
+    Write time, not the name: a resumed session killed before its final save leaves an older `final.pt` next to
+    newer `step_*.pt` files, and must not go back in time."""
     path = Path(source)
     if path.is_file():
         return path
@@ -74,12 +77,10 @@ def find(source: str | Path) -> Path:
         raise PacerError(f"no run directory or checkpoint at {str(path)!r}")
     folder = path / "checkpoints"
     final = folder / "final.pt"
-    if final.is_file():
-        return final
-    steps = sorted(_step_files(folder), key=lambda p: int(STEP_FILE.match(p.name).group(1)))  # type: ignore[union-attr]
-    if not steps:
+    candidates = _step_files(folder) + ([final] if final.is_file() else [])
+    if not candidates:
         raise PacerError(f"run directory {str(path)!r} has no checkpoint in checkpoints/")
-    return steps[-1]
+    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name == "final.pt"))
 
 
 def rotate(folder: Path, keep: int) -> None:

@@ -7,6 +7,7 @@ defaults <- preset <- YAML file <- command-line flags, and validated once, in `C
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,13 +34,13 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = field(default=(64, 64), metadata={"min": 1})
     """Sizes of the hidden layers of the trunk (or of each trunk when `shared_trunk` is false)."""
     activation: Literal["tanh", "relu"] = "tanh"
     """Activation between hidden layers."""
     shared_trunk: bool = False
     """One trunk feeding both heads (true) or separate actor and critic networks (false)."""
-    critic_hidden: tuple[int, ...] = ()
+    critic_hidden: tuple[int, ...] = field(default=(), metadata={"min": 1})
     """Extra hidden layers of the critic branch on top of a shared trunk."""
     detach_critic: bool = False
     """With a shared trunk, stop the critic's gradient at the trunk (the critic learns only its own branch)."""
@@ -78,7 +79,7 @@ class AlgoConfig:
     """Weight of the critic loss."""
     entropy_coef: float = field(default=0.0, metadata={"min": 0.0})
     """Weight of the entropy bonus."""
-    max_grad_norm: float | None = field(default=0.5, metadata={"min": 0.0})
+    max_grad_norm: float | None = field(default=0.5, metadata={"above": 0.0})
     """Clip the gradient's global norm to this (None: no clipping)."""
     normalize_returns: Literal["none", "l2", "std"] = "none"
     """'mc' only: scale the episode's returns by their L2 norm ('l2') or to zero mean, unit std ('std')."""
@@ -167,7 +168,10 @@ class Config:
             if not isinstance(value, dict):
                 raise PacerError(f"config section {name!r} must be a mapping, got {type(value).__name__}")
             sections[name] = _build_section(name, SECTIONS[name], value)
-        return cls(**sections)
+        config = cls(**sections)
+        if config.runtime.stop_at_return is not None and config.runtime.eval_every == 0:
+            raise PacerError("runtime.stop_at_return needs evaluations: set runtime.eval_every > 0")
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested data (lists, not tuples), ready for YAML; a callable factory becomes its import path."""
@@ -284,8 +288,8 @@ def _check(key: str, hint: Any, value: Any, limits: Any) -> Any:
             else:
                 raise PacerError(f"{key} must be an integer, got {value!r}")
     elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PacerError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PacerError(f"{key} must be a finite number, got {value!r}")
         value = float(value)
     elif hint is str:
         if not isinstance(value, str) or not value:
@@ -293,6 +297,8 @@ def _check(key: str, hint: Any, value: Any, limits: Any) -> Any:
         return value
     if "min" in limits and value < limits["min"]:
         raise PacerError(f"{key} must be >= {limits['min']}, got {value!r}")
+    if "above" in limits and value <= limits["above"]:
+        raise PacerError(f"{key} must be > {limits['above']}, got {value!r}")
     if "max" in limits and value > limits["max"]:
         raise PacerError(f"{key} must be <= {limits['max']}, got {value!r}")
     return value

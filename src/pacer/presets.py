@@ -16,7 +16,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"hidden": [25, 50], "activation": "relu", "shared_trunk": True, "critic_hidden": [25],
                   "detach_critic": True, "critic_output": "tanh", "normalize_input": "l2"},
         "algo": {"name": "mc", "gamma": 0.95, "value_coef": 0.1, "entropy_coef": 0.0, "lr": 1e-4,
-                 "optimizer": "adam", "shared_optimizer": False, "max_grad_norm": None, "normalize_returns": "l2"},
+                 "optimizer": "adam", "shared_optimizer": False, "max_grad_norm": None, "normalize_returns": "l2",
+                 "lr_schedule": "constant", "normalize_advantages": False},
         "runtime": {"workers": 7, "total_episodes": 7000, "total_steps": 10_000_000, "eval_every": 50_000},
     },
     "acrobot": {

@@ -48,6 +48,8 @@ class Collector:
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.active = np.ones(self.num_envs, dtype=bool)  # whole-episode mode: envs still in their episode
+        self.whole_episodes = False
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
         self.timings = {"env": 0.0, "inference": 0.0}
@@ -88,7 +90,7 @@ class Collector:
             obs, reward, terminated, truncated, _ = self.env.step(actions_np)
             self.timings["inference"] += toc - tic
             self.timings["env"] += time.perf_counter() - toc
-            valid = ~self.prev_done
+            valid = ~self.prev_done & self.active
             if self.termination_reward is not None:
                 shaped = np.where(terminated, self.termination_reward, reward)
             else:
@@ -104,31 +106,37 @@ class Collector:
         return buf
 
     def collect_episodes(self, chunk: int = 64) -> Rollout:
-        """Play until every environment has finished one episode; later steps are marked invalid."""
-        if self.prev_done.any():  # start every env on a fresh episode: flush pending resets
-            self.collect(1)
+        """One whole episode from every environment: all start fresh, and an env's steps after its episode ended
+        are invalid (not trained on, not counted)."""
+        obs, _ = self.env.reset()
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.prev_done[:] = False
+        self.episode_return[:] = 0.0
+        self.episode_length[:] = 0
+        self.active[:] = True
+        self.whole_episodes = True
         parts: list[Rollout] = []
-        finished = np.zeros(self.num_envs, dtype=bool)
-        while not finished.all():
-            part = self.collect(chunk)
-            valid = part.valid & ~finished
-            done = (part.terminated | part.truncated) & valid
-            after = np.greater(np.cumsum(done, axis=0) - done, 0)  # rows after this chunk's first done
-            valid = valid & ~after
-            copied = Rollout(*(np.copy(a) for a in part))  # the collector reuses its buffers
-            parts.append(copied._replace(valid=valid))
-            finished |= done.any(axis=0)
+        try:
+            while self.active.any():
+                part = self.collect(chunk)
+                parts.append(Rollout(*(np.copy(a) for a in part)))  # the collector reuses its buffers
+        finally:
+            self.whole_episodes = False
+            self.active[:] = True
         merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in Rollout._fields if f != "last_values"}
         return Rollout(**merged, last_values=parts[-1].last_values)
 
     def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_]) -> None:
         self.episode_return += reward * valid
         self.episode_length += valid
-        if done.any():
-            self.finished_returns.extend(self.episode_return[done].tolist())
-            self.finished_lengths.extend(self.episode_length[done].tolist())
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
+        ended = done & valid
+        if ended.any():
+            self.finished_returns.extend(self.episode_return[ended].tolist())
+            self.finished_lengths.extend(self.episode_length[ended].tolist())
+            self.episode_return[ended] = 0.0
+            self.episode_length[ended] = 0
+            if self.whole_episodes:
+                self.active &= ~ended
         self.prev_done = done
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:

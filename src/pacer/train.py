@@ -7,6 +7,7 @@ evaluates, checkpoints -> workers stop -> final checkpoint, final evaluation, su
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +76,12 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     clock = Clock()
     if saved is not None:
         _restore(saved, shared, cfg, clock)
+    start_steps = shared.counters()["env_steps"]
+    specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm)
+             for rank in range(cfg.runtime.workers)]
+    backend = make_backend(cfg.runtime.backend, specs, shared, cfg.runtime.start_method)  # checks picklability
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, run_dir / "config.yaml")
-
-    start_steps = shared.counters()["env_steps"]
-    specs = [WorkerSpec(cfg, rank, cfg.runtime.seed + rank + start_steps, algorithm)
-             for rank in range(cfg.runtime.workers)]
     eval_model = make_model(cfg.model, obs_space, act_space)
 
     def evaluate(episodes: int) -> np.ndarray:
@@ -91,29 +92,34 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"
         checkpoint.save(path, _payload(cfg, shared, clock))
-        if name != "final":
-            checkpoint.rotate(path.parent, cfg.log.keep_checkpoints)
         return path
+
+    def save_periodic(name: str) -> None:
+        try:
+            checkpoint.rotate(save(name).parent, cfg.log.keep_checkpoints)
+        except OSError as exc:  # a full disk should not end the run; the final save will try again
+            print(f"pacer: warning: checkpoint {name} not written: {exc}", file=sys.stderr)
 
     metrics = Metrics(run_dir, cfg.log.metrics_format, cfg.log.tensorboard, cfg.log.progress,
                       cfg.runtime.total_steps, start_steps)
-    backend = make_backend(cfg.runtime.backend, specs, shared, cfg.runtime.start_method)
     supervisor = Supervisor(cfg, shared, backend, metrics, clock, lambda: float(evaluate(cfg.runtime.eval_episodes)
-                                                                                .mean()), save)
+                                                                                .mean()), save_periodic)
     user_threads = torch.get_num_threads()
     # The parent evaluates while workers run: more threads here only fight the workers for cores.
     torch.set_num_threads(cfg.runtime.threads_per_worker)
     stopped_by: KeyboardInterrupt | None = None
     try:
-        backend.start()
-        reason = supervisor.run()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into an exception by the CLI
-        reason, stopped_by = "interrupted", exc
+        try:
+            backend.start()
+            reason = supervisor.run()
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into an exception by the CLI
+            reason, stopped_by = "interrupted", exc
+        finally:
+            for report in backend.stop():
+                metrics.absorb(report)
+            supervisor.row()
+            final = save("final")
     finally:
-        for report in backend.stop():
-            metrics.absorb(report)
-        supervisor.row()
-        final = save("final")
         metrics.close()
         torch.set_num_threads(user_threads)
     if stopped_by is not None:
@@ -126,9 +132,10 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         clock.eval_time += time.monotonic() - tic
     counters = shared.counters()
     wall = clock.elapsed()
+    session_train_time = wall - clock.before - (clock.eval_time - clock.eval_before)
     result = TrainResult(
         run_dir=run_dir, env_steps=counters["env_steps"], episodes=counters["episodes"], wall_time=wall,
-        steps_per_s=(counters["env_steps"] - start_steps) / max(wall - clock.before - clock.eval_time, 1e-9),
+        steps_per_s=(counters["env_steps"] - start_steps) / max(session_train_time, 1e-9),
         eval_mean=None if eval_returns is None else float(eval_returns.mean()),
         eval_std=None if eval_returns is None else float(eval_returns.std()),
         stop_reason=reason, checkpoint=final)
@@ -144,7 +151,17 @@ def _new_run_dir(cfg: Config) -> Path:
                              "or choose another --run-dir")
         return path
     env_name = str(cfg.env.id).replace(":", "_").replace("/", "_")
-    return Path("runs") / f"{env_name}-{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{env_name}-{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():  # two runs started in the same second
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
+
+
+def worker_seed(seed: int, rank: int, start_steps: int) -> int:
+    """Independent streams per worker (a vector env seeds its sub-envs seed, seed+1, ...: consecutive base seeds
+    would make workers replay each other's episodes), and new ones after a resume."""
+    return int(np.random.SeedSequence([seed, rank, start_steps]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock) -> dict[str, Any]:
@@ -173,7 +190,7 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
         optim.load_state(target, source)
     shared.set_counters(saved["counters"])
     clock.before = float(saved["wall_time"])
-    clock.eval_time = float(saved.get("eval_time", 0.0))
+    clock.eval_time = clock.eval_before = float(saved.get("eval_time", 0.0))
     checkpoint.set_rng_state(saved["rng"])
     if shared.budget_spent(cfg.runtime.total_steps, cfg.runtime.total_episodes):
         raise PacerError(f"the run already spent its budget ({shared.counters()['env_steps']} env steps, "

@@ -46,7 +46,7 @@ class Worker:
         self.local_params = list(self.model.parameters())
         self.shared_params = list(shared.model.parameters())
         for p in self.shared_params:
-            if p.grad is None:  # this process's own gradient buffer, written by copy in every update
+            if p.grad is None:  # this process's own gradient buffer (not shared), written by copy every update
                 p.grad = torch.zeros_like(p)
         self.optimizer = optim.bind(cfg.algo.optimizer, self.shared_params, shared.optimizer_slot(spec.rank),
                                     cfg.algo.lr)
@@ -119,9 +119,10 @@ class Worker:
         """Copy local gradients onto the shared parameters and step the (shared or per-worker) optimizer."""
         with torch.no_grad():
             for local, shared in zip(self.local_params, self.shared_params, strict=True):
-                assert shared.grad is not None
-                if local.grad is None:
-                    shared.grad.zero_()
+                if local.grad is None:  # unused by this loss: no gradient, so the optimizer leaves it alone
+                    shared.grad = None
+                elif shared.grad is None:
+                    shared.grad = local.grad.clone()
                 else:
                     shared.grad.copy_(local.grad)
         if self.cfg.algo.lr_schedule == "linear":

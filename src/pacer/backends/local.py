@@ -6,6 +6,7 @@ report into the next one, so logging never slows learning and no episode is lost
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import queue
 import sys
@@ -72,21 +73,23 @@ class LocalBackend:
         self.ctx = processes.context(start_method)
         self.reports: Any = self.ctx.Queue(maxsize=QUEUE_SIZE)
         self.procs: list[Any] = []
-        self.errors: list[str] = []
+        self.errors: dict[int, str] = {}
+        self.held: list[Report] = []  # reports read while looking for errors, handed out by the next poll
         if self.ctx.get_start_method() != "fork":
             _check_picklable(specs[0])
 
     def start(self) -> None:
         for spec in self.specs:
-            proc = self.ctx.Process(target=worker_process, args=(spec, self.shared, self.reports),
+            proc = self.ctx.Process(target=worker_process, args=(spec, self.shared.for_worker(spec.rank), self.reports),
                                     name=f"pacer-worker-{spec.rank}", daemon=True)
             proc.start()
             self.procs.append(proc)
 
     def poll(self, timeout: float) -> list[Report]:
-        out: list[Report] = []
+        out, self.held = self.held, []
         try:
-            out.append(self.reports.get(timeout=timeout))
+            if not out:
+                out.append(self.reports.get(timeout=timeout))
             while True:
                 out.append(self.reports.get_nowait())
         except queue.Empty:
@@ -94,19 +97,21 @@ class LocalBackend:
         reports = []
         for report in out:
             if "error" in report:
-                self.errors.append(report["error"])
+                self.errors[report["worker"]] = report["error"]
             else:
                 reports.append(report)
         return reports
 
     def failures(self) -> list[str]:
-        dead = [p for p in self.procs if p.exitcode not in (None, 0)]
-        if len(dead) > len(self.errors):  # killed without a word (e.g. SIGKILL, OOM): say so
-            time.sleep(0.2)  # let a last error report arrive
-            self.poll(0.0)
-            for p in dead[len(self.errors):]:
-                self.errors.append(f"{p.name} died with exit code {p.exitcode} and sent no traceback")
-        return self.errors
+        dead = [rank for rank, p in enumerate(self.procs) if p.exitcode not in (None, 0)]
+        if any(rank not in self.errors for rank in dead):  # maybe its traceback is still in the queue
+            time.sleep(0.2)
+            self.held.extend(self.poll(0.0))
+        for rank in dead:  # killed without a word (SIGKILL, OOM): say so
+            if rank not in self.errors:
+                proc = self.procs[rank]
+                self.errors[rank] = f"{proc.name} died with exit code {proc.exitcode} and sent no traceback"
+        return [self.errors[rank] for rank in sorted(self.errors)]
 
     def alive(self) -> int:
         return sum(p.is_alive() for p in self.procs)
@@ -114,8 +119,14 @@ class LocalBackend:
     def stop(self) -> list[Report]:
         self.shared.stop.set()
         late: list[Report] = []
-        processes.join_all(self.procs, STOP_GRACE_S, drain=lambda: late.extend(self.poll(0.0)))
-        late.extend(self.poll(0.0))
+
+        def drain() -> None:
+            # a worker killed mid-write leaves a torn message: skip it and keep stopping
+            with contextlib.suppress(Exception):
+                late.extend(self.poll(0.0))
+
+        processes.join_all(self.procs, STOP_GRACE_S, drain=drain)
+        drain()
         self.procs = []
         self.reports.close()
         self.reports.join_thread()

@@ -6,6 +6,7 @@ own lock: a worker adds to them once per rollout, never per step.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,10 @@ class SharedState:
                     counter.value += n
 
     def counters(self) -> dict[str, int]:
-        return {"env_steps": int(self.env_steps.value), "episodes": int(self.episodes.value),
-                "updates": int(self.updates.value)}
+        """Read without the locks: an aligned 64-bit read is atomic, and a worker killed while holding a lock
+        must not hang the supervisor."""
+        return {"env_steps": int(self.env_steps.get_obj().value), "episodes": int(self.episodes.get_obj().value),
+                "updates": int(self.updates.get_obj().value)}
 
     def set_counters(self, values: dict[str, int]) -> None:
         self.env_steps.value = int(values["env_steps"])
@@ -47,11 +50,16 @@ class SharedState:
         self.updates.value = int(values["updates"])
 
     def budget_spent(self, total_steps: int, total_episodes: int | None) -> bool:
-        return self.env_steps.value >= total_steps or (
-            total_episodes is not None and self.episodes.value >= total_episodes)
+        counts = self.counters()
+        return counts["env_steps"] >= total_steps or (
+            total_episodes is not None and counts["episodes"] >= total_episodes)
 
     def optimizer_slot(self, rank: int) -> optim.OptimizerState:
         return self.optimizer_states[0 if len(self.optimizer_states) == 1 else rank]
+
+    def for_worker(self, rank: int) -> SharedState:
+        """What worker `rank` needs: everything but the other workers' optimizer states."""
+        return dataclasses.replace(self, optimizer_states=[self.optimizer_slot(rank)])
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """A private copy of the parameters, for evaluation and checkpoints while workers keep writing."""

@@ -31,6 +31,8 @@ class Clock:
     before: float = 0.0
     started: float = field(default_factory=time.monotonic)
     eval_time: float = 0.0
+    eval_before: float = 0.0
+    """Evaluation time of earlier sessions (resume)."""
 
     def elapsed(self) -> float:
         return self.before + time.monotonic() - self.started
