@@ -67,17 +67,17 @@ def first_last_return(run_dir: Path) -> tuple[float | None, float | None]:
 
 
 def experiment(name: str, args: list[str]) -> dict[str, Any]:
-    run_dir = RUNS / name
-    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir = (RUNS / name).relative_to(ROOT)  # commands run from the project root
+    shutil.rmtree(ROOT / run_dir, ignore_errors=True)
     before = leftovers_snapshot()
     train_cmd = [*PACER, "train", "--run-dir", str(run_dir), "--no-progress", *args]
     train_wall, train, train_left = run(train_cmd)
     eval_cmd = [*PACER, "eval", str(run_dir), "--episodes", "100", "--json"]
     eval_wall, ev, eval_left = run(eval_cmd)
     time.sleep(0.5)
-    summary = json.loads((run_dir / "summary.json").read_text()) if train.returncode == 0 else {}
+    summary = json.loads((ROOT / run_dir / "summary.json").read_text()) if train.returncode == 0 else {}
     result = json.loads(ev.stdout) if ev.returncode == 0 else {}
-    first, last = first_last_return(run_dir)
+    first, last = first_last_return(ROOT / run_dir)
     row = {
         "name": name, "train_command": " ".join(["pacer", *train_cmd[3:]]),
         "eval_command": " ".join(["pacer", *eval_cmd[3:]]), "train_exit": train.returncode,
