@@ -72,3 +72,21 @@ def test_a_factory_from_an_interactive_main_is_refused(quiet: dict, monkeypatch:
     quiet["env"]["id"] = make_env
     with pytest.raises(PacerError, match="defined in an interactive __main__ that worker processes cannot import"):
         pacer.train(local(quiet, "spawn"))
+
+
+@pytest.mark.timeout(90)
+def test_works_from_an_interactive_main(tmp_path: Path) -> None:
+    """`python -c` has a __main__ without a file, like a Jupyter kernel: local workers must still start."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pacer\n"
+        f"r = pacer.train({{'runtime': {{'workers': 2, 'total_steps': 2000, 'eval_every': 0, "
+        f"'final_eval_episodes': 1}}, 'env': {{'envs_per_worker': 2}}, "
+        f"'log': {{'run_dir': {str(tmp_path / 'run')!r}, 'progress': False, 'tensorboard': False}}}})\n"
+        "print('steps', r.env_steps)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=80)
+    assert out.returncode == 0, out.stderr
+    assert "steps 2" in out.stdout
