@@ -25,6 +25,7 @@ class Metrics:
         self.latest: dict[str, float] = {}
         self.timings: dict[str, float] = {}
         self.last_eval: float | None = None
+        self.last_rate: float | None = None
         self.last_steps, self.last_time = start_steps, 0.0
         self.fmt = fmt
         self.path = run_dir / f"metrics.{fmt}"
@@ -47,8 +48,10 @@ class Metrics:
     def row(self, counters: dict[str, int], elapsed: float, eval_mean: float | None = None) -> dict[str, Any]:
         """Write one row: counters, throughput since the last row, recent returns, latest losses, eval."""
         steps = counters["env_steps"]
-        rate = (steps - self.last_steps) / max(elapsed - self.last_time, 1e-9)
-        self.last_steps, self.last_time = steps, elapsed
+        if steps != self.last_steps or self.last_rate is None:
+            self.last_rate = (steps - self.last_steps) / max(elapsed - self.last_time, 1e-9)
+            self.last_steps, self.last_time = steps, elapsed
+        rate = self.last_rate
         if eval_mean is not None:
             self.last_eval = eval_mean
         row: dict[str, Any] = {"time": round(elapsed, 3), **counters, "steps_per_s": round(rate, 1),
@@ -103,4 +106,4 @@ def _progress_bar(total: int, start: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
