@@ -54,3 +54,39 @@ def constant_loss(model: nn.Module, kind: str, batch: object, cfg: object) -> tu
     _, value = model(batch.obs)  # type: ignore[attr-defined]
     loss = (value - torch.ones_like(value)).pow(2).mean()
     return loss, {"value_loss": loss.item()}
+
+
+class FaultyCartPole(gym.Wrapper):
+    """CartPole that misbehaves after `after` steps, once per marker file: the first incarnation that takes the
+    marker crashes (or hangs); restarted workers find it taken and behave."""
+
+    def __init__(self, fault: str, after: int = 300) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.fault, self.after, self.steps = fault, after, 0
+
+    def step(self, action):  # type: ignore[no-untyped-def]
+        import multiprocessing
+        import os
+        import time
+
+        self.steps += 1
+        marker = os.environ.get("PACER_TEST_FAULT_MARKER")
+        in_worker = multiprocessing.current_process().name.startswith("pacer-worker")
+        if self.steps == self.after and marker and in_worker:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL)  # only one process ever takes it
+                os.close(fd)
+            except FileExistsError:
+                return self.env.step(action)
+            if self.fault == "crash":
+                raise RuntimeError("injected crash")
+            time.sleep(3600)  # hang
+        return self.env.step(action)
+
+
+def make_crashing_cartpole() -> gym.Env:
+    return FaultyCartPole("crash")
+
+
+def make_hanging_cartpole() -> gym.Env:
+    return FaultyCartPole("hang")

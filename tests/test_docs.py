@@ -20,6 +20,14 @@ def test_every_config_key_and_preset_is_documented() -> None:
         assert f"### `{name}`" in text
 
 
+def test_config_reference_is_generated_from_the_code() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "config_doc.py"), "--check"])
+    assert out.returncode == 0, "docs/config.md is stale: run python scripts/config_doc.py"
+
+
 def test_readme_names_the_two_commands_and_ci_runs_the_test_one() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make train" in readme and "make test" in readme

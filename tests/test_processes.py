@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,12 @@ def test_local_workers_train_and_leave_nothing(method: str, quiet: dict) -> None
 @pytest.mark.timeout(90)
 def test_a_crashing_worker_is_reported_with_its_own_traceback(quiet: dict) -> None:
     quiet["model"] = {"factory": "helpers:make_broken_model"}
+    quiet["runtime"]["max_restarts"] = 1
     with pytest.raises(WorkerFailed) as info:
         pacer.train(local(quiet, "forkserver"))
     message = str(info.value)
-    assert "worker 0 failed" in message and "RuntimeError: boom in the worker" in message
+    assert re.search(r"worker \d failed", message) and "RuntimeError: boom in the worker" in message
+    assert "the restart budget (runtime.max_restarts = 1) is spent" in message
     assert "make_broken_model" in message  # the traceback comes from the child
     assert (Path(quiet["log"]["run_dir"]) / "checkpoints" / "final.pt").is_file()
     assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []

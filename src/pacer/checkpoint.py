@@ -110,3 +110,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     internal, version = state["python"]
     random.setstate((version, tuple(internal), None))
+
+
+def to_tensors(tree: Any) -> Any:
+    """NumPy arrays -> tensors, recursively (weights_only loads tensors, not arrays)."""
+    if isinstance(tree, np.ndarray):
+        return torch.from_numpy(tree.copy())
+    if isinstance(tree, dict):
+        return {k: to_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [to_tensors(v) for v in tree]
+    return tree
+
+
+def to_arrays(tree: Any) -> Any:
+    """Tensors -> NumPy arrays, recursively (the inverse of to_tensors)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numpy().copy()
+    if isinstance(tree, dict):
+        return {k: to_arrays(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [to_arrays(v) for v in tree]
+    return tree

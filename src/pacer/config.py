@@ -117,6 +117,10 @@ class RuntimeConfig:
     """Episodes per evaluation during training; the final evaluation uses `final_eval_episodes`."""
     final_eval_episodes: int = field(default=20, metadata={"min": 0})
     """Episodes of the greedy evaluation written to summary.json at the end (0: skip)."""
+    max_restarts: int = field(default=3, metadata={"min": 0})
+    """Worker crashes or hangs tolerated over the run (each restarts that worker); one more ends the run."""
+    heartbeat_timeout: float = field(default=60.0, metadata={"above": 0.0})
+    """Seconds without a finished rollout after which a worker is declared hung, killed and restarted."""
     stop_at_return: float | None = None
     """Stop early once an evaluation's mean return reaches this value."""
 

@@ -71,6 +71,13 @@ class Metrics:
             self.bar.refresh()
         return row
 
+    def log(self, message: str) -> None:
+        """A line for the user, on stderr, without breaking the progress bar."""
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
     def _write(self, row: dict[str, Any]) -> None:
         if self.fmt == "jsonl":
             self.file.write(json.dumps(row) + "\n")

@@ -94,15 +94,16 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
     return model
 
 
-def sample(kind: str, model: nn.Module, pi: Tensor, greedy: bool = False) -> tuple[Tensor, Tensor]:
+def sample(kind: str, model: nn.Module, pi: Tensor, greedy: bool = False,
+           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Draw actions (or take the mode when greedy) and their log-probabilities, without building Distribution
     objects: this runs once per step on the hot path."""
     if kind == "discrete":
         logp_all = F.log_softmax(pi, dim=-1)
-        actions = pi.argmax(-1) if greedy else torch.multinomial(logp_all.exp(), 1).squeeze(-1)
+        actions = pi.argmax(-1) if greedy else torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
         return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     log_std = _log_std(model)
-    actions = pi if greedy else pi + log_std.exp() * torch.randn_like(pi)
+    actions = pi if greedy else pi + log_std.exp() * torch.randn(pi.shape, generator=generator)
     return actions, gaussian_logp(pi, log_std, actions)
 
 

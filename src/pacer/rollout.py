@@ -40,6 +40,7 @@ class Collector:
     def __init__(self, env: VectorEnv, model: nn.Module, kind: str, seed: int,
                  termination_reward: float | None = None) -> None:
         self.env, self.model, self.kind = env, model, kind
+        self.rng = torch.Generator().manual_seed(seed)  # this collector's own stream: exact resume, inline workers
         self.termination_reward = termination_reward
         self.num_envs = env.num_envs
         obs, _ = env.reset(seed=seed)
@@ -78,7 +79,7 @@ class Collector:
             tic = time.perf_counter()
             obs_t = torch.from_numpy(self.obs)
             pi, value = self.model(obs_t)
-            actions, logp = sample(self.kind, self.model, pi)
+            actions, logp = sample(self.kind, self.model, pi, generator=self.rng)
             actions_np = actions.numpy()
             buf.obs[t] = self.obs
             buf.actions[t] = actions_np
@@ -138,6 +139,28 @@ class Collector:
             if self.whole_episodes:
                 self.active &= ~ended
         self.prev_done = done
+
+    STATE = ("obs", "prev_done", "episode_return", "episode_length")
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this collector is: RNG, env, current observations."""
+        from pacer import envstate
+
+        return {"rng": self.rng.get_state().numpy(), "env": envstate.capture(self.env),
+                **{name: np.copy(getattr(self, name)) for name in self.STATE}}
+
+    def set_state(self, state: dict[str, Any]) -> bool:
+        """Restore get_state(); returns False when the env's state could only be partly restored (fresh
+        episodes were started instead)."""
+        from pacer import envstate
+
+        self.rng.set_state(torch.from_numpy(np.asarray(state["rng"], dtype=np.uint8)))
+        if not envstate.is_exact(state["env"]):
+            return False
+        envstate.restore(self.env, state["env"])
+        for name in self.STATE:
+            setattr(self, name, np.array(state[name]))
+        return True
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:
         returns, lengths = self.finished_returns, self.finished_lengths

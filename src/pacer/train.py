@@ -26,7 +26,7 @@ from pacer.evaluation import run_episodes
 from pacer.metrics import Metrics
 from pacer.model import action_kind, make_model
 from pacer.presets import resolve
-from pacer.runtime import optim, processes
+from pacer.runtime import optim, preflight, processes
 from pacer.runtime import shared as shared_state
 from pacer.runtime.supervisor import Clock, Supervisor
 from pacer.worker import WorkerSpec
@@ -71,15 +71,18 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, obs_space, act_space)
     use_processes = cfg.runtime.backend == "local"
+    preflight.check(cfg, model, processes.resolve_start_method(cfg.runtime.start_method), _stderr)
     ctx = processes.context(cfg.runtime.start_method) if use_processes else torch.multiprocessing.get_context("spawn")
     shared = shared_state.create(cfg, model, ctx, in_shared_memory=use_processes)
     clock = Clock()
+    worker_states: list[Any] = [None] * cfg.runtime.workers
     if saved is not None:
-        _restore(saved, shared, cfg, clock)
+        worker_states = _restore(saved, shared, cfg, clock)
     start_steps = shared.counters()["env_steps"]
-    specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm)
+    specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank])
              for rank in range(cfg.runtime.workers)]
-    backend = make_backend(cfg.runtime.backend, specs, shared, cfg.runtime.start_method)  # checks picklability
+    backend = make_backend(specs, shared, lambda rank, restarts: worker_seed(cfg.runtime.seed, rank, start_steps,
+                                                                             restarts))  # checks picklability
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, run_dir / "config.yaml")
     eval_model = make_model(cfg.model, obs_space, act_space)
@@ -91,7 +94,8 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
 
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"
-        checkpoint.save(path, _payload(cfg, shared, clock))
+        workers = [backend.final_states.get(rank) for rank in range(cfg.runtime.workers)] if name == "final" else []
+        checkpoint.save(path, _payload(cfg, shared, clock, workers))
         return path
 
     def save_periodic(name: str) -> None:
@@ -115,10 +119,11 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into an exception by the CLI
             reason, stopped_by = "interrupted", exc
         finally:
-            for report in backend.stop():
-                metrics.absorb(report)
-            supervisor.row()
-            final = save("final")
+            with processes.second_signal_forces_stop():
+                for report in backend.stop():
+                    metrics.absorb(report)
+                supervisor.row()
+                final = save("final")
     finally:
         metrics.close()
         torch.set_num_threads(user_threads)
@@ -158,14 +163,19 @@ def _new_run_dir(cfg: Config) -> Path:
     return path
 
 
-def worker_seed(seed: int, rank: int, start_steps: int) -> int:
+def worker_seed(seed: int, rank: int, start_steps: int, restarts: int = 0) -> int:
     """Independent streams per worker (a vector env seeds its sub-envs seed, seed+1, ...: consecutive base seeds
-    would make workers replay each other's episodes), and new ones after a resume."""
-    return int(np.random.SeedSequence([seed, rank, start_steps]).generate_state(1)[0] & 0x7FFFFFFF)
+    would make workers replay each other's episodes), and new ones after a resume or a restart."""
+    return int(np.random.SeedSequence([seed, rank, start_steps, restarts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock) -> dict[str, Any]:
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock, workers: list[Any]) -> dict[str, Any]:
     return {
+        "workers": [checkpoint.to_tensors(state) for state in workers],
         "model": shared.snapshot(),
         "optimizer": {"kind": cfg.algo.optimizer,
                       "states": [[{k: v.clone() for k, v in e.items()} for e in s] for s in shared.optimizer_states]},
@@ -177,7 +187,8 @@ def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock) -> dic
     }
 
 
-def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Config, clock: Clock) -> None:
+def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Config, clock: Clock) -> list[Any]:
+    """Load a checkpoint into the shared state; returns each worker's saved state (None where there is none)."""
     try:
         shared.model.load_state_dict(saved["model"])
     except RuntimeError as exc:
@@ -196,6 +207,10 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
         raise PacerError(f"the run already spent its budget ({shared.counters()['env_steps']} env steps, "
                          f"{shared.counters()['episodes']} episodes): pass a larger --total-steps "
                          "(or runtime.total_episodes) to train further")
+    saved_workers = saved.get("workers") or []
+    if len(saved_workers) != cfg.runtime.workers:  # periodic checkpoint, or another worker count: fresh workers
+        return [None] * cfg.runtime.workers
+    return [None if state is None else checkpoint.to_arrays(state) for state in saved_workers]
 
 
 def _write_summary(result: TrainResult, clock: Clock) -> None:

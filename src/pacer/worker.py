@@ -33,13 +33,14 @@ class WorkerSpec:
     rank: int
     seed: int
     algorithm: Algorithm
+    state: dict[str, Any] | None = None
+    """A previous session's `Worker.get_state()`, to continue exactly where it stopped (resume)."""
 
 
 class Worker:
     def __init__(self, spec: WorkerSpec, shared: SharedState) -> None:
         cfg = spec.config
         self.cfg, self.spec, self.shared = cfg, spec, shared
-        torch.manual_seed(spec.seed)
         self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps)
         self.kind = action_kind(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
@@ -52,7 +53,18 @@ class Worker:
                                     cfg.algo.lr)
         self.sync()
         self.collector = Collector(self.env, self.model, self.kind, spec.seed, cfg.env.termination_reward)
+        self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         self.timings = {"learn": 0.0, "optimizer": 0.0, "sync": 0.0}
+        self.exact_resume = spec.state is None or self.set_state(spec.state)
+        shared.beat(spec.rank)
+
+    def get_state(self) -> dict[str, Any]:
+        """Plain data (NumPy arrays, numbers, strings): it may travel through a queue."""
+        return {"collector": self.collector.get_state(), "rng": self.rng.get_state().numpy()}
+
+    def set_state(self, state: dict[str, Any]) -> bool:
+        self.rng.set_state(torch.from_numpy(np.asarray(state["rng"], dtype=np.uint8)))
+        return self.collector.set_state(state["collector"])
 
     def sync(self) -> None:
         """Local parameters <- shared parameters."""
@@ -73,7 +85,8 @@ class Worker:
         stats, updates = self.learn(batch)
         returns, lengths = self.collector.pop_episodes()
         steps = int(rollout.valid.sum())
-        self.shared.add(steps, len(returns), updates)
+        self.shared.add(self.spec.rank, steps, len(returns), updates)
+        self.shared.beat(self.spec.rank)
         report: Report = {"worker": self.spec.rank, "env_steps": steps, "updates": updates,
                           "episode_returns": np.asarray(returns, dtype=np.float64),
                           "episode_lengths": np.asarray(lengths, dtype=np.int64), **stats}
@@ -95,7 +108,7 @@ class Worker:
         stats: dict[str, float] = {}
         updates = 0
         for _ in range(epochs):
-            order = torch.randperm(n) if minibatches > 1 else torch.arange(n)
+            order = torch.randperm(n, generator=self.rng) if minibatches > 1 else torch.arange(n)
             for start in range(0, n - size + 1, size):
                 idx = order[start:start + size]
                 minibatch = batch if minibatches == 1 else Batch(*(x[idx] for x in batch))
@@ -126,7 +139,7 @@ class Worker:
                 else:
                     shared.grad.copy_(local.grad)
         if self.cfg.algo.lr_schedule == "linear":
-            done = self.shared.env_steps.value / self.cfg.runtime.total_steps
+            done = self.shared.counters()["env_steps"] / self.cfg.runtime.total_steps
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.algo.lr * max(0.0, 1.0 - done)
         self.optimizer.step()

@@ -6,8 +6,10 @@ A backend follows one small protocol: `start()`, `poll(timeout) -> reports`, `fa
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from pacer.runtime.shared import SharedState
 from pacer.worker import Report, WorkerSpec
 
 
@@ -18,19 +20,26 @@ class Backend(Protocol):
     def poll(self, timeout: float) -> list[Report]:
         """Reports that arrived, waiting up to `timeout` seconds for the first one."""
 
-    def failures(self) -> list[str]:
-        """One message (with the worker's own traceback) per worker that died."""
+    def failures(self) -> list[tuple[int, str]]:
+        """(rank, message with the worker's own traceback) for each worker that died since the last call."""
+
+    def restart(self, rank: int) -> None:
+        """Start a dead worker again, with a new seed and the current shared parameters."""
+
+    final_states: dict[int, Any]
+    """Each worker's state when it stopped cleanly (`Worker.get_state()`), for exact resume."""
 
     def stop(self) -> list[Report]:
         """Ask every worker to finish, wait for them within a grace period, kill the rest; always returns.
         Returns the reports that arrived while stopping."""
 
 
-def make_backend(name: str, specs: list[WorkerSpec], shared: object, start_method: str) -> Backend:
-    if name == "inline":
+def make_backend(specs: list[WorkerSpec], shared: SharedState, reseed: Callable[[int, int], int]) -> Backend:
+    rt = specs[0].config.runtime
+    if rt.backend == "inline":
         from pacer.backends.inline import InlineBackend
 
-        return InlineBackend(specs, shared)  # type: ignore[arg-type]
+        return InlineBackend(specs, shared)
     from pacer.backends.local import LocalBackend
 
-    return LocalBackend(specs, shared, start_method)  # type: ignore[arg-type]
+    return LocalBackend(specs, shared, rt.start_method, rt.heartbeat_timeout, reseed)

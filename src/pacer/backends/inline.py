@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pacer.runtime.shared import SharedState
 from pacer.worker import Report, Worker, WorkerSpec
 
@@ -10,6 +12,7 @@ class InlineBackend:
     def __init__(self, specs: list[WorkerSpec], shared: SharedState) -> None:
         self.specs, self.shared = specs, shared
         self.workers: list[Worker] = []
+        self.final_states: dict[int, Any] = {}
 
     def start(self) -> None:
         self.workers = [Worker(spec, self.shared) for spec in self.specs]
@@ -23,12 +26,16 @@ class InlineBackend:
             reports.append(worker.iterate())
         return reports
 
-    def failures(self) -> list[str]:
+    def failures(self) -> list[tuple[int, str]]:
         return []  # an exception in an inline worker propagates with its traceback
+
+    def restart(self, rank: int) -> None:
+        raise NotImplementedError("inline workers are never restarted: their exceptions propagate")
 
     def stop(self) -> list[Report]:
         self.shared.stop.set()
         for worker in self.workers:
+            self.final_states[worker.spec.rank] = worker.get_state()
             worker.close()
         self.workers = []
         return []

@@ -1,17 +1,20 @@
-"""The local backend: one process per worker (torch.multiprocessing), supervised from the parent.
+"""The local backend: one process per worker (torch.multiprocessing), watched from the parent.
 
-Workers send reports through one bounded queue. A worker never blocks on it: when the queue is full it folds the
-report into the next one, so logging never slows learning and no episode is lost.
+Each worker sends reports through its own pipe (runtime/channel.py). A worker never blocks on it: without a free
+credit it folds the report into the next one, so logging never slows learning and no episode is lost. The parent
+waits on every pipe and every worker's process sentinel at once, so a death is seen the moment it happens; a
+worker whose heartbeat goes stale (hung env, SIGSTOP) is killed and reported like a crash.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import pickle
-import queue
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from multiprocessing.connection import wait
 from typing import Any
 
 import numpy as np
@@ -19,10 +22,10 @@ import torch
 
 from pacer.errors import PacerError
 from pacer.runtime import processes
+from pacer.runtime.channel import Channel, Sender
 from pacer.runtime.shared import SharedState
 from pacer.worker import Report, Worker, WorkerSpec
 
-QUEUE_SIZE = 64
 STOP_GRACE_S = 10.0
 
 
@@ -39,98 +42,143 @@ def merge_reports(old: Report | None, new: Report) -> Report:
     return out
 
 
-def worker_process(spec: WorkerSpec, shared: SharedState, reports: Any) -> None:
+def worker_process(spec: WorkerSpec, shared: SharedState, channel: Sender, sharing_strategy: str) -> None:
     """Entry point of a worker process (top-level, so every start method can import it)."""
     processes.die_with_parent()
     processes.child_signals()
+    processes.set_name(f"pacer-w{spec.rank}")
     torch.set_num_threads(spec.config.runtime.threads_per_worker)
-    torch.multiprocessing.set_sharing_strategy(torch.multiprocessing.get_sharing_strategy())
+    torch.multiprocessing.set_sharing_strategy(sharing_strategy)  # spawn children do not inherit it
     rt = spec.config.runtime
     pending: Report | None = None
     try:
         worker = Worker(spec, shared)
         while not shared.stop.is_set() and not shared.budget_spent(rt.total_steps, rt.total_episodes):
             pending = merge_reports(pending, worker.iterate())
-            try:
-                reports.put_nowait(pending)
+            if channel.try_send(pending):
                 pending = None
-            except queue.Full:
-                pass
         worker.close()
-        if pending is not None:
-            reports.put(pending, timeout=STOP_GRACE_S / 2)
+        channel.send({**(pending or {}), "worker": spec.rank, "final_state": worker.get_state()})
     except BaseException:
-        message = f"worker {spec.rank} failed:\n{traceback.format_exc()}"
-        try:
-            reports.put({"worker": spec.rank, "error": message}, timeout=2.0)
-        finally:
-            sys.exit(1)
+        channel.send({"worker": spec.rank, "error": f"worker {spec.rank} failed:\n{traceback.format_exc()}"})
+        sys.exit(1)
 
 
 class LocalBackend:
-    def __init__(self, specs: list[WorkerSpec], shared: SharedState, start_method: str) -> None:
+    def __init__(self, specs: list[WorkerSpec], shared: SharedState, start_method: str,
+                 heartbeat_timeout: float = 60.0, reseed: Callable[[int, int], int] | None = None) -> None:
         self.specs, self.shared = specs, shared
+        self.heartbeat_timeout = heartbeat_timeout
+        self.reseed = reseed or (lambda rank, restarts: specs[rank].seed + 7919 * restarts)
         self.ctx = processes.context(start_method)
-        self.reports: Any = self.ctx.Queue(maxsize=QUEUE_SIZE)
-        self.procs: list[Any] = []
-        self.errors: dict[int, str] = {}
-        self.held: list[Report] = []  # reports read while looking for errors, handed out by the next poll
+        self.strategy = torch.multiprocessing.get_sharing_strategy()
+        self.procs: dict[int, Any] = {}
+        self.channels: dict[int, Channel] = {}
+        self.launched: dict[int, float] = {}
+        self.restarts: dict[int, int] = {}
+        self.errors: dict[int, str] = {}  # tracebacks received, waiting for the process's death to be seen
+        self.dead: list[tuple[int, str]] = []  # deaths not yet handed to the supervisor
+        self.final_states: dict[int, Any] = {}
         if self.ctx.get_start_method() != "fork":
             _check_picklable(specs[0])
 
     def start(self) -> None:
         for spec in self.specs:
-            proc = self.ctx.Process(target=worker_process, args=(spec, self.shared.for_worker(spec.rank), self.reports),
-                                    name=f"pacer-worker-{spec.rank}", daemon=True)
+            self._launch(spec)
+
+    def _launch(self, spec: WorkerSpec) -> None:
+        channel = Channel(self.ctx)
+        proc = self.ctx.Process(target=worker_process, name=f"pacer-worker-{spec.rank}", daemon=True,
+                                args=(spec, self.shared.for_worker(spec.rank), channel.sender(), self.strategy))
+        self.procs[spec.rank], self.channels[spec.rank] = proc, channel
+        self.launched[spec.rank] = time.monotonic()
+        with processes.children_ignore_sigint():
             proc.start()
-            self.procs.append(proc)
+        channel.after_start()
 
     def poll(self, timeout: float) -> list[Report]:
-        out, self.held = self.held, []
-        try:
-            if not out:
-                out.append(self.reports.get(timeout=timeout))
-            while True:
-                out.append(self.reports.get_nowait())
-        except queue.Empty:
-            pass
-        reports = []
-        for report in out:
-            if "error" in report:
-                self.errors[report["worker"]] = report["error"]
-            else:
-                reports.append(report)
-        return reports
+        """Reports that arrived within `timeout`; returns early when a report arrives or a worker dies."""
+        watched = [c.reader for c in self.channels.values()]
+        watched += [p.sentinel for p in self.procs.values() if p.exitcode is None]
+        wait(watched, timeout)  # every pipe and every death, together
+        out = self._read()
+        self._check_health()
+        return out
 
-    def failures(self) -> list[str]:
-        dead = [rank for rank, p in enumerate(self.procs) if p.exitcode not in (None, 0)]
-        if any(rank not in self.errors for rank in dead):  # maybe its traceback is still in the queue
-            time.sleep(0.2)
-            self.held.extend(self.poll(0.0))
-        for rank in dead:  # killed without a word (SIGKILL, OOM): say so
-            if rank not in self.errors:
-                proc = self.procs[rank]
-                self.errors[rank] = f"{proc.name} died with exit code {proc.exitcode} and sent no traceback"
-        return [self.errors[rank] for rank in sorted(self.errors)]
+    def _read(self) -> list[Report]:
+        out = []
+        for rank, channel in list(self.channels.items()):
+            messages, closed = channel.receive_all()
+            for report in messages:
+                if "error" in report:
+                    self.errors[rank] = report["error"]
+                    continue
+                if "final_state" in report:
+                    self.final_states[rank] = report.pop("final_state")
+                if "env_steps" in report:
+                    out.append(report)
+            if closed:  # the worker is gone (or going): its pipe is of no more use
+                channel.close()
+                del self.channels[rank]
+        return out
 
-    def alive(self) -> int:
-        return sum(p.is_alive() for p in self.procs)
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        for rank, proc in list(self.procs.items()):
+            if proc.exitcode is None:
+                last = max(self.shared.heartbeats[rank], self.launched[rank])
+                if now - last > self.heartbeat_timeout:
+                    proc.kill()
+                    proc.join(timeout=2.0)
+                    self._forget(rank)
+                    self.dead.append((rank, f"worker {rank} gave no sign of life for {now - last:.1f} s "
+                                            f"(runtime.heartbeat_timeout {self.heartbeat_timeout:g} s) and was killed"))
+            elif proc.exitcode != 0:
+                if rank in self.channels:  # its traceback may still be in the pipe
+                    messages, _ = self.channels[rank].receive_all()
+                    for message in messages:
+                        if "error" in message:
+                            self.errors[rank] = message["error"]
+                exitcode = proc.exitcode
+                self._forget(rank)
+                message = self.errors.pop(rank, None) or (
+                    f"worker {rank} died with {_describe_exit(exitcode)} and sent no traceback")
+                self.dead.append((rank, message))
+
+    def _forget(self, rank: int) -> None:
+        self.procs.pop(rank).close()
+        channel = self.channels.pop(rank, None)
+        if channel is not None:
+            channel.close()
+
+    def failures(self) -> list[tuple[int, str]]:
+        """(rank, message with the worker's own traceback) for each worker that died since the last call."""
+        dead, self.dead = self.dead, []
+        return dead
+
+    def restart(self, rank: int) -> None:
+        """Start worker `rank` again: a new seed, parameters from shared memory, counters kept."""
+        self.restarts[rank] = self.restarts.get(rank, 0) + 1
+        spec = dataclasses.replace(self.specs[rank], seed=self.reseed(rank, self.restarts[rank]), state=None)
+        self._launch(spec)
 
     def stop(self) -> list[Report]:
         self.shared.stop.set()
         late: list[Report] = []
-
-        def drain() -> None:
-            # a worker killed mid-write leaves a torn message: skip it and keep stopping
-            with contextlib.suppress(Exception):
-                late.extend(self.poll(0.0))
-
-        processes.join_all(self.procs, STOP_GRACE_S, drain=drain)
-        drain()
-        self.procs = []
-        self.reports.close()
-        self.reports.join_thread()
+        processes.join_all(list(self.procs.values()), STOP_GRACE_S, drain=lambda: late.extend(self._read()))
+        late.extend(self._read())
+        for channel in self.channels.values():
+            channel.close()
+        self.procs, self.channels = {}, {}
         return late
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        import signal
+
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _check_picklable(spec: WorkerSpec) -> None:

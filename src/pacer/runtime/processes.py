@@ -8,14 +8,18 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from multiprocessing.connection import wait as wait_for
 from typing import Any
 
 import torch.multiprocessing as tmp
 
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
+FORCE = threading.Event()
+"""Set by a second Ctrl-C/SIGTERM: stop waiting for workers, kill them now."""
+CLEANUP_ENV = "PACER_FORKSERVER_TMPDIR"
 
 
 def resolve_start_method(method: str) -> str:
@@ -35,7 +39,85 @@ def context(method: str) -> Any:
     ctx = tmp.get_context(resolve_start_method(method))
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["torch", "gymnasium", "pacer.backends.local"])
+        _start_forkserver()
     return ctx
+
+
+def _start_forkserver() -> None:
+    """Start the fork server now, telling it (and only it) the /tmp/pymp-* directory of its socket: if this
+    process is SIGKILLed, nobody else would remove it; the fork server does, when it exits (see below)."""
+    from multiprocessing import forkserver, util
+
+    if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
+        return
+    os.environ[CLEANUP_ENV] = f"{os.getpid()}:{util.get_temp_dir()}"
+    try:
+        with children_ignore_sigint():
+            forkserver.ensure_running()
+    finally:
+        del os.environ[CLEANUP_ENV]
+
+
+@contextlib.contextmanager
+def children_ignore_sigint() -> Iterator[None]:
+    """Start processes with SIGINT ignored from their first instruction: an ignored signal stays ignored across
+    exec, and Python then installs no KeyboardInterrupt handler. Otherwise a Ctrl-C that reaches the whole process
+    group while a fork server or spawned worker is still importing torch kills it with a traceback. Only the
+    parent acts on Ctrl-C. (Held for the few milliseconds a start takes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _register_forkserver_cleanup() -> None:
+    """Runs at import in every process; acts only in the fork server started by _start_forkserver."""
+    value = os.environ.pop(CLEANUP_ENV, "")
+    parent, _, tmpdir = value.partition(":")
+    if not value or not os.path.basename(tmpdir).startswith("pymp-"):  # set only for the fork server we start
+        return
+    import atexit
+    import shutil
+
+    me = os.getpid()
+
+    def cleanup() -> None:
+        # only in the fork server itself, and only when its parent died without cleaning up (re-parented)
+        if os.getpid() == me and os.getppid() != int(parent):
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    atexit.register(cleanup)
+
+
+def set_name(name: str) -> None:
+    """Name the process for ps/top (Linux: /proc/PID/comm, 15 characters)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+@contextlib.contextmanager
+def second_signal_forces_stop() -> Iterator[None]:
+    """While a run is stopping, Ctrl-C or SIGTERM again means: stop waiting, kill the workers now."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def force(signum: int, frame: Any) -> None:
+        FORCE.set()
+
+    previous = {sig: signal.signal(sig, force) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        FORCE.clear()
 
 
 def stop_helpers() -> None:
@@ -58,10 +140,27 @@ def die_with_parent() -> None:
     """In a child: get SIGKILL when the parent dies (Linux), and exit now if it is already gone.
 
     Under forkserver the parent is the fork server, which itself exits when the main process dies."""
+    # A forkserver child inherits the fork server's "alive" pipe; while any child holds it, the fork server never
+    # sees its parent die, so it never exits, and the parent-death signal below never fires. Workers start no
+    # processes of their own: let it go.
+    from multiprocessing import forkserver
+
+    alive_fd = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:  # no parent-death signal: a watchdog thread notices re-parenting within a second
+        def watchdog() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watchdog, name="pacer-watchdog", daemon=True).start()
     if os.getppid() != parent or parent == 1:
         os._exit(1)
 
@@ -76,7 +175,7 @@ def join_all(processes: Iterable[Any], timeout: float, drain: Any = None) -> Non
     """Join every process within `timeout` seconds in all; terminate, then kill, whatever is left, and reap it.
 
     `drain()` is called while waiting, so a child blocked on flushing a queue can finish."""
-    procs = [p for p in processes if p is not None]
+    procs = [p for p in processes if p is not None and getattr(p, "_popen", True) is not None]  # started ones
     deadline = time.monotonic() + timeout
     for sig_step in ("wait", "terminate", "kill"):
         for p in procs:
@@ -84,12 +183,16 @@ def join_all(processes: Iterable[Any], timeout: float, drain: Any = None) -> Non
                 p.terminate()
             elif sig_step == "kill" and p.is_alive():
                 p.kill()
-        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
-            if drain is not None:
+        while any(p.is_alive() for p in procs) and time.monotonic() < deadline and not (
+                FORCE.is_set() and sig_step != "kill"):
+            if drain is not None and sig_step == "wait":
                 drain()
             wait_for([p.sentinel for p in procs if p.is_alive()], timeout=0.05)
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + (0.5 if FORCE.is_set() else 2.0)
     for p in procs:
         p.join(timeout=1.0)
         if hasattr(p, "close") and p.exitcode is not None:
             p.close()
+
+
+_register_forkserver_cleanup()

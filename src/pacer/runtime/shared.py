@@ -1,12 +1,14 @@
-"""State shared by the supervisor and every worker: parameters, optimizer state, counters, the stop event.
+"""State shared by the supervisor and every worker: parameters, optimizer state, counters, heartbeats, stop event.
 
-Everything is allocated once, in the parent, before any worker starts. Counters are ctypes values under their
-own lock: a worker adds to them once per rollout, never per step.
+Everything is allocated once, in the parent, before any worker starts. Counters hold one slot per worker, written
+only by that worker, once per rollout, and summed by readers. No lock: a process SIGKILLed while holding a lock
+never releases it, and every other worker would then block forever on its next add.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ from torch import nn
 from pacer.config import Config
 from pacer.runtime import optim
 
+COUNTERS = ("env_steps", "episodes", "updates")
+
 
 @dataclass
 class SharedState:
@@ -23,36 +27,39 @@ class SharedState:
     """The shared model; its parameters are in shared memory when workers are processes."""
     optimizer_states: list[optim.OptimizerState]
     """One state for a shared optimizer, or one per worker."""
-    env_steps: Any
-    """Environment transitions collected so far, over all workers (multiprocessing.Value 'q')."""
-    episodes: Any
-    """Episodes finished so far."""
-    updates: Any
-    """Optimizer steps applied so far."""
+    counts: Any
+    """int64 array [3, workers + 1]: env steps, episodes, updates; column w is worker w's, the last column holds
+    what earlier sessions of a resumed run counted."""
+    heartbeats: Any
+    """float64 array [workers]: time.monotonic() of each worker's last sign of life (0: not started yet)."""
     stop: Any
     """Set by the supervisor to ask every worker to finish its rollout and exit."""
 
-    def add(self, steps: int, episodes: int, updates: int) -> None:
-        for counter, n in ((self.env_steps, steps), (self.episodes, episodes), (self.updates, updates)):
-            if n:
-                with counter.get_lock():
-                    counter.value += n
+    def add(self, rank: int, steps: int, episodes: int, updates: int) -> None:
+        width = len(self.counts) // len(COUNTERS)
+        for row, n in enumerate((steps, episodes, updates)):
+            self.counts[row * width + rank] += n  # this worker is the only writer of its slot
 
     def counters(self) -> dict[str, int]:
-        """Read without the locks: an aligned 64-bit read is atomic, and a worker killed while holding a lock
-        must not hang the supervisor."""
-        return {"env_steps": int(self.env_steps.get_obj().value), "episodes": int(self.episodes.get_obj().value),
-                "updates": int(self.updates.get_obj().value)}
+        width = len(self.counts) // len(COUNTERS)
+        values = self.counts[:]
+        return {name: int(sum(values[row * width:(row + 1) * width])) for row, name in enumerate(COUNTERS)}
 
     def set_counters(self, values: dict[str, int]) -> None:
-        self.env_steps.value = int(values["env_steps"])
-        self.episodes.value = int(values["episodes"])
-        self.updates.value = int(values["updates"])
+        """Restore the totals of a resumed run into the 'earlier sessions' slot."""
+        width = len(self.counts) // len(COUNTERS)
+        for row, name in enumerate(COUNTERS):
+            for col in range(width):
+                self.counts[row * width + col] = 0
+            self.counts[row * width + width - 1] = int(values[name])
 
     def budget_spent(self, total_steps: int, total_episodes: int | None) -> bool:
         counts = self.counters()
         return counts["env_steps"] >= total_steps or (
             total_episodes is not None and counts["episodes"] >= total_episodes)
+
+    def beat(self, rank: int) -> None:
+        self.heartbeats[rank] = time.monotonic()
 
     def optimizer_slot(self, rank: int) -> optim.OptimizerState:
         return self.optimizer_states[0 if len(self.optimizer_states) == 1 else rank]
@@ -67,12 +74,14 @@ class SharedState:
 
 
 def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> SharedState:
-    slots = 1 if cfg.algo.shared_optimizer else cfg.runtime.workers
+    workers = cfg.runtime.workers
+    slots = 1 if cfg.algo.shared_optimizer else workers
     params = list(model.parameters())
     states = [optim.new_state(cfg.algo.optimizer, params) for _ in range(slots)]
     if in_shared_memory:
         model.share_memory()
         for state in states:
             optim.share_state(state)
-    return SharedState(model=model, optimizer_states=states, env_steps=ctx.Value("q", 0), episodes=ctx.Value("q", 0),
-                       updates=ctx.Value("q", 0), stop=ctx.Event())
+    return SharedState(model=model, optimizer_states=states,
+                       counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
+                       heartbeats=ctx.Array("d", workers, lock=False), stop=ctx.Event())

@@ -49,6 +49,7 @@ class Supervisor:
         self.next_checkpoint = _next_multiple(steps, log.checkpoint_every)
         self.next_row = 0.0
         self.last_eval: float | None = None
+        self.restarts = 0
 
     def run(self) -> str:
         """Supervise until the run should end; returns why ('total_steps', 'time_limit', 'target_return')."""
@@ -57,9 +58,8 @@ class Supervisor:
         while True:
             for report in self.backend.poll(POLL_S):
                 self.metrics.absorb(report)
-            failures = self.backend.failures()
-            if failures:
-                raise WorkerFailed("\n".join(failures))
+            for rank, message in self.backend.failures():
+                self.restart(rank, message)
             steps = self.shared.counters()["env_steps"]
             eval_mean = None
             if rt.eval_every and steps >= self.next_eval:
@@ -80,6 +80,17 @@ class Supervisor:
                 return "time_limit"
             if rt.stop_at_return is not None and eval_mean is not None and eval_mean >= rt.stop_at_return:
                 return "target_return"
+
+    def restart(self, rank: int, message: str) -> None:
+        """A worker died: show its own traceback, then restart it while the run's restart budget lasts."""
+        budget = self.cfg.runtime.max_restarts
+        if self.restarts >= budget:
+            raise WorkerFailed(f"{message.rstrip()}\nthe restart budget (runtime.max_restarts = {budget}) is spent; "
+                               "the run stops with its last parameters saved")
+        self.restarts += 1
+        self.metrics.log(f"pacer: {message.rstrip()}\npacer: restarting worker {rank} "
+                         f"(restart {self.restarts} of {budget})")
+        self.backend.restart(rank)
 
     def row(self, eval_mean: float | None = None) -> None:
         self.metrics.row(self.shared.counters(), self.clock.elapsed(), eval_mean)

@@ -1,0 +1,96 @@
+"""Running `pacer train` as a subprocess in its own session, watching its stderr, injecting faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from leftovers import session_processes, shm_and_tmp
+
+BASE = ["--no-progress", "--envs-per-worker", "4", "--workers", "2", "--set", "log.tensorboard=false",
+        "--set", "runtime.final_eval_episodes=2"]
+
+
+class Run:
+    """A `pacer train` process in a new session (so it can be signalled as a terminal would, as a group)."""
+
+    def __init__(self, run_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.run_dir = run_dir
+        self.before = shm_and_tmp()
+        full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run_dir), *BASE,
+                                      *args], start_new_session=True, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: list[tuple[float, str]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 60.0) -> float:
+        """Time at which a stderr line containing `text` appeared."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if text in line:
+                    return at
+            if self.proc.poll() is not None and not self.reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no line with {text!r} within {timeout} s; stderr:\n{self.stderr}")
+
+    def wait_for_steps(self, steps: int = 1, timeout: float = 60.0) -> None:
+        metrics = self.run_dir / "metrics.jsonl"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = metrics.read_text().splitlines() if metrics.exists() else []
+            if rows and json.loads(rows[-1])["env_steps"] >= steps:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"training did not reach {steps} steps within {timeout} s:\n{self.stderr}")
+
+    def workers(self) -> list[int]:
+        """PIDs of the worker processes (named pacer-w<rank>)."""
+        pids = []
+        for pid, _ in session_processes(self.proc.pid):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().startswith("pacer-w"):
+                    pids.append(pid)
+            except OSError:
+                pass
+        return sorted(pids)
+
+    def signal(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.reader.join(timeout=5)
+        return self.proc.returncode
+
+    def leftovers(self, settle: float = 5.0) -> tuple[list[tuple[int, str]], set[str]]:
+        """Processes of the session (zombies included) and new /dev/shm or /tmp/pymp-* entries, once settled."""
+        deadline = time.monotonic() + settle
+        while True:
+            procs, files = session_processes(self.proc.pid), shm_and_tmp() - self.before
+            if (not procs and not files) or time.monotonic() > deadline:
+                return procs, files
+            time.sleep(0.1)
