@@ -6,7 +6,7 @@ PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup train test test-slow lint typecheck check clean
+.PHONY: setup train test test-slow soak lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)  ## the default test run (fast; slow, soak and ray tests are excl
 
 test-slow: $(STAMP)  ## long checks: real training to a target return
 	$(BIN)/python -m pytest -q -m slow --timeout=900
+
+soak: $(STAMP)  ## repeated faults and endurance (about 40 minutes): counts go to benchmarks/results/
+	$(BIN)/python benchmarks/soak.py kills 20
+	$(BIN)/python benchmarks/soak.py cycles 200
+	$(BIN)/python benchmarks/soak.py soak 30
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -20,6 +20,7 @@ PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 FORCE = threading.Event()
 """Set by a second Ctrl-C/SIGTERM: stop waiting for workers, kill them now."""
 CLEANUP_ENV = "PACER_FORKSERVER_TMPDIR"
+_helpers_stop_registered = False
 
 
 def resolve_start_method(method: str) -> str:
@@ -37,6 +38,12 @@ def resolve_start_method(method: str) -> str:
 def context(method: str) -> Any:
     """A torch multiprocessing context; forkserver preloads torch and pacer so each worker starts in ~20 ms."""
     ctx = tmp.get_context(resolve_start_method(method))
+    global _helpers_stop_registered
+    if not _helpers_stop_registered:  # at interpreter exit, reap the helpers instead of orphaning them
+        import atexit
+
+        atexit.register(stop_helpers)
+        _helpers_stop_registered = True
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["torch", "gymnasium", "pacer.backends.local"])
         _start_forkserver()
@@ -60,18 +67,18 @@ def _start_forkserver() -> None:
 
 @contextlib.contextmanager
 def children_ignore_sigint() -> Iterator[None]:
-    """Start processes with SIGINT ignored from their first instruction: an ignored signal stays ignored across
-    exec, and Python then installs no KeyboardInterrupt handler. Otherwise a Ctrl-C that reaches the whole process
-    group while a fork server or spawned worker is still importing torch kills it with a traceback. Only the
-    parent acts on Ctrl-C. (Held for the few milliseconds a start takes.)"""
-    if threading.current_thread() is not threading.main_thread():
+    """Start processes with SIGINT blocked from their first instruction (a blocked mask survives fork and exec),
+    so that a Ctrl-C reaching the whole process group while a fork server or spawned worker is still importing
+    torch does not kill it with a traceback; workers then ignore SIGINT for good (child_signals). Only the parent
+    acts on Ctrl-C: in the parent the signal is only held back for the moment a start takes, never lost."""
+    if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _register_forkserver_cleanup() -> None:
@@ -124,7 +131,8 @@ def stop_helpers() -> None:
     """Stop and reap multiprocessing's fork server and resource tracker, if this process started them.
 
     Left to exit by themselves they are orphaned when the parent exits, and linger as zombies until init reaps
-    them. The CLI calls this on its way out; a long-lived program (a notebook) keeps them for fast restarts."""
+    them. Called at interpreter exit (and by the CLI on its way out); until then a long-lived program (a notebook)
+    keeps them for fast restarts."""
     import gc
     from multiprocessing import forkserver, resource_tracker
 
@@ -169,6 +177,8 @@ def child_signals() -> None:
     """Ctrl-C reaches the whole process group; only the parent acts on it, and asks workers to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (children_ignore_sigint): now ignored
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def join_all(processes: Iterable[Any], timeout: float, drain: Any = None) -> None:

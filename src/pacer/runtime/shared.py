@@ -1,8 +1,9 @@
 """State shared by the supervisor and every worker: parameters, optimizer state, counters, heartbeats, stop event.
 
-Everything is allocated once, in the parent, before any worker starts. Counters hold one slot per worker, written
-only by that worker, once per rollout, and summed by readers. No lock: a process SIGKILLed while holding a lock
-never releases it, and every other worker would then block forever on its next add.
+Everything is allocated once, in the parent, before any worker starts, and nothing here takes a lock: a process
+SIGKILLed (or SIGSTOPped) while holding a cross-process lock never releases it, and everyone else then blocks
+forever. Counters hold one slot per worker, written only by that worker, once per rollout, and summed by readers;
+heartbeats likewise; the stop request is a plain shared flag.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ from pacer.runtime import optim
 COUNTERS = ("env_steps", "episodes", "updates")
 
 
+class StopFlag:
+    """A flag in shared memory, without the lock a multiprocessing.Event takes even to read it: a worker killed
+    (or stopped) inside `Event.is_set()` would hold that lock forever, and the supervisor's `set()` would hang."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.flag = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self.flag.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self.flag.value)
+
+
 @dataclass
 class SharedState:
     model: nn.Module
@@ -32,7 +47,7 @@ class SharedState:
     what earlier sessions of a resumed run counted."""
     heartbeats: Any
     """float64 array [workers]: time.monotonic() of each worker's last sign of life (0: not started yet)."""
-    stop: Any
+    stop: StopFlag
     """Set by the supervisor to ask every worker to finish its rollout and exit."""
 
     def add(self, rank: int, steps: int, episodes: int, updates: int) -> None:
@@ -84,4 +99,4 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
             optim.share_state(state)
     return SharedState(model=model, optimizer_states=states,
                        counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
-                       heartbeats=ctx.Array("d", workers, lock=False), stop=ctx.Event())
+                       heartbeats=ctx.Array("d", workers, lock=False), stop=StopFlag(ctx))
