@@ -25,15 +25,18 @@ STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write so that `path` is always either the old complete file or the new complete file."""
+    """Write so that `path` is always either the old complete file or the new complete file. A Ctrl-C or SIGTERM
+    during the write is held until it is done (the write takes milliseconds), then acted on."""
+    from pacer.runtime.processes import signals_deferred
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with signals_deferred(), open(tmp, "wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -28,6 +28,7 @@ TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--run-dir": ("log.run_dir", str, "where to save the run (default runs/<env>-<algo>-<time>)"),
     "--start-method": ("runtime.start_method", str, "fork, forkserver or spawn (default: forkserver where available)"),
     "--backend": ("runtime.backend", str, "local (processes) or inline (in this process)"),
+    "--max-restarts": ("runtime.max_restarts", int, "worker crashes or hangs tolerated before the run stops"),
 }
 
 

@@ -8,9 +8,13 @@ worker whose heartbeat goes stale (hung env, SIGSTOP) is killed and reported lik
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import pickle
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -22,11 +26,12 @@ import torch
 
 from pacer.errors import PacerError
 from pacer.runtime import processes
-from pacer.runtime.channel import Channel, Sender
+from pacer.runtime.channel import EOF_MARK, Channel, Inbox, Sender
 from pacer.runtime.shared import SharedState
 from pacer.worker import Report, Worker, WorkerSpec
 
 STOP_GRACE_S = 10.0
+STARTUP_S = 120.0  # heartbeat allowance before a worker's first sign of life
 
 
 def merge_reports(old: Report | None, new: Report) -> Report:
@@ -73,24 +78,45 @@ class LocalBackend:
         self.ctx = processes.context(start_method)
         self.strategy = torch.multiprocessing.get_sharing_strategy()
         self.procs: dict[int, Any] = {}
-        self.channels: dict[int, Channel] = {}
+        self.inbox = Inbox()
         self.launched: dict[int, float] = {}
         self.restarts: dict[int, int] = {}
         self.errors: dict[int, str] = {}  # tracebacks received, waiting for the process's death to be seen
         self.dead: list[tuple[int, str]] = []  # deaths not yet handed to the supervisor
         self.final_states: dict[int, Any] = {}
+        self.held: list[Report] = []  # reports read while looking for a dead worker's traceback
+        self.hung: dict[int, float] = {}  # rank -> seconds without a heartbeat, for workers the watchdog killed
+        self.watching = threading.Event()
+        self.watchdog = threading.Thread(target=self._watch, name="pacer-heartbeats", daemon=True)
         if self.ctx.get_start_method() != "fork":
             _check_picklable(specs[0])
 
     def start(self) -> None:
         for spec in self.specs:
             self._launch(spec)
+        self.watchdog.start()
+
+    def _watch(self) -> None:
+        """Kill workers whose heartbeat is stale. A thread of its own, so that it works even while the main
+        thread is blocked (say, reading half a message from a worker that was stopped in the middle of it)."""
+        while not self.watching.wait(0.25):
+            now = time.monotonic()
+            for rank, proc in list(self.procs.items()):
+                beat, launched = self.shared.heartbeats[rank], self.launched[rank]
+                # starting (fork server still importing torch, a busy machine) gets a longer allowance
+                limit = self.heartbeat_timeout if beat >= launched else max(self.heartbeat_timeout, STARTUP_S)
+                silent = now - max(beat, launched)
+                if silent > limit and rank not in self.hung:
+                    with contextlib.suppress(ValueError, OSError):  # closed or gone meanwhile: nothing to do
+                        if proc.exitcode is None:
+                            self.hung[rank] = silent
+                            os.kill(proc.pid, signal.SIGKILL)
 
     def _launch(self, spec: WorkerSpec) -> None:
-        channel = Channel(self.ctx)
+        channel = Channel(self.ctx, spec.rank, self.inbox)
         proc = self.ctx.Process(target=worker_process, name=f"pacer-worker-{spec.rank}", daemon=True,
                                 args=(spec, self.shared.for_worker(spec.rank), channel.sender(), self.strategy))
-        self.procs[spec.rank], self.channels[spec.rank] = proc, channel
+        self.procs[spec.rank] = proc
         self.launched[spec.rank] = time.monotonic()
         with processes.children_ignore_sigint():
             proc.start()
@@ -98,47 +124,40 @@ class LocalBackend:
 
     def poll(self, timeout: float) -> list[Report]:
         """Reports that arrived within `timeout`; returns early when a report arrives or a worker dies."""
-        watched = [c.reader for c in self.channels.values()]
-        watched += [p.sentinel for p in self.procs.values() if p.exitcode is None]
-        wait(watched, timeout)  # every pipe and every death, together
-        out = self._read()
+        watched = [self.inbox.wake_r, *(p.sentinel for p in self.procs.values() if p.exitcode is None)]
+        wait(watched, timeout)  # every report and every death, together
+        out = self.held + self._read()
+        self.held = []
         self._check_health()
         return out
 
     def _read(self) -> list[Report]:
         out = []
-        for rank, channel in list(self.channels.items()):
-            messages, closed = channel.receive_all()
-            for report in messages:
-                if "error" in report:
-                    self.errors[rank] = report["error"]
-                    continue
-                if "final_state" in report:
-                    self.final_states[rank] = report.pop("final_state")
-                if "env_steps" in report:
-                    out.append(report)
-            if closed:  # the worker is gone (or going): its pipe is of no more use
-                channel.close()
-                del self.channels[rank]
+        for rank, report in self.inbox.take_all():
+            if report == EOF_MARK:
+                continue  # the worker's pipe closed; its exit is judged from the process itself
+            if "error" in report:
+                self.errors[rank] = report["error"]
+                continue
+            if "final_state" in report:
+                self.final_states[rank] = report.pop("final_state")
+            if "env_steps" in report:
+                out.append(report)
         return out
 
     def _check_health(self) -> None:
-        now = time.monotonic()
         for rank, proc in list(self.procs.items()):
             if proc.exitcode is None:
-                last = max(self.shared.heartbeats[rank], self.launched[rank])
-                if now - last > self.heartbeat_timeout:
-                    proc.kill()
-                    proc.join(timeout=2.0)
-                    self._forget(rank)
-                    self.dead.append((rank, f"worker {rank} gave no sign of life for {now - last:.1f} s "
-                                            f"(runtime.heartbeat_timeout {self.heartbeat_timeout:g} s) and was killed"))
+                continue
+            if rank in self.hung:
+                silent = self.hung.pop(rank)
+                self._forget(rank)
+                self.dead.append((rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
+                                        f"(runtime.heartbeat_timeout {self.heartbeat_timeout:g} s) and was killed"))
             elif proc.exitcode != 0:
-                if rank in self.channels:  # its traceback may still be in the pipe
-                    messages, _ = self.channels[rank].receive_all()
-                    for message in messages:
-                        if "error" in message:
-                            self.errors[rank] = message["error"]
+                if rank not in self.errors:  # its traceback may still be on its way through the pipe
+                    time.sleep(0.05)
+                    self.held.extend(self._read())
                 exitcode = proc.exitcode
                 self._forget(rank)
                 message = self.errors.pop(rank, None) or (
@@ -147,9 +166,6 @@ class LocalBackend:
 
     def _forget(self, rank: int) -> None:
         self.procs.pop(rank).close()
-        channel = self.channels.pop(rank, None)
-        if channel is not None:
-            channel.close()
 
     def failures(self) -> list[tuple[int, str]]:
         """(rank, message with the worker's own traceback) for each worker that died since the last call."""
@@ -164,19 +180,20 @@ class LocalBackend:
 
     def stop(self) -> list[Report]:
         self.shared.stop.set()
+        self.watching.set()
+        if self.watchdog.is_alive():
+            self.watchdog.join(timeout=2.0)
         late: list[Report] = []
         processes.join_all(list(self.procs.values()), STOP_GRACE_S, drain=lambda: late.extend(self._read()))
-        late.extend(self._read())
-        for channel in self.channels.values():
-            channel.close()
-        self.procs, self.channels = {}, {}
+        time.sleep(0.05)  # let the reader threads hand over the last messages
+        late.extend(self.held + self._read())
+        self.procs, self.held = {}, []
+        self.inbox.close()
         return late
 
 
 def _describe_exit(code: int) -> str:
     if code < 0:
-        import signal
-
         return f"signal {signal.Signals(-code).name}"
     return f"exit code {code}"
 

@@ -1,17 +1,23 @@
-"""One pipe per worker, with credits: a report channel that a SIGKILLed worker cannot wedge.
+"""One pipe per worker, with credits, read by a thread: a report channel that a dying worker cannot wedge.
 
 A `multiprocessing.Queue` shared by all workers has one write lock: a worker killed while holding it (or halfway
 through a message) blocks every other writer and can leave the reader waiting forever on a torn message. Here each
-worker owns its pipe; when it dies, its pipe reads EOF and is dropped, and a restarted worker gets a new one.
-Credits bound what is in flight, so a worker never blocks on a slow parent: without a credit it keeps the report
-and folds it into the next.
+worker owns its pipe, and a small thread in the parent does the blocking reads: the supervisor's main thread only
+takes whole messages from an in-process queue, so neither a torn message nor a Ctrl-C in the middle of a read can
+leave it stuck. When a worker dies its pipe reads EOF, and a restarted worker gets a new one. Credits bound what
+is in flight, so a worker never blocks on a slow parent: without a credit it folds the report into the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
+import threading
 from typing import Any
 
 CREDITS = 16
+EOF_MARK = "__eof__"
 
 
 class Sender:
@@ -32,32 +38,67 @@ class Sender:
         self.writer.send(message)
 
 
-class Channel:
-    """The parent's end, and the sender to give to one worker process."""
+class Inbox:
+    """Where every channel's reader thread delivers (rank, message), with a file descriptor to wait on."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self) -> None:
+        self.messages: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)  # a full wake pipe already says "wake up"
+        self.lock = threading.Lock()  # a late reader thread must never write to a closed (reused) descriptor
+        self.closed = False
+
+    def put(self, rank: int, message: Any) -> None:
+        self.messages.put((rank, message))
+        with self.lock:
+            if not self.closed:
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self.wake_w, b"\0")
+
+    def take_all(self) -> list[tuple[int, Any]]:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        out = []
+        while True:
+            try:
+                out.append(self.messages.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+
+
+class Channel:
+    """The parent's end of one worker's pipe."""
+
+    def __init__(self, ctx: Any, rank: int, inbox: Inbox) -> None:
         self.reader, self.writer = ctx.Pipe(duplex=False)
         self.credits = ctx.Semaphore(CREDITS)
+        self.rank, self.inbox = rank, inbox
 
     def sender(self) -> Sender:
         return Sender(self.writer, self.credits)
 
     def after_start(self) -> None:
-        """The child has its copy of the write end: close ours, so that its death reads as EOF."""
+        """The child has its copy of the write end: close ours (so that its death reads as EOF), start reading."""
         self.writer.close()
+        threading.Thread(target=self._pump, name=f"pacer-reports-{self.rank}", daemon=True).start()
 
-    def receive_all(self) -> tuple[list[Any], bool]:
-        """Every complete message available now, and whether the writer is gone (EOF)."""
-        out: list[Any] = []
+    def _pump(self) -> None:
         try:
-            while self.reader.poll():
-                out.append(self.reader.recv())
+            while True:
+                message = self.reader.recv()
                 self.credits.release()
+                self.inbox.put(self.rank, message)
         except (EOFError, OSError):
-            return out, True
-        return out, False
-
-    def close(self) -> None:
-        self.reader.close()
-        if not self.writer.closed:
-            self.writer.close()
+            self.inbox.put(self.rank, EOF_MARK)
+        finally:
+            self.reader.close()
