@@ -57,7 +57,13 @@ def kills(n: int, out: Path) -> dict[str, Any]:
         detect.append(time.monotonic() - killed)
         run.wait_for_line("restarting worker")
     run.signal(signal.SIGINT)
-    code = run.wait(30)
+    try:
+        code = run.proc.wait(30)
+    except subprocess.TimeoutExpired:  # record where it hangs, then end it
+        stacks = subprocess.run(["py-spy", "dump", "--pid", str(run.proc.pid)], capture_output=True, text=True)
+        print(stacks.stdout, stacks.stderr, file=sys.stderr)
+        code = run.wait(0.1)
+    run.reader.join(timeout=5)
     procs, files = run.leftovers(settle=10)
     return {"kills": n, "detected": len(detect), "restarts": sum("restarting worker" in line for _, line in run.lines),
             "detect_s_median": round(statistics.median(detect), 3), "detect_s_max": round(max(detect), 3),

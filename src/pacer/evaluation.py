@@ -67,7 +67,7 @@ def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: in
         for share in shares:
             args = (model, kind, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps)
             proc = ctx.Process(target=_eval_process, args=(args, results), name="pacer-eval", daemon=True)
-            with processes.children_ignore_sigint():
+            with processes.signals_deferred(), processes.children_ignore_sigint():
                 proc.start()
             procs.append(proc)
         out = []

@@ -118,7 +118,8 @@ class LocalBackend:
                                 args=(spec, self.shared.for_worker(spec.rank), channel.sender(), self.strategy))
         self.procs[spec.rank] = proc
         self.launched[spec.rank] = time.monotonic()
-        with processes.children_ignore_sigint():
+        # Ctrl-C is held until the start is complete: half-started, the process would be neither joinable nor dead
+        with processes.signals_deferred(), processes.children_ignore_sigint():
             proc.start()
         channel.after_start()
 

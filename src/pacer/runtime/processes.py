@@ -156,14 +156,39 @@ def stop_helpers() -> None:
     them. Called at interpreter exit (and by the CLI on its way out); until then a long-lived program (a notebook)
     keeps them for fast restarts."""
     import gc
-    from multiprocessing import forkserver, resource_tracker
+    from multiprocessing import forkserver, resource_tracker, util
 
     gc.collect()  # finalize queues and locks first: they talk to the resource tracker
-    for helper in (getattr(forkserver, "_forkserver", None), getattr(resource_tracker, "_resource_tracker", None)):
-        stop = getattr(helper, "_stop", None)  # private, but present from Python 3.8 to 3.13
-        if stop is not None:
-            with contextlib.suppress(OSError, ChildProcessError):
-                stop()
+    # Private attributes, present from Python 3.8 to 3.13. Not their own _stop(): it waits without a limit, and a
+    # helper can be kept alive by a child that still holds its pipe (one killed halfway through its start).
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and getattr(server, "_forkserver_pid", None) is not None:
+        _close_and_reap(server._forkserver_alive_fd, server._forkserver_pid)
+        address = server._forkserver_address
+        server._forkserver_alive_fd = server._forkserver_pid = server._forkserver_address = None
+        if isinstance(address, str) and not util.is_abstract_socket_namespace(address):
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is not None and getattr(tracker, "_pid", None) is not None and tracker._fd is not None:
+        _close_and_reap(tracker._fd, tracker._pid)
+        tracker._fd = tracker._pid = None
+
+
+def _close_and_reap(fd: int, pid: int, timeout: float = 2.0) -> None:
+    """Close the helper's pipe (its cue to exit), wait for it a little, kill it if it will not go, and reap it."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    deadline = time.monotonic() + timeout
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.01)
+    except ChildProcessError:
+        pass
 
 
 def die_with_parent() -> None:
