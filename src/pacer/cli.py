@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from pacer.errors import PacerError
+from pacer.runtime.processes import Terminated
 
 EXIT_ERROR, EXIT_WORKER_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 
@@ -30,10 +31,6 @@ TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--backend": ("runtime.backend", str, "local (processes) or inline (in this process)"),
     "--max-restarts": ("runtime.max_restarts", int, "worker crashes or hangs tolerated before the run stops"),
 }
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the run stops and saves exactly as on Ctrl-C."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -112,23 +112,25 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     # The parent evaluates while workers run: more threads here only fight the workers for cores.
     torch.set_num_threads(cfg.runtime.threads_per_worker)
     stopped_by: KeyboardInterrupt | None = None
-    try:
+    with processes.StopSignals() as signals:  # Ctrl-C / SIGTERM now ask for a stop; a second one forces it
+        supervisor.stop_requested = lambda: signals.received is not None
         try:
-            backend.start()
-            reason = supervisor.run()
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into an exception by the CLI
-            reason, stopped_by = "interrupted", exc
-        finally:
-            with processes.second_signal_forces_stop():
+            try:
+                backend.start()
+                reason = supervisor.run()
+            except KeyboardInterrupt as exc:  # outside the main thread, signals still raise
+                reason, stopped_by = "interrupted", exc
+            finally:
                 for report in backend.stop():
                     metrics.absorb(report)
                 supervisor.row()
                 final = save("final")
-    finally:
-        metrics.close()
-        torch.set_num_threads(user_threads)
+        finally:
+            metrics.close()
+            torch.set_num_threads(user_threads)
     if stopped_by is not None:
-        raise stopped_by  # after a clean stop and a final checkpoint: the caller decides what it means
+        raise stopped_by
+    signals.raise_if_received()  # after a clean stop and a final checkpoint: the caller decides what it means
 
     eval_returns = None
     if cfg.runtime.final_eval_episodes:

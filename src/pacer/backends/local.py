@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import pickle
 import signal
 import sys
@@ -85,7 +84,8 @@ class LocalBackend:
         self.dead: list[tuple[int, str]] = []  # deaths not yet handed to the supervisor
         self.final_states: dict[int, Any] = {}
         self.held: list[Report] = []  # reports read while looking for a dead worker's traceback
-        self.hung: dict[int, float] = {}  # rank -> seconds without a heartbeat, for workers the watchdog killed
+        self.hung: dict[int, tuple[Any, float]] = {}  # rank -> (process the watchdog killed, seconds it was silent)
+        self.pumps: list[threading.Thread] = []  # reader threads; each ends at its pipe's EOF
         self.watching = threading.Event()
         self.watchdog = threading.Thread(target=self._watch, name="pacer-heartbeats", daemon=True)
         if self.ctx.get_start_method() != "fork":
@@ -102,6 +102,8 @@ class LocalBackend:
         while not self.watching.wait(0.25):
             now = time.monotonic()
             for rank, proc in list(self.procs.items()):
+                if getattr(proc, "_popen", None) is None:  # not started yet
+                    continue
                 beat, launched = self.shared.heartbeats[rank], self.launched[rank]
                 # starting (fork server still importing torch, a busy machine) gets a longer allowance
                 limit = self.heartbeat_timeout if beat >= launched else max(self.heartbeat_timeout, STARTUP_S)
@@ -109,19 +111,22 @@ class LocalBackend:
                 if silent > limit and rank not in self.hung:
                     with contextlib.suppress(ValueError, OSError):  # closed or gone meanwhile: nothing to do
                         if proc.exitcode is None:
-                            self.hung[rank] = silent
-                            os.kill(proc.pid, signal.SIGKILL)
+                            self.hung[rank] = (proc, silent)
+                            proc.kill()
 
     def _launch(self, spec: WorkerSpec) -> None:
         channel = Channel(self.ctx, spec.rank, self.inbox)
         proc = self.ctx.Process(target=worker_process, name=f"pacer-worker-{spec.rank}", daemon=True,
                                 args=(spec, self.shared.for_worker(spec.rank), channel.sender(), self.strategy))
+        self.launched[spec.rank] = time.monotonic()  # before the watchdog can see the process
         self.procs[spec.rank] = proc
-        self.launched[spec.rank] = time.monotonic()
         # Ctrl-C is held until the start is complete: half-started, the process would be neither joinable nor dead
         with processes.signals_deferred(), processes.children_ignore_sigint():
-            proc.start()
-        channel.after_start()
+            try:
+                proc.start()
+            finally:
+                if getattr(proc, "_popen", None) is not None:
+                    self.pumps.append(channel.after_start())
 
     def poll(self, timeout: float) -> list[Report]:
         """Reports that arrived within `timeout`; returns early when a report arrives or a worker dies."""
@@ -150,8 +155,8 @@ class LocalBackend:
         for rank, proc in list(self.procs.items()):
             if proc.exitcode is None:
                 continue
-            if rank in self.hung:
-                silent = self.hung.pop(rank)
+            killed, silent = self.hung.pop(rank, (None, 0.0))
+            if killed is proc:  # the watchdog killed this very process (not an earlier incarnation)
                 self._forget(rank)
                 self.dead.append((rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
                                         f"(runtime.heartbeat_timeout {self.heartbeat_timeout:g} s) and was killed"))
@@ -186,7 +191,9 @@ class LocalBackend:
             self.watchdog.join(timeout=2.0)
         late: list[Report] = []
         processes.join_all(list(self.procs.values()), STOP_GRACE_S, drain=lambda: late.extend(self._read()))
-        time.sleep(0.05)  # let the reader threads hand over the last messages
+        deadline = time.monotonic() + 2.0  # the readers end at EOF, right after the last message
+        for pump in self.pumps:
+            pump.join(timeout=max(0.0, deadline - time.monotonic()))
         late.extend(self.held + self._read())
         self.procs, self.held = {}, []
         self.inbox.close()

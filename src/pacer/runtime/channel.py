@@ -87,10 +87,12 @@ class Channel:
     def sender(self) -> Sender:
         return Sender(self.writer, self.credits)
 
-    def after_start(self) -> None:
+    def after_start(self) -> threading.Thread:
         """The child has its copy of the write end: close ours (so that its death reads as EOF), start reading."""
         self.writer.close()
-        threading.Thread(target=self._pump, name=f"pacer-reports-{self.rank}", daemon=True).start()
+        pump = threading.Thread(target=self._pump, name=f"pacer-reports-{self.rank}", daemon=True)
+        pump.start()
+        return pump
 
     def _pump(self) -> None:
         try:

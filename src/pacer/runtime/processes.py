@@ -57,6 +57,9 @@ def _start_forkserver() -> None:
 
     if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
         return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # first: starting it unblocks SIGINT, which would undo the block below
     os.environ[CLEANUP_ENV] = f"{os.getpid()}:{util.get_temp_dir()}"
     try:
         with children_ignore_sigint():
@@ -130,23 +133,41 @@ def signals_deferred() -> Iterator[None]:
                 signal.raise_signal(signum)
 
 
-@contextlib.contextmanager
-def second_signal_forces_stop() -> Iterator[None]:
-    """While a run is stopping, Ctrl-C or SIGTERM again means: stop waiting, kill the workers now."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C once the run has stopped cleanly (the CLI exits 143 on it, 130 on Ctrl-C)."""
 
-    def force(signum: int, frame: Any) -> None:
-        FORCE.set()
 
-    previous = {sig: signal.signal(sig, force) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+class StopSignals:
+    """While a run is supervised, Ctrl-C and SIGTERM never raise: the first asks for a stop (the supervisor sees
+    it at its next loop), a later one sets FORCE (stop waiting for workers, kill them). An exception raised at an
+    arbitrary point could land in a finalizer, where Python drops it, or half-way through a start or a write."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        else:
+            FORCE.set()
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):  # our handler never raises, so each swap is safe
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         FORCE.clear()
+
+    def raise_if_received(self) -> None:
+        if self.received == signal.SIGTERM:
+            raise Terminated
+        if self.received is not None:
+            raise KeyboardInterrupt
 
 
 def stop_helpers() -> None:

@@ -50,12 +50,15 @@ class Supervisor:
         self.next_row = 0.0
         self.last_eval: float | None = None
         self.restarts = 0
+        self.stop_requested: Callable[[], bool] = lambda: False
 
     def run(self) -> str:
         """Supervise until the run should end; returns why ('total_steps', 'time_limit', 'target_return')."""
         rt = self.cfg.runtime
         session_start = time.monotonic()
         while True:
+            if self.stop_requested():
+                return "interrupted"
             for report in self.backend.poll(POLL_S):
                 self.metrics.absorb(report)
             for rank, message in self.backend.failures():
