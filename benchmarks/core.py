@@ -10,7 +10,6 @@ nothing is left behind afterwards (processes of the session, zombies included; n
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -22,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from leftovers import session_processes, shm_and_tmp  # noqa: E402 - the tests' own leftover checks
+
 RUNS = ROOT / "runs" / "bench"
 PACER = [sys.executable, "-m", "pacer"]
 
@@ -33,25 +36,7 @@ EXPERIMENTS: dict[str, list[tuple[str, list[str]]]] = {
 }
 
 
-def leftovers_snapshot() -> set[str]:
-    shm = {f"/dev/shm/{n}" for n in os.listdir("/dev/shm")} if os.path.isdir("/dev/shm") else set()
-    return shm | set(glob.glob("/tmp/pymp-*"))
-
-
-def session_processes(sid: int) -> list[str]:
-    out = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            text = Path(stat).read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()
-        if int(fields[3]) == sid:
-            out.append(f"{stat.split('/')[2]}:{fields[0]}")
-    return out
-
-
-def run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str], list[str]]:
+def run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str], list[tuple[int, str]]]:
     tic = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -69,7 +54,7 @@ def first_last_return(run_dir: Path) -> tuple[float | None, float | None]:
 def experiment(name: str, args: list[str]) -> dict[str, Any]:
     run_dir = (RUNS / name).relative_to(ROOT)  # commands run from the project root
     shutil.rmtree(ROOT / run_dir, ignore_errors=True)
-    before = leftovers_snapshot()
+    before = shm_and_tmp()
     train_cmd = [*PACER, "train", "--run-dir", str(run_dir), "--no-progress", *args]
     train_wall, train, train_left = run(train_cmd)
     eval_cmd = [*PACER, "eval", str(run_dir), "--episodes", "100", "--json"]
@@ -86,7 +71,7 @@ def experiment(name: str, args: list[str]) -> dict[str, Any]:
         "steps_per_s": summary.get("steps_per_s"), "eval_time_in_training_s": summary.get("eval_time_s"),
         "eval100_mean": result.get("mean"), "eval100_std": result.get("std"),
         "first_recent_return": first, "last_recent_return": last,
-        "leftover_processes": train_left + eval_left, "leftover_shm_or_pymp": sorted(leftovers_snapshot() - before),
+        "leftover_processes": train_left + eval_left, "leftover_shm_or_pymp": sorted(shm_and_tmp() - before),
     }
     if train.returncode != 0 or ev.returncode != 0:
         row["stderr"] = (train.stderr + ev.stderr)[-2000:]
