@@ -44,6 +44,12 @@ def kill_runs_at_teardown(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
             run.proc.wait()
 
 
+def faulty_run(tmp_path: Path, fault: str, *args: str) -> Run:
+    """A 20k-step run whose env misbehaves (`crashing` or `hanging`) once, in one worker."""
+    return Run(tmp_path / "run", "--env", f"helpers:make_{fault}_cartpole", "--total-steps", "20000",
+               "--set", "runtime.eval_every=0", *args, env={"PACER_TEST_FAULT_MARKER": str(tmp_path / "marker")})
+
+
 def assert_clean(run: Run) -> None:
     procs, files = run.leftovers()
     assert procs == [], f"processes left in the run's session: {procs}"
@@ -66,8 +72,7 @@ def env_steps_never_decrease(run: Run) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_crashing_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> None:
-    run = Run(tmp_path / "run", "--env", "helpers:make_crashing_cartpole", "--total-steps", "20000",
-              "--set", "runtime.eval_every=0", env={"PACER_TEST_FAULT_MARKER": str(tmp_path / "marker")})
+    run = faulty_run(tmp_path, "crashing")
     assert run.wait(90) == 0, run.stderr
     assert "RuntimeError: injected crash" in run.stderr  # the worker's own traceback, shown by the parent
     assert "FaultyCartPole" in run.stderr or "helpers.py" in run.stderr
@@ -117,9 +122,7 @@ def test_a_hung_worker_is_killed_by_the_heartbeat_timeout(tmp_path: Path) -> Non
 
 @pytest.mark.timeout(120)
 def test_a_hanging_env_is_detected_too(tmp_path: Path) -> None:
-    run = Run(tmp_path / "run", "--env", "helpers:make_hanging_cartpole", "--total-steps", "20000",
-              "--set", "runtime.eval_every=0", "--set", "runtime.heartbeat_timeout=3",
-              env={"PACER_TEST_FAULT_MARKER": str(tmp_path / "marker")})
+    run = faulty_run(tmp_path, "hanging", "--set", "runtime.heartbeat_timeout=3")
     assert run.wait(90) == 0, run.stderr
     assert "gave no sign of life" in run.stderr and "restarting worker" in run.stderr
     assert_clean(run)
@@ -127,9 +130,7 @@ def test_a_hanging_env_is_detected_too(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_when_the_restart_budget_is_spent_the_run_stops_with_exit_1_and_a_checkpoint(tmp_path: Path) -> None:
-    run = Run(tmp_path / "run", "--env", "helpers:make_crashing_cartpole", "--total-steps", "20000",
-              "--set", "runtime.max_restarts=0", "--set", "runtime.eval_every=0",
-              env={"PACER_TEST_FAULT_MARKER": str(tmp_path / "marker")})
+    run = faulty_run(tmp_path, "crashing", "--set", "runtime.max_restarts=0")
     assert run.wait(90) == 1
     assert "RuntimeError: injected crash" in run.stderr
     assert "the restart budget (runtime.max_restarts = 0) is spent" in run.stderr
