@@ -92,7 +92,7 @@ def test_values_that_would_break_later() -> None:
 
 
 def test_worker_seeds_are_distinct_streams() -> None:
-    from pacer.train import worker_seed
+    from pacer.training import worker_seed
 
     seeds = {worker_seed(0, rank, steps) for rank in range(8) for steps in (0, 1000)}
     assert len(seeds) == 16

@@ -1,4 +1,4 @@
-"""The `pacer` command: train and eval. Errors in the user's input end in one line and exit code 2."""
+"""The `pacer` command: train, eval, plot and bench. Errors in the user's input end in one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -63,12 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     pl.add_argument("--out", type=Path, default=Path("learning-curve.png"))
     pl.add_argument("--x", choices=["env_steps", "time"], default="env_steps", help="horizontal axis")
+    from pacer.bench.commands import add_parser as add_bench
+
+    add_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.command == "train" and getattr(args, "runtime.backend") in (None, "local"):
+        from pacer.runtime.processes import start_forkserver_early
+
+        start_forkserver_early(getattr(args, "runtime.start_method") or "auto")
     code = _run(args)
     # only now, with the run's objects (and any exception's traceback) gone, is it safe to stop the helpers
     from pacer.runtime.processes import stop_helpers
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        return {"train": _train, "eval": _eval, "plot": _plot}[args.command](args)
+        return {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}[args.command](args)
     except Terminated:
         print("pacer: terminated; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
         return EXIT_SIGTERM
@@ -108,7 +115,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from pacer.config import load_yaml
-    from pacer.train import train
+    from pacer.training import train
 
     overrides = {k.replace(".", "__"): v for k, v in _overrides(args).items()}
     if args.resume is not None:
@@ -143,6 +150,12 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"{result.checkpoint}: {len(result.returns)} {mode} episodes, return {result.mean:.2f} ± "
               f"{result.std:.2f} (min {result.returns.min():.1f}, max {result.returns.max():.1f})")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pacer.bench.commands import run
+
+    return run(args)
 
 
 def _plot(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ class EnvConfig:
     id: Any = field(default="CartPole-v1", metadata={"required": True})
     """A Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1, ...) or `package.module:factory`
     naming a callable that returns a `gymnasium.Env` (from Python, also the picklable callable itself)."""
-    envs_per_worker: int = field(default=16, metadata={"min": 1})
+    envs_per_worker: int = field(default=32, metadata={"min": 1})
     """Environments stepped together by one worker, with one batched forward pass per step."""
     termination_reward: float | None = None
     """If set, replaces the reward of a step that *terminates* an episode (not one that is truncated)."""
@@ -123,6 +123,9 @@ class RuntimeConfig:
     """Seconds without a finished rollout after which a worker is declared hung, killed and restarted."""
     stop_at_return: float | None = None
     """Stop early once an evaluation's mean return reaches this value."""
+    pause_for_eval: bool = False
+    """Hold the workers while the parent evaluates, so that no training happens in evaluation time (the
+    benchmarks time training alone this way); by default workers keep learning during evaluations."""
 
 
 @dataclass(frozen=True)

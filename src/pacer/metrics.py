@@ -25,6 +25,8 @@ class Metrics:
         self.latest: dict[str, float] = {}
         self.timings: dict[str, float] = {}
         self.last_eval: float | None = None
+        self.first_env_step_at: dict[int, float] = {}
+        """Epoch time of each worker's first env step (its first incarnation's), for cold-start benchmarks."""
         self.last_rate: float | None = None
         self.last_steps, self.last_time = start_steps, 0.0
         self.fmt = fmt
@@ -35,17 +37,20 @@ class Metrics:
         self.bar = _progress_bar(total_steps, start_steps) if progress else None
 
     def absorb(self, report: Report) -> None:
+        if "first_env_step_at" in report:
+            self.first_env_step_at.setdefault(int(report["worker"]), float(report["first_env_step_at"]))
         self.recent.extend(report.get("episode_returns", np.empty(0)).tolist())
         for key, value in report.items():
             if key.startswith("time_"):
                 self.timings[key] = self.timings.get(key, 0.0) + float(value)
-            elif isinstance(value, float) and key not in SUMMED:
+            elif isinstance(value, float) and key not in SUMMED and key != "first_env_step_at":
                 self.latest[key] = value
 
     def recent_return(self) -> float:
         return float(np.mean(self.recent)) if self.recent else math.nan
 
-    def row(self, counters: dict[str, int], elapsed: float, eval_mean: float | None = None) -> dict[str, Any]:
+    def row(self, counters: dict[str, int], elapsed: float, eval_mean: float | None = None,
+            eval_time: float = 0.0) -> dict[str, Any]:
         """Write one row: counters, throughput since the last row, recent returns, latest losses, eval."""
         steps = counters["env_steps"]
         if steps != self.last_steps or self.last_rate is None:
@@ -54,7 +59,8 @@ class Metrics:
         rate = self.last_rate
         if eval_mean is not None:
             self.last_eval = eval_mean
-        row: dict[str, Any] = {"time": round(elapsed, 3), **counters, "steps_per_s": round(rate, 1),
+        row: dict[str, Any] = {"time": round(elapsed, 3), "eval_time": round(eval_time, 3), **counters,
+                               "steps_per_s": round(rate, 1),
                                "return_recent": _clean(self.recent_return()),
                                "eval_return": _clean(eval_mean) if eval_mean is not None else None,
                                **{k: _clean(v) for k, v in sorted(self.latest.items())}}

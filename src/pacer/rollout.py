@@ -54,6 +54,7 @@ class Collector:
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
         self.timings = {"env": 0.0, "inference": 0.0}
+        self.first_step_at: float | None = None  # epoch time of the first env.step (cold-start benchmarks)
         space = env.single_action_space
         self.low = getattr(space, "low", None)
         self.high = getattr(space, "high", None)
@@ -88,6 +89,8 @@ class Collector:
             toc = time.perf_counter()
             if self.kind == "gaussian":
                 actions_np = np.clip(actions_np, self.low, self.high)
+            if self.first_step_at is None:
+                self.first_step_at = time.time()
             obs, reward, terminated, truncated, _ = self.env.step(actions_np)
             self.timings["inference"] += toc - tic
             self.timings["env"] += time.perf_counter() - toc

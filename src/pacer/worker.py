@@ -54,7 +54,8 @@ class Worker:
         self.sync()
         self.collector = Collector(self.env, self.model, self.kind, spec.seed, cfg.env.termination_reward)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
-        self.timings = {"learn": 0.0, "optimizer": 0.0, "sync": 0.0}
+        self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
+        self.first_reported = False
         self.exact_resume = spec.state is None or self.set_state(spec.state)
         shared.beat(spec.rank)
 
@@ -81,7 +82,9 @@ class Worker:
             rollout = self.collector.collect_episodes()
         else:
             rollout = self.collector.collect(self.cfg.algo.n_steps)
+        tic = time.perf_counter()
         batch = prepare(rollout, self.cfg.algo, self.spec.algorithm.targets)
+        self.timings["returns"] += time.perf_counter() - tic
         stats, updates = self.learn(batch)
         returns, lengths = self.collector.pop_episodes()
         steps = int(rollout.valid.sum())
@@ -90,6 +93,9 @@ class Worker:
         report: Report = {"worker": self.spec.rank, "env_steps": steps, "updates": updates,
                           "episode_returns": np.asarray(returns, dtype=np.float64),
                           "episode_lengths": np.asarray(lengths, dtype=np.int64), **stats}
+        if not self.first_reported and self.collector.first_step_at is not None:
+            report["first_env_step_at"] = self.collector.first_step_at
+            self.first_reported = True
         report.update({f"time_{k}": v for k, v in self.collector.timings.items()})
         report.update({f"time_{k}": v for k, v in self.timings.items()})
         for timings in (self.collector.timings, self.timings):

@@ -1,6 +1,7 @@
 """Backends run workers somewhere and hand their reports to the supervisor.
 
-A backend follows one small protocol: `start()`, `poll(timeout) -> reports`, `failures()`, `stop()`.
+A backend follows one small protocol: `start()`, `poll(timeout) -> reports`, `failures()`, `restart(rank)`,
+`pause()`/`resume()` (hold the workers between rollouts) and `stop()`.
 'inline' runs the worker code in this process (debugging, tests); 'local' runs one process per worker.
 """
 
@@ -25,6 +26,12 @@ class Backend(Protocol):
 
     def restart(self, rank: int) -> None:
         """Start a dead worker again, with a new seed and the current shared parameters."""
+
+    def pause(self) -> None:
+        """Hold every worker between rollouts; returns once they are all waiting."""
+
+    def resume(self) -> None:
+        """Let held workers go on."""
 
     final_states: dict[int, Any]
     """Each worker's state when it stopped cleanly (`Worker.get_state()`), for exact resume."""

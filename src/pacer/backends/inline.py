@@ -26,6 +26,12 @@ class InlineBackend:
             reports.append(worker.iterate())
         return reports
 
+    def pause(self) -> None:
+        pass  # inline workers only run inside poll(): they are idle whenever the supervisor evaluates
+
+    def resume(self) -> None:
+        pass
+
     def failures(self) -> list[tuple[int, str]]:
         return []  # an exception in an inline worker propagates with its traceback
 

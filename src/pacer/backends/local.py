@@ -31,10 +31,12 @@ from pacer.worker import Report, Worker, WorkerSpec
 
 STOP_GRACE_S = 10.0
 STARTUP_S = 120.0  # heartbeat allowance before a worker's first sign of life
+PAUSE_WAIT_S = 30.0  # longest wait for the workers to finish their rollouts before an evaluation
 
 
 def merge_reports(old: Report | None, new: Report) -> Report:
-    """Fold `new` into `old`: counts and times add up, episodes concatenate, the latest losses win."""
+    """Fold `new` into `old`: counts and times add up, episodes concatenate, the latest losses win, one-off keys
+    stay."""
     if old is None:
         return new
     out = dict(new)
@@ -43,6 +45,8 @@ def merge_reports(old: Report | None, new: Report) -> Report:
             out[key] = value + new.get(key, 0)
         elif isinstance(value, np.ndarray):
             out[key] = np.concatenate([value, new[key]])
+        elif key not in out:  # sent once (first_env_step_at)
+            out[key] = value
     return out
 
 
@@ -57,10 +61,17 @@ def worker_process(spec: WorkerSpec, shared: SharedState, channel: Sender, shari
     pending: Report | None = None
     try:
         worker = Worker(spec, shared)
+        report_time = 0.0  # time spent sending reports, itself reported with the next one
         while not shared.stop.is_set() and not shared.budget_spent(rt.total_steps, rt.total_episodes):
+            if shared.pause.is_set():
+                shared.hold_while_paused(spec.rank)
+                continue
             pending = merge_reports(pending, worker.iterate())
+            pending["time_report"] = pending.get("time_report", 0.0) + report_time
+            tic = time.perf_counter()
             if channel.try_send(pending):
                 pending = None
+            report_time = time.perf_counter() - tic
         worker.close()
         channel.send({**(pending or {}), "worker": spec.rank, "final_state": worker.get_state()})
     except BaseException:
@@ -177,6 +188,20 @@ class LocalBackend:
         """(rank, message with the worker's own traceback) for each worker that died since the last call."""
         dead, self.dead = self.dead, []
         return dead
+
+    def pause(self) -> None:
+        """Hold every worker between rollouts; returns once all live workers are waiting (or after
+        PAUSE_WAIT_S: a worker that is dying or hung is the watchdog's business, not a reason to block)."""
+        self.shared.pause.set()
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while time.monotonic() < deadline:
+            live = [rank for rank, proc in self.procs.items() if proc.exitcode is None]
+            if all(self.shared.waiting[rank] for rank in live):
+                return
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        self.shared.pause.clear()
 
     def restart(self, rank: int) -> None:
         """Start worker `rank` again: a new seed, parameters from shared memory, counters kept."""

@@ -3,7 +3,7 @@
 Everything is allocated once, in the parent, before any worker starts, and nothing here takes a lock: a process
 SIGKILLed (or SIGSTOPped) while holding a cross-process lock never releases it, and everyone else then blocks
 forever. Counters hold one slot per worker, written only by that worker, once per rollout, and summed by readers;
-heartbeats likewise; the stop request is a plain shared flag.
+heartbeats likewise; the stop and pause requests are plain shared flags.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from pacer.runtime import optim
 COUNTERS = ("env_steps", "episodes", "updates")
 
 
-class StopFlag:
+PAUSE_POLL_S = 0.001
+
+
+class Flag:
     """A flag in shared memory, without the lock a multiprocessing.Event takes even to read it: a worker killed
     (or stopped) inside `Event.is_set()` would hold that lock forever, and the supervisor's `set()` would hang."""
 
@@ -31,6 +34,9 @@ class StopFlag:
 
     def set(self) -> None:
         self.flag.value = 1
+
+    def clear(self) -> None:
+        self.flag.value = 0
 
     def is_set(self) -> bool:
         return bool(self.flag.value)
@@ -47,8 +53,12 @@ class SharedState:
     what earlier sessions of a resumed run counted."""
     heartbeats: Any
     """float64 array [workers]: time.monotonic() of each worker's last sign of life (0: not started yet)."""
-    stop: StopFlag
+    stop: Flag
     """Set by the supervisor to ask every worker to finish its rollout and exit."""
+    pause: Flag
+    """Set by the supervisor to hold every worker between rollouts (evaluation with `runtime.pause_for_eval`)."""
+    waiting: Any
+    """int8 array [workers]: 1 while worker w is held by `pause`."""
 
     def add(self, rank: int, steps: int, episodes: int, updates: int) -> None:
         width = len(self.counts) // len(COUNTERS)
@@ -76,6 +86,18 @@ class SharedState:
     def beat(self, rank: int) -> None:
         self.heartbeats[rank] = time.monotonic()
 
+    def hold_while_paused(self, rank: int) -> None:
+        """Called by a worker between rollouts: wait while the pause flag is up (or until a stop). A short sleep
+        loop rather than a cross-process lock, for the reason in the module docstring; it runs only during an
+        evaluation, never on the hot path."""
+        self.waiting[rank] = 1
+        try:
+            while self.pause.is_set() and not self.stop.is_set():
+                self.beat(rank)
+                time.sleep(PAUSE_POLL_S)
+        finally:
+            self.waiting[rank] = 0
+
     def optimizer_slot(self, rank: int) -> optim.OptimizerState:
         return self.optimizer_states[0 if len(self.optimizer_states) == 1 else rank]
 
@@ -99,4 +121,5 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
             optim.share_state(state)
     return SharedState(model=model, optimizer_states=states,
                        counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
-                       heartbeats=ctx.Array("d", workers, lock=False), stop=StopFlag(ctx))
+                       heartbeats=ctx.Array("d", workers, lock=False), stop=Flag(ctx), pause=Flag(ctx),
+                       waiting=ctx.Array("b", workers, lock=False))

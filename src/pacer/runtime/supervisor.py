@@ -30,9 +30,13 @@ class Clock:
 
     before: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+    """Epoch time of this session's start, so benchmarks can relate the run's times to the command's start."""
     eval_time: float = 0.0
     eval_before: float = 0.0
     """Evaluation time of earlier sessions (resume)."""
+    eval_cpu: float = 0.0
+    """CPU seconds this process spent evaluating (kept apart from the parent's share of the training work)."""
 
     def elapsed(self) -> float:
         return self.before + time.monotonic() - self.started
@@ -96,12 +100,20 @@ class Supervisor:
         self.backend.restart(rank)
 
     def row(self, eval_mean: float | None = None) -> None:
-        self.metrics.row(self.shared.counters(), self.clock.elapsed(), eval_mean)
+        self.metrics.row(self.shared.counters(), self.clock.elapsed(), eval_mean, self.clock.eval_time)
 
     def _evaluate(self) -> float:
-        tic = time.monotonic()
-        mean = self.evaluate()
-        self.clock.eval_time += time.monotonic() - tic
+        pause = self.cfg.runtime.pause_for_eval
+        if pause:  # workers finish their rollouts first: that time still counts as training
+            self.backend.pause()
+        tic, cpu = time.monotonic(), time.process_time()
+        try:
+            mean = self.evaluate()
+        finally:
+            self.clock.eval_time += time.monotonic() - tic
+            self.clock.eval_cpu += time.process_time() - cpu
+            if pause:
+                self.backend.resume()
         self.last_eval = mean
         return mean
 

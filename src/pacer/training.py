@@ -114,6 +114,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     stopped_by: KeyboardInterrupt | None = None
     with processes.StopSignals() as signals:  # Ctrl-C / SIGTERM now ask for a stop; a second one forces it
         supervisor.stop_requested = lambda: signals.received is not None
+        parent_cpu = time.process_time()
         try:
             try:
                 backend.start()
@@ -124,6 +125,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
                 for report in backend.stop():
                     metrics.absorb(report)
                 supervisor.row()
+                parent_cpu = time.process_time() - parent_cpu - clock.eval_cpu
                 final = save("final")
         finally:
             metrics.close()
@@ -146,7 +148,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         eval_mean=None if eval_returns is None else float(eval_returns.mean()),
         eval_std=None if eval_returns is None else float(eval_returns.std()),
         stop_reason=reason, checkpoint=final)
-    _write_summary(result, clock)
+    _write_summary(result, clock, metrics, parent_cpu)
     return result
 
 
@@ -215,11 +217,16 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
     return [None if state is None else checkpoint.to_arrays(state) for state in saved_workers]
 
 
-def _write_summary(result: TrainResult, clock: Clock) -> None:
+def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_cpu: float) -> None:
+    first_steps = metrics.first_env_step_at
     summary = {
         "env_steps": result.env_steps, "episodes": result.episodes, "wall_time_s": round(result.wall_time, 3),
         "eval_time_s": round(clock.eval_time, 3), "steps_per_s": round(result.steps_per_s, 1),
         "eval_mean": result.eval_mean, "eval_std": result.eval_std, "stop_reason": result.stop_reason,
         "checkpoint": str(result.checkpoint),
+        "started_at": clock.started_at, "first_env_step_at": [first_steps[k] for k in sorted(first_steps)],
+        # where the time went: summed over workers by phase, and the parent's CPU outside evaluations
+        "worker_time_s": {k.removeprefix("time_"): round(v, 3) for k, v in sorted(metrics.timings.items())},
+        "parent_cpu_s": round(parent_cpu, 3),
     }
     (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Benchmarks: pacer against Stable-Baselines3 and its own naive design."""

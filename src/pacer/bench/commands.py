@@ -1,0 +1,97 @@
+"""`pacer bench ...`: each subcommand measures, prints a table, writes JSON (and a PNG) under benchmarks/results."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from pacer.errors import PacerError
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _words(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+def add_parser(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="measure throughput, time to solve, scaling; compare with SB3")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="where results go")
+    common.add_argument("--runs-dir", type=Path, default=Path("runs/bench"), help="where the measured runs go")
+
+    tp = kinds.add_parser("throughput", parents=[common], help="env-steps/s over a grid, with per-phase split")
+    tp.add_argument("--env", default="CartPole-v1")
+    tp.add_argument("--preset", default=None)
+    tp.add_argument("--backends", type=_words, default=["inline", "local"])
+    tp.add_argument("--workers", type=_ints, default=[1, 2])
+    tp.add_argument("--envs", type=_ints, default=[16, 64, 256], help="envs per worker")
+    tp.add_argument("--seconds", type=float, default=8.0, help="training time per grid point")
+
+    for name, text in (("solve", "time from the command to a solved policy, several seeds"),
+                       ("compare", "solve and throughput against Stable-Baselines3 A2C/PPO (needs the bench extra)")):
+        p = kinds.add_parser(name, parents=[common], help=text)
+        p.add_argument("--env", default="CartPole-v1")
+        p.add_argument("--seeds", type=int, default=5)
+        p.add_argument("--cap", type=float, default=None, help="seconds per run before it counts as unsolved")
+        if name == "compare":
+            p.add_argument("--algos", type=_words, default=["a2c", "ppo"])
+            p.add_argument("--classic-cap", type=float, default=600.0,
+                           help="CartPole: seconds for classic-da2c to reach a rolling mean of 475 (0: skip)")
+            p.add_argument("--render-default-seeds", type=int, default=0,
+                           help="also run SB3 PPO with its default rgb_array rendering for this many seeds")
+            p.add_argument("--throughput-seconds", type=float, default=10.0)
+
+    sc = kinds.add_parser("scaling", parents=[common], help="speed-up over worker counts, Amdahl fit")
+    sc.add_argument("--env", default="LunarLander-v3")
+    sc.add_argument("--preset", default="lunarlander")
+    sc.add_argument("--workers", type=_ints, default=[1, 2, 4])
+    sc.add_argument("--seconds", type=float, default=20.0)
+    sc.add_argument("--repeats", type=int, default=3)
+
+    cs = kinds.add_parser("coldstart", parents=[common], help="command to first env step of 2 workers")
+    cs.add_argument("--methods", type=_words, default=["forkserver", "spawn", "fork"])
+    cs.add_argument("--repeats", type=int, default=3)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pacer.bench import plots, record, suite, throughput
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    kind = args.bench
+    png: Path | None = None
+    result: dict[str, Any]
+    if kind == "throughput":
+        result = {"points": throughput.grid(args.env, args.backends, args.workers, args.envs, args.seconds,
+                                            args.preset, log)}
+    elif kind == "solve":
+        result = suite.solve(args.env, list(range(args.seeds)), args.runs_dir, log, args.cap)
+        s = result["summary"]["pacer"]
+        log(f"pacer: {s['solved']}/{s['runs']} seeds solved, median {s['median_solve_s']} s")
+    elif kind == "compare":
+        if importlib.util.find_spec("stable_baselines3") is None:
+            raise PacerError("compare needs Stable-Baselines3: pip install -e '.[bench]'")
+        result = suite.compare(args.env, list(range(args.seeds)), args.runs_dir, log, tuple(args.algos),
+                               args.classic_cap, args.render_default_seeds, args.throughput_seconds, args.cap)
+        png = args.out / f"compare-{args.env}.png"
+        args.out.mkdir(parents=True, exist_ok=True)
+        plots.compare_curves(result, png)
+    elif kind == "scaling":
+        result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset)
+        png = args.out / f"scaling-{args.env}.png"
+        args.out.mkdir(parents=True, exist_ok=True)
+        plots.speedup_curve(result, png)
+    else:
+        result = suite.cold_start(args.methods, args.repeats, args.runs_dir, log)
+        log(f"median seconds to the first env step: {result['median_s']}")
+    name = kind if kind in ("coldstart",) else f"{kind}-{getattr(args, 'env', '')}"
+    path = record.write(name, {**result, "plot": str(png) if png else None}, args.out)
+    log(f"wrote {path}" + (f" and {png}" if png else ""))
+    return 0

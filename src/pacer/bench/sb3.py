@@ -1,0 +1,239 @@
+"""Stable-Baselines3 A2C/PPO with rl-baselines3-zoo hyperparameters, timed and judged by pacer's own evaluator.
+
+    python -m pacer.bench.sb3 --algo ppo --env CartPole-v1 --mode solve --target 475 --eval-every 10000
+
+The last line of stdout is one JSON object; everything else goes to stderr. Times are time.time() epoch seconds.
+"""
+# ruff: noqa: E402
+import time
+
+# First statement, before torch and SB3 load, so start-up cost shows. `python -m` imports the parent packages
+# `pacer` and `pacer.bench` before this line; both are light (pacer imports its submodules lazily).
+STARTED_AT = time.time()
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3 as sb3
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecNormalize
+from torch import Tensor, nn
+
+from pacer.evaluation import run_episodes
+from pacer.training import EVAL_SEED_OFFSET
+
+# rl-baselines3-zoo hyperparams/a2c.yml and hyperparams/ppo.yml (DLR-RM/rl-baselines3-zoo @ 22e3ff2, 2026-04-23),
+# copied as written; "lin_X" is a linear schedule from X to 0. The zoo renamed its LunarLander-v2 entries to
+# LunarLander-v3 in June 2025 (#495) without changing any value, so these are also the older v2 numbers.
+ZOO: dict[str, dict[str, dict[str, Any]]] = {
+    "a2c": {
+        "CartPole-v1": {"n_envs": 8, "n_timesteps": 500_000, "policy": "MlpPolicy", "ent_coef": 0.0},
+        "LunarLander-v3": {"n_envs": 8, "n_timesteps": 200_000, "policy": "MlpPolicy", "gamma": 0.995,
+                           "n_steps": 5, "learning_rate": "lin_0.00083", "ent_coef": 0.00001},
+        "Acrobot-v1": {"normalize": True, "n_envs": 16, "n_timesteps": 500_000, "policy": "MlpPolicy",
+                       "ent_coef": 0.0},
+    },
+    "ppo": {
+        "CartPole-v1": {"n_envs": 8, "n_timesteps": 100_000, "policy": "MlpPolicy", "n_steps": 32,
+                        "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
+                        "learning_rate": "lin_0.001", "clip_range": "lin_0.2"},
+        "LunarLander-v3": {"n_envs": 16, "n_timesteps": 1_000_000, "policy": "MlpPolicy", "n_steps": 1024,
+                           "batch_size": 64, "gae_lambda": 0.98, "gamma": 0.999, "n_epochs": 4, "ent_coef": 0.01},
+        "Acrobot-v1": {"normalize": True, "n_envs": 16, "n_timesteps": 1_000_000, "policy": "MlpPolicy",
+                       "n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0},
+    },
+}
+NOT_ALGO_KWARGS = {"n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs"}  # zoo keys that are not A2C/PPO's
+
+
+def schedule(value: Any) -> Any:
+    """The zoo's "lin_X" string as SB3 schedule; other values pass through."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        start = float(value[4:])
+
+        def linear(progress_remaining: float) -> float:
+            return progress_remaining * start
+        return linear
+    return value
+
+
+class SB3ActorCritic(nn.Module):
+    """pacer's actor-critic interface, (pi, value), over an SB3 policy, with VecNormalize's observation scaling
+    frozen at construction, so pacer's evaluator judges SB3 exactly as it judges pacer."""
+
+    def __init__(self, policy: ActorCriticPolicy, vec_norm: VecNormalize | None) -> None:
+        super().__init__()
+        self.policy = policy
+        if isinstance(getattr(policy, "log_std", None), nn.Parameter):
+            self.log_std = policy.log_std
+        self.obs_mean: Tensor | None = None
+        self.obs_std = torch.ones(())
+        self.clip = 0.0
+        if vec_norm is not None and vec_norm.norm_obs:
+            rms = vec_norm.obs_rms
+            assert isinstance(rms, RunningMeanStd)
+            # float64 and the same epsilon/clip as VecNormalize.normalize_obs, copied so training cannot move them
+            self.obs_mean = torch.tensor(rms.mean, dtype=torch.float64)
+            self.obs_std = torch.tensor(np.sqrt(rms.var + vec_norm.epsilon), dtype=torch.float64)
+            self.clip = float(vec_norm.clip_obs)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        if self.obs_mean is not None:
+            obs = ((obs.double() - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip).float()
+        features = self.policy.extract_features(obs)
+        pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+        pi = self.policy.action_net(self.policy.mlp_extractor.forward_actor(pi_features))
+        value = self.policy.value_net(self.policy.mlp_extractor.forward_critic(vf_features))
+        return pi, value.squeeze(-1)
+
+
+class BenchCallback(BaseCallback):
+    """Evaluates every `eval_every` env steps and keeps the clock: evaluation time is taken out of training time,
+    and steady-state throughput counts from the end of the first rollout."""
+
+    def __init__(self, args: argparse.Namespace, evaluate: Callable[[], float]) -> None:
+        super().__init__()
+        self.args, self.evaluate = args, evaluate
+        self.train_started_at = 0.0
+        self.eval_time = 0.0
+        self.next_eval = args.eval_every
+        self.curve: list[list[float]] = []
+        self.steady: tuple[float, int, float] | None = None  # (time, env steps, eval time so far)
+        self.end: tuple[float, int, float] | None = None
+        self.solved_at: float | None = None
+
+    def _stop(self, now: float) -> None:
+        if self.end is None:
+            self.end = (now, self.num_timesteps, self.eval_time)
+
+    def _on_rollout_start(self) -> None:
+        # Throughput mode stops on a rollout boundary, after the last update, so every timed step was trained on.
+        if self.args.mode == "throughput" and self.num_timesteps >= self.args.steps:
+            self._stop(time.time())
+
+    def _on_rollout_end(self) -> None:
+        if self.steady is None:
+            self.steady = (time.time(), self.num_timesteps, self.eval_time)
+
+    def _on_training_end(self) -> None:
+        self._stop(time.time())
+
+    def _on_step(self) -> bool:
+        if self.end is not None:
+            return False
+        if self.args.mode == "throughput":
+            return True
+        now = time.time()
+        if self.args.max_seconds is not None and now - self.train_started_at - self.eval_time >= self.args.max_seconds:
+            self._stop(now)
+            return False
+        if self.num_timesteps < self.next_eval:
+            return True
+        self.next_eval = (self.num_timesteps // self.args.eval_every + 1) * self.args.eval_every
+        mean = self.evaluate()
+        self.curve.append([round(now - self.train_started_at - self.eval_time, 3), self.num_timesteps, round(mean, 2)])
+        print(f"eval at {self.num_timesteps} steps: {mean:.2f}", file=sys.stderr)
+        if mean >= self.args.target:
+            self.solved_at = now
+            self._stop(now)  # before adding this evaluation's time: it is not part of the run up to solving
+        self.eval_time += time.time() - now
+        return self.solved_at is None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    hp = ZOO[args.algo][args.env]
+    env_kwargs = {"render_mode": None} if args.render_mode == "none" else None
+    venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs)
+    kwargs = {key: schedule(value) for key, value in hp.items() if key not in NOT_ALGO_KWARGS}
+    vec_norm = None
+    if hp.get("normalize", False):
+        # The zoo's default: observations and rewards normalized, with the algorithm's discount.
+        venv = vec_norm = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99))
+    algo_cls = {"a2c": A2C, "ppo": PPO}[args.algo]
+    model = algo_cls(hp["policy"], venv, seed=args.seed, device="cpu", verbose=0,
+                     policy_kwargs=hp.get("policy_kwargs"), **kwargs)
+    kind = "discrete" if isinstance(venv.action_space, gym.spaces.Discrete) else "gaussian"
+
+    def evaluate() -> float:
+        policy = model.policy
+        assert isinstance(policy, ActorCriticPolicy)
+        with torch.no_grad():
+            returns = run_episodes(SB3ActorCritic(policy, vec_norm), kind, args.env, args.eval_episodes,
+                                   args.seed + EVAL_SEED_OFFSET)
+        return float(np.mean(returns))
+
+    callback = BenchCallback(args, evaluate)
+    # Schedules run over the zoo's n_timesteps, as in the zoo; a longer throughput run stretches them.
+    total = hp["n_timesteps"] if args.mode == "solve" else max(hp["n_timesteps"], args.steps)
+    callback.train_started_at = time.time()
+    model.learn(total_timesteps=total, callback=callback)
+    venv.close()
+
+    assert callback.end is not None
+    end_t, end_steps, end_eval = callback.end
+    steps_per_s = None
+    if callback.steady is not None and end_steps > callback.steady[1]:
+        steady_t, steady_steps, steady_eval = callback.steady
+        steps_per_s = round((end_steps - steady_steps) / (end_t - steady_t - (end_eval - steady_eval)), 1)
+    solved = callback.solved_at is not None
+    return {
+        "framework": "sb3", "algo": args.algo, "env": args.env, "seed": args.seed, "mode": args.mode,
+        "render_mode": args.render_mode, "hyperparams": hp,
+        "started_at": round(STARTED_AT, 3), "train_started_at": round(callback.train_started_at, 3),
+        "env_steps": end_steps, "train_time_s": round(end_t - callback.train_started_at - end_eval, 3),
+        "eval_time_s": round(callback.eval_time, 3), "steps_per_s": steps_per_s,
+        "solved": solved if args.mode == "solve" else None,
+        "solved_at": round(callback.solved_at, 3) if callback.solved_at is not None else None,
+        "eval_time_before_solve_s": round(end_eval, 3) if solved else None,
+        "solve_env_steps": end_steps if solved else None,
+        "curve": callback.curve,
+        "versions": {"sb3": sb3.__version__, "torch": torch.__version__, "gymnasium": gym.__version__},
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pacer.bench.sb3", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=sorted(ZOO), required=True)
+    parser.add_argument("--env", required=True, help=f"one of {', '.join(ZOO['ppo'])}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", choices=["solve", "throughput"], required=True)
+    parser.add_argument("--target", type=float, help="solve mode: stop when the greedy evaluation mean reaches it")
+    parser.add_argument("--eval-every", type=int, default=10_000, help="env steps over all envs (solve mode)")
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--max-seconds", type=float, help="solve mode: cap on training time, evaluation excluded")
+    parser.add_argument("--steps", type=int, default=100_000, help="throughput mode: env steps to run")
+    parser.add_argument("--render-mode", choices=["none", "default"], default="none",
+                        help="none: render_mode=None (as the zoo does); default: SB3's make_vec_env default, rgb_array")
+    args = parser.parse_args(argv)
+    if args.env not in ZOO[args.algo]:
+        parser.error(f"no zoo hyperparameters for {args.algo} on {args.env}; have {', '.join(ZOO[args.algo])}")
+    if args.mode == "solve" and args.target is None:
+        parser.error("--mode solve needs --target")
+    if args.eval_every <= 0 or args.eval_episodes <= 0 or args.steps <= 0:
+        parser.error("--eval-every, --eval-episodes and --steps must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # One thread: these nets are tiny, so intra-op threads only add overhead (measured on CartPole A2C).
+    torch.set_num_threads(1)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result line
+        result = run(args)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
