@@ -6,7 +6,7 @@ PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup train test test-slow soak lint typecheck check clean
+.PHONY: setup train test test-slow soak bench lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,14 @@ soak: $(STAMP)  ## repeated faults and endurance (about 40 minutes): counts go t
 	$(BIN)/python benchmarks/soak.py kills 20
 	$(BIN)/python benchmarks/soak.py cycles 200
 	$(BIN)/python benchmarks/soak.py soak 30
+
+bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 50 minutes): JSON + PNG in benchmarks/results/
+	$(PIP) install -c constraints.txt -e '.[bench]'
+	$(BIN)/pacer bench coldstart
+	$(BIN)/pacer bench throughput --env CartPole-v1 --backends inline,local --workers 1,2 --envs 32,256 --seconds 6
+	$(BIN)/pacer bench scaling --env LunarLander-v3 --workers 1,2,4 --seconds 15 --repeats 3
+	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 3 --render-default-seeds 1 --cap 400
+	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

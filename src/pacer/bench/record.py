@@ -55,14 +55,22 @@ def git_commit() -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def command() -> str:
+    """The command line as the user typed it (`pacer ...`, also when run as `python -m pacer ...`)."""
+    args = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    program = Path(sys.argv[0])
+    if program.name == "pacer" or (program.name == "__main__.py" and program.parent.name == "pacer"):
+        return f"pacer {args}"
+    return f"{shlex.quote(sys.argv[0])} {args}"
+
+
 def write(kind: str, payload: dict[str, Any], out_dir: Path = RESULTS_DIR) -> Path:
     """benchmarks/results/<kind>-<date>.json with the context that makes the numbers meaningful."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = out_dir / f"{kind}-{stamp}.json"
     record = {"kind": kind, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-              "command": "pacer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-              if Path(sys.argv[0]).name == "pacer" else " ".join(shlex.quote(a) for a in sys.argv),
+              "command": command(),
               "machine": machine(), "versions": versions(), "commit": git_commit(), **payload}
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path

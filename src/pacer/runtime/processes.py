@@ -72,14 +72,16 @@ def _start_forkserver() -> None:
     resource_tracker.ensure_running()  # first: starting it unblocks SIGINT, which would undo the block below
     os.environ[CLEANUP_ENV] = f"{os.getpid()}:{util.get_temp_dir()}"
     try:
-        with children_ignore_sigint():
+        # it may start before anything else (start_forkserver_early) and import torch for ~2 s: a SIGTERM sent
+        # to the process group meanwhile must not kill it either; the parent handles that signal
+        with children_ignore_sigint(also_sigterm=True):
             forkserver.ensure_running()
     finally:
         del os.environ[CLEANUP_ENV]
 
 
 @contextlib.contextmanager
-def children_ignore_sigint() -> Iterator[None]:
+def children_ignore_sigint(also_sigterm: bool = False) -> Iterator[None]:
     """Start processes with SIGINT blocked from their first instruction (a blocked mask survives fork and exec),
     so that a Ctrl-C reaching the whole process group while a fork server or spawned worker is still importing
     torch does not kill it with a traceback; workers then ignore SIGINT for good (child_signals). Only the parent
@@ -87,11 +89,12 @@ def children_ignore_sigint() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    blocked = {signal.SIGINT, signal.SIGTERM} if also_sigterm else {signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
 def _register_forkserver_cleanup() -> None:
@@ -255,8 +258,8 @@ def child_signals() -> None:
     """Ctrl-C reaches the whole process group; only the parent acts on it, and asks workers to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (children_ignore_sigint): now ignored
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if hasattr(signal, "pthread_sigmask"):  # started with them blocked (children_ignore_sigint): now as set above
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def join_all(processes: Iterable[Any], timeout: float, drain: Any = None) -> None:

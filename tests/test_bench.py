@@ -1,0 +1,103 @@
+"""The benchmark suite: its arithmetic against hand-computed values, and (slow) a short real compare."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pacer.backends.local import merge_reports
+from pacer.bench import runs, suite
+from pacer.bench.record import median
+from pacer.config import Config
+from pacer.envs import spaces_of
+from pacer.model import make_model
+from pacer.runtime import shared as shared_state
+
+
+def test_amdahl_fit_recovers_a_known_serial_fraction() -> None:
+    speedups = {n: suite.amdahl(0.05, n) for n in (1, 2)}
+    assert suite.amdahl_fit(speedups) == pytest.approx(0.05, abs=1e-4)
+    assert suite.amdahl(0.05, 2) == pytest.approx(1 / (0.05 + 0.95 / 2))
+    assert suite.amdahl_fit({1: 1.0, 2: 2.0}) == 0.0  # perfect scaling: no serial part
+
+
+def test_solve_time_is_the_first_evaluation_at_target() -> None:
+    run = {"curve": [[1.0, 1000, 100.0], [2.0, 2000, 480.0], [3.0, 3000, 500.0]]}
+    assert runs.with_solve(run, 475.0)["solve_s"] == 2.0
+    assert run["solve_env_steps"] == 2000 and run["solved"]
+    assert not runs.with_solve({"curve": [[1.0, 1000, 100.0]]}, 475.0)["solved"]
+
+
+def test_steady_rate_excludes_start_up_and_evaluation_time() -> None:
+    rows = [{"time": 3.0, "eval_time": 0.0, "env_steps": 0},
+            {"time": 4.0, "eval_time": 0.0, "env_steps": 1000},
+            {"time": 7.0, "eval_time": 1.0, "env_steps": 5000}]  # 4000 steps in 3 - 1 = 2 s of training
+    assert runs.steady_rate(rows) == 2000.0
+    assert runs.steady_rate(rows[:2]) is None
+
+
+def test_ratios_are_other_over_pacer_and_a_cap_gives_a_lower_bound() -> None:
+    record = {"summary": {"pacer": {"median_solve_s": 4.0}, "sb3-a2c": {"median_solve_s": 20.0}},
+              "throughput": {"pacer": {"steps_per_s": 50_000.0}, "sb3-a2c": {"steps_per_s": 8_000.0}},
+              "classic": {"cap_s": 800.0, "default": {"time_to_recent_s": 8.0},
+                          "classic-da2c": {"time_to_recent_s": None}}}
+    r = suite.ratios(record)
+    assert r["solve_time sb3-a2c / pacer"] == 5.0
+    assert r["throughput pacer / sb3-a2c"] == 6.2
+    assert r["rolling-475 time classic-da2c / default"] == ">= 100.0 (classic never reached it)"
+    assert median([3.0, None, 1.0, 2.0]) == 2.0 and median([None]) is None
+
+
+def test_merged_reports_keep_one_off_keys() -> None:
+    first = {"env_steps": 10, "updates": 1, "first_env_step_at": 5.0, "episode_returns": np.array([1.0])}
+    second = {"env_steps": 20, "updates": 2, "episode_returns": np.array([2.0])}
+    merged = merge_reports(first, second)
+    assert merged["env_steps"] == 30 and merged["first_env_step_at"] == 5.0
+    assert merged["episode_returns"].tolist() == [1.0, 2.0]
+
+
+def test_a_paused_worker_waits_until_resumed_and_says_so() -> None:
+    cfg = Config()
+    obs, act = spaces_of(cfg.env.id, None)
+    state = shared_state.create(cfg, make_model(cfg.model, obs, act), torch.multiprocessing.get_context("spawn"),
+                                in_shared_memory=False)
+    state.pause.set()
+    held = threading.Thread(target=state.hold_while_paused, args=(1,))
+    held.start()
+    deadline = time.monotonic() + 5
+    while not state.waiting[1] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert state.waiting[1] == 1 and held.is_alive()
+    state.pause.clear()
+    held.join(timeout=5)
+    assert not held.is_alive() and state.waiting[1] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_short_compare_runs_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "pacer", "bench", "compare", "--env", "CartPole-v1", "--seeds", "1",
+                           "--algos", "a2c", "--classic-cap", "10", "--cap", "90", "--throughput-seconds", "3",
+                           "--out", str(out), "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=560)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(next(out.glob("compare-CartPole-v1-*.json")).read_text())
+    assert record["versions"]["torch"] and record["machine"]["cores"] and record["command"].startswith("pacer bench")
+    pacer_run, sb3_run = record["runs"]["pacer"][0], record["runs"]["sb3-a2c"][0]
+    assert pacer_run["solved"] and 0 < pacer_run["solve_s"] < 90
+    assert pacer_run["cold_start_s"] < pacer_run["solve_s"]
+    assert sb3_run["steps_per_s"] > 0 and "error" not in sb3_run
+    assert record["throughput"]["pacer"]["steps_per_s"] > 0 and record["throughput"]["sb3-a2c"]["steps_per_s"] > 0
+    assert "solve_time sb3-a2c / pacer" in record["ratios"] or not sb3_run["solved"]
+    assert (out / "compare-CartPole-v1.png").stat().st_size > 10_000
