@@ -35,6 +35,8 @@ bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 50 minu
 	$(PIP) install -c constraints.txt -e '.[bench]'
 	$(BIN)/pacer bench coldstart
 	$(BIN)/pacer bench throughput --env CartPole-v1 --backends inline,local --workers 1,2 --envs 32,256 --seconds 6
+	$(BIN)/pacer bench throughput --env CartPole-v1 --backends local --workers 2 --envs 256,1024 --seconds 6 \
+		--set algo.epochs=1 --set algo.minibatches=1
 	$(BIN)/pacer bench scaling --env LunarLander-v3 --workers 1,2,4 --seconds 15 --repeats 3
 	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 3 --render-default-seeds 1 --cap 400
 	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800

@@ -18,6 +18,18 @@ def _words(text: str) -> list[str]:
     return [x for x in text.split(",") if x]
 
 
+def _settings(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def add_parser(sub: Any) -> None:
     bench = sub.add_parser("bench", help="measure throughput, time to solve, scaling; compare with SB3")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -32,6 +44,8 @@ def add_parser(sub: Any) -> None:
     tp.add_argument("--workers", type=_ints, default=[1, 2])
     tp.add_argument("--envs", type=_ints, default=[16, 64, 256], help="envs per worker")
     tp.add_argument("--seconds", type=float, default=8.0, help="training time per grid point")
+    tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any config key for every grid point, e.g. --set algo.epochs=1 (repeatable)")
 
     for name, text in (("solve", "time from the command to a solved policy, several seeds"),
                        ("compare", "solve and throughput against Stable-Baselines3 A2C/PPO (needs the bench extra)")):
@@ -69,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     png: Path | None = None
     result: dict[str, Any]
     if kind == "throughput":
-        result = {"points": throughput.grid(args.env, args.backends, args.workers, args.envs, args.seconds,
-                                            args.preset, log)}
+        settings = _settings(args.set)
+        result = {"settings": settings, "points": throughput.grid(args.env, args.backends, args.workers, args.envs,
+                                                                  args.seconds, args.preset, log, settings)}
     elif kind == "solve":
         result = suite.solve(args.env, list(range(args.seeds)), args.runs_dir, log, args.cap)
         s = result["summary"]["pacer"]

@@ -17,10 +17,11 @@ PHASES = ("env", "inference", "returns", "learn", "optimizer", "sync", "report")
 def measure(env: str, backend: str, workers: int, envs: int, seconds: float, preset: str | None = None,
             settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """One point of the grid: train for `seconds` in this process (the parent, for the local backend)."""
+    from pacer.config import nest
     from pacer.training import train  # torch loads only when a measurement runs
 
     with tempfile.TemporaryDirectory(prefix="pacer-bench-") as tmp:
-        result = train(settings or {}, preset=preset, env__id=env, runtime__backend=backend,
+        result = train(nest(settings or {}), preset=preset, env__id=env, runtime__backend=backend,
                        runtime__workers=workers, env__envs_per_worker=envs, runtime__time_limit=seconds,
                        runtime__total_steps=10**12, runtime__eval_every=0, runtime__final_eval_episodes=0,
                        log__progress=False, log__checkpoint_every=0, log__report_every=0.5, log__run_dir=tmp)
@@ -39,12 +40,13 @@ def measure(env: str, backend: str, workers: int, envs: int, seconds: float, pre
 
 
 def grid(env: str, backends: list[str], workers: list[int], envs: list[int], seconds: float,
-         preset: str | None = None, log: Any = print) -> list[dict[str, Any]]:
+         preset: str | None = None, log: Any = print,
+         settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     points = []
     for backend in backends:
         for n in workers:
             for e in envs:
-                point = measure(env, backend, n, e, seconds, preset)
+                point = measure(env, backend, n, e, seconds, preset, settings)
                 log(format_point(point))
                 points.append(point)
     return points
