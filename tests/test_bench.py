@@ -56,6 +56,15 @@ def test_ratios_are_other_over_pacer_and_a_cap_gives_a_lower_bound() -> None:
     assert median([3.0, None, 1.0, 2.0]) == 2.0 and median([None]) is None
 
 
+def test_an_unsolved_run_counts_as_never_solved_in_the_median() -> None:
+    def run(solve_s: float | None) -> dict:
+        return {"solved": solve_s is not None, "solve_s": solve_s, "solve_env_steps": 1, "steps_per_s": 1.0}
+
+    assert suite.summarize([run(40.0), run(50.0), run(None)])["median_solve_s"] == 50.0
+    assert suite.summarize([run(40.0), run(None), run(None)])["median_solve_s"] is None
+    assert suite.summarize([run(40.0), run(None), run(None)])["solved"] == 1
+
+
 def test_merged_reports_keep_one_off_keys() -> None:
     first = {"env_steps": 10, "updates": 1, "first_env_step_at": 5.0, "episode_returns": np.array([1.0])}
     second = {"env_steps": 20, "updates": 2, "episode_returns": np.array([2.0])}

@@ -32,7 +32,7 @@ def test_csv_metrics_and_periodic_checkpoints(quiet: dict) -> None:
     quiet["log"].update(metrics_format="csv", checkpoint_every=500, keep_checkpoints=2)
     result = pacer.train(quiet)
     header = (result.run_dir / "metrics.csv").read_text().splitlines()[0]
-    assert header.startswith("time,env_steps,episodes,updates,steps_per_s")
+    assert header.startswith("time,eval_time,env_steps,episodes,updates,steps_per_s")
     names = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
     assert len(names) == 3 and "final.pt" in names  # last 2 periodic + final
 

@@ -63,6 +63,10 @@ def speedup_curve(record: dict[str, Any], out: Path) -> Path:
     f = record["amdahl_serial_fraction"]
     ax.plot(xs, [amdahl(f, n) for n in xs], color="tab:red", ls="--",
             label=f"Amdahl fit, serial {f:.3f} (projection beyond {record['cores']} cores)")
+    worst = max(record.get("serial_fraction_per_repeat") or [f])
+    if worst > f:
+        ax.plot(xs, [amdahl(worst, n) for n in xs], color="tab:red", ls=":",
+                label=f"Amdahl fit of the worst repeat, serial {worst:.3f} (projection)")
     ax.axvline(record["cores"], color="black", lw=0.8, alpha=0.5)
     ax.set(xscale="log", yscale="log", xlim=(0.9, top * 1.1), xlabel="workers",
            ylabel="speed-up over 1 worker",

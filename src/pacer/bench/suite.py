@@ -118,8 +118,13 @@ def compare_throughput(env: str, preset: str | None, algos: tuple[str, ...], sec
 
 
 def summarize(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over all runs; an unsolved run counts as slower than any solved one (never solved), so the median
+    solve time exists only when more than half of the runs solved."""
     solved = [r for r in rs if r.get("solved")]
-    return {"runs": len(rs), "solved": len(solved), "median_solve_s": median([r["solve_s"] for r in solved]),
+    never = float("inf")
+    median_solve = median([r["solve_s"] if r.get("solved") else never for r in rs])
+    return {"runs": len(rs), "solved": len(solved),
+            "median_solve_s": None if median_solve in (None, never) else median_solve,
             "median_solve_env_steps": median([r["solve_env_steps"] for r in solved]),
             "median_steps_per_s": median([r.get("steps_per_s") for r in rs]),
             "median_eval_time_s": median([r.get("eval_time_s") for r in rs])}
@@ -183,17 +188,25 @@ def scaling(env: str, workers: list[int], seconds: float, repeats: int, log: Log
     cores = os.cpu_count() or 1
     fitted = [n for n in workers if n <= cores]
     serial = amdahl_fit({n: speedup[n] for n in fitted})
+    # the same fit on each repeat alone: how far the machine's noise moves the serial fraction
+    per_repeat = [amdahl_fit({n: rates[n][r] / (rates[min(workers)][r] * min(workers)) for n in fitted})
+                  for r in range(repeats)]
     table = [{"workers": n, "steps_per_s": round(med[n], 1), "runs": rates[n], "speedup": round(speedup[n], 3),
               "efficiency": round(speedup[n] / n, 3)} for n in workers]
     for row in table:
         log(f"  {row['workers']:>3} workers: {row['steps_per_s']:>10,.0f} steps/s  speed-up {row['speedup']:.2f}  "
             f"efficiency {row['efficiency']:.0%}")
     projection = {n: round(amdahl(serial, n), 2) for n in (16, 64)}
-    log(f"  Amdahl fit on 1..{cores} workers (this machine's cores): serial fraction {serial:.3f}; "
-        f"PROJECTED speed-up (not measured): 16 cores {projection[16]}x, 64 cores {projection[64]}x")
+    worst = max(per_repeat)
+    projection_worst = {n: round(amdahl(worst, n), 2) for n in (16, 64)}
+    log(f"  Amdahl fit on 1..{cores} workers (this machine's cores): serial fraction {serial:.3f} (per repeat "
+        f"{', '.join(f'{f:.3f}' for f in per_repeat)}); PROJECTED speed-up (not measured): 16 cores "
+        f"{projection[16]}x ({projection_worst[16]}x with the worst repeat), 64 cores {projection[64]}x "
+        f"({projection_worst[64]}x)")
     return {"env": env, "preset": preset, "envs_per_worker": envs, "seconds": seconds, "repeats": repeats,
             "cores": cores, "table": table, "amdahl_serial_fraction": round(serial, 4), "fit_workers": fitted,
-            "projection_not_measured": projection}
+            "serial_fraction_per_repeat": [round(f, 4) for f in per_repeat], "projection_not_measured": projection,
+            "projection_worst_repeat_not_measured": projection_worst}
 
 
 def amdahl(serial: float, n: float) -> float:
