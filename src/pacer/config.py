@@ -88,7 +88,7 @@ class AlgoConfig:
     epochs: int | None = field(default=None, metadata={"min": 1})
     """Passes over each rollout (None: the algorithm's own, 4 for 'ppo' and 1 for the others)."""
     minibatches: int | None = field(default=None, metadata={"min": 1})
-    """Minibatches per pass (None: the algorithm's own, 4 for 'ppo' and 1 for the others)."""
+    """Minibatches per pass (None: the algorithm's own, 8 for 'ppo' and 1 for the others)."""
     clip_range: float = field(default=0.2, metadata={"min": 0.0})
     """PPO ratio clipping."""
 

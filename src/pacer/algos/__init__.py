@@ -36,7 +36,7 @@ ALGOS: dict[str, Algorithm] = {
     "a2c": Algorithm(a2c_loss),
     # A3C is a2c's loss on the Hogwild runtime: lock-free updates through a shared optimizer (the default).
     "a3c": Algorithm(a2c_loss),
-    "ppo": Algorithm(ppo_loss, epochs=4, minibatches=4),
+    "ppo": Algorithm(ppo_loss, epochs=4, minibatches=8),
 }
 
 
