@@ -43,14 +43,14 @@ def run_episodes(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: 
         env.close()
 
 
-def _eval_process(args: tuple[Any, ...], results: Any) -> None:
+def _eval_process(index: int, args: tuple[Any, ...], results: Any) -> None:
     processes.die_with_parent()
     processes.child_signals()
     torch.set_num_threads(1)
     try:
-        results.put(("ok", run_episodes(*args)))
+        results.put((index, "ok", run_episodes(*args)))
     except BaseException:
-        results.put(("error", traceback.format_exc()))
+        results.put((index, "error", traceback.format_exc()))
 
 
 def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: int, greedy: bool,
@@ -64,22 +64,22 @@ def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: in
     shares = np.array_split(np.arange(episodes), workers)
     procs = []
     try:
-        for share in shares:
+        for index, share in enumerate(shares):
             args = (model, kind, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps)
-            proc = ctx.Process(target=_eval_process, args=(args, results), name="pacer-eval", daemon=True)
+            proc = ctx.Process(target=_eval_process, args=(index, args, results), name="pacer-eval", daemon=True)
             with processes.signals_deferred(), processes.children_ignore_sigint():
                 proc.start()
             procs.append(proc)
-        out = []
+        out: dict[int, NDArray[np.float64]] = {}
         for _ in procs:
             try:
-                status, value = results.get(timeout=EVAL_TIMEOUT_S)
+                index, status, value = results.get(timeout=EVAL_TIMEOUT_S)
             except queue.Empty:
                 raise PacerError(f"evaluation workers gave no result within {EVAL_TIMEOUT_S:.0f} s") from None
             if status == "error":
                 raise PacerError(f"an evaluation worker failed:\n{value}")
-            out.append(value)
-        return np.concatenate(out)
+            out[index] = value
+        return np.concatenate([out[i] for i in range(len(procs))])  # in episode order, not in finishing order
     finally:
         processes.join_all(procs, 10.0)
         results.close()
