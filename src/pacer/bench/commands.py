@@ -53,6 +53,9 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--env", default="CartPole-v1")
         p.add_argument("--seeds", type=int, default=5)
         p.add_argument("--cap", type=float, default=None, help="seconds per run before it counts as unsolved")
+        if name == "solve":
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="any config key for pacer's runs, e.g. --set env.envs_per_worker=256 (repeatable)")
         if name == "compare":
             p.add_argument("--algos", type=_words, default=["a2c", "ppo"])
             p.add_argument("--classic-cap", type=float, default=600.0,
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         result = {"settings": settings, "points": throughput.grid(args.env, args.backends, args.workers, args.envs,
                                                                   args.seconds, args.preset, log, settings)}
     elif kind == "solve":
-        result = suite.solve(args.env, list(range(args.seeds)), args.runs_dir, log, args.cap)
+        result = suite.solve(args.env, list(range(args.seeds)), args.runs_dir, log, args.cap, _settings(args.set))
         s = result["summary"]["pacer"]
         log(f"pacer: {s['solved']}/{s['runs']} seeds solved, median {s['median_solve_s']} s")
     elif kind == "compare":

@@ -34,17 +34,18 @@ def _run_dir(root: Path, name: str) -> Path:
     return root / f"{name}-{time.strftime('%H%M%S')}-{time.monotonic_ns() % 10**6}"
 
 
-def solve(env: str, seeds: list[int], root: Path, log: Log = print, cap_s: float | None = None) -> dict[str, Any]:
+def solve(env: str, seeds: list[int], root: Path, log: Log = print, cap_s: float | None = None,
+          settings: dict[str, Any] | None = None) -> dict[str, Any]:
     t = task(env)
     cap = cap_s or t["cap_s"]
     out = []
     for seed in seeds:
         run = runs.pacer_solve(_run_dir(root, f"pacer-{env}-s{seed}"), seed, t["target"], t["eval_every"], cap,
-                               t["preset"])
+                               t["preset"], settings)
         log(format_run(run))
         out.append(run)
-    return {"env": env, "target": t["target"], "eval_every": t["eval_every"], "cap_s": cap, "runs": out,
-            "summary": {"pacer": summarize(out)}}
+    return {"env": env, "target": t["target"], "eval_every": t["eval_every"], "cap_s": cap, "settings": settings,
+            "runs": out, "summary": {"pacer": summarize(out)}}
 
 
 def compare(env: str, seeds: list[int], root: Path, log: Log = print, algos: tuple[str, ...] = ("a2c", "ppo"),

@@ -18,7 +18,9 @@ PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 FORCE = threading.Event()
 """Set by a second Ctrl-C/SIGTERM: stop waiting for workers, kill them now."""
 CLEANUP_ENV = "PACER_FORKSERVER_TMPDIR"
-FORKSERVER_PRELOAD = ["torch", "gymnasium", "pacer.backends.local"]
+# this module first (it imports no torch): the fork server registers the cleanup of its socket directory at once,
+# not after the ~2 s torch import, in case the parent is killed meanwhile (start_forkserver_early)
+FORKSERVER_PRELOAD = ["pacer.runtime.processes", "torch", "gymnasium", "pacer.backends.local"]
 _helpers_stop_registered = False
 
 
