@@ -38,7 +38,7 @@ bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 50 minu
 	$(BIN)/pacer bench throughput --env CartPole-v1 --backends local --workers 2 --envs 256,1024 --seconds 6 \
 		--set algo.epochs=1 --set algo.minibatches=1
 	$(BIN)/pacer bench scaling --env LunarLander-v3 --workers 1,2,4 --seconds 15 --repeats 3
-	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 3 --render-default-seeds 1 --cap 400
+	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 3 --render-default-seeds 1 --cap 600
 	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800
 
 lint: $(STAMP)
