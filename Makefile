@@ -31,7 +31,7 @@ soak: $(STAMP)  ## repeated faults and endurance (about 40 minutes): counts go t
 	$(BIN)/python benchmarks/soak.py cycles 200
 	$(BIN)/python benchmarks/soak.py soak 30
 
-bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 50 minutes): JSON + PNG in benchmarks/results/
+bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about an hour): JSON + PNG in benchmarks/results/
 	$(PIP) install -c constraints.txt -e '.[bench]'
 	$(BIN)/pacer bench coldstart
 	$(BIN)/pacer bench throughput --env CartPole-v1 --backends inline,local --workers 1,2 --envs 32,256 --seconds 6
