@@ -100,14 +100,21 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_WORKER_FAILED if isinstance(exc, WorkerFailed) else EXIT_ERROR
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {key: getattr(args, key) for key, _, _ in TRAIN_FLAGS.values()
-                           if getattr(args, key) is not None}
-    for item in args.set:
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as {dotted key: YAML value}."""
+    out: dict[str, Any] = {}
+    for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
         out[key] = yaml.safe_load(value)
+    return out
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {key: getattr(args, key) for key, _, _ in TRAIN_FLAGS.values()
+                           if getattr(args, key) is not None}
+    out.update(parse_settings(args.set))
     if args.no_progress:
         out["log.progress"] = False
     return out

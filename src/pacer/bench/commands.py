@@ -19,15 +19,9 @@ def _words(text: str) -> list[str]:
 
 
 def _settings(items: list[str]) -> dict[str, Any]:
-    import yaml
+    from pacer.cli import parse_settings  # here, not at the top: cli imports this module
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
+    return parse_settings(items)
 
 
 def add_parser(sub: Any) -> None:
