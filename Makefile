@@ -30,6 +30,7 @@ soak: $(STAMP)  ## repeated faults and endurance (about 40 minutes): counts go t
 	$(BIN)/python benchmarks/soak.py kills 20
 	$(BIN)/python benchmarks/soak.py cycles 200
 	$(BIN)/python benchmarks/soak.py soak 30
+	$(BIN)/python -m pytest -q -m soak tests/test_faults.py  # the tight timing bounds (a quiet machine)
 
 bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about an hour): JSON + PNG in benchmarks/results/
 	$(PIP) install -c constraints.txt -e '.[bench]'

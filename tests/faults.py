@@ -11,22 +11,24 @@ import threading
 import time
 from pathlib import Path
 
-from leftovers import session_processes, shm_and_tmp
+from leftovers import OwnFiles, session_processes
 
 BASE = ["--no-progress", "--envs-per-worker", "4", "--workers", "2", "--set", "log.tensorboard=false",
         "--set", "runtime.final_eval_episodes=2"]
 
 
 class Run:
-    """A `pacer train` process in a new session (so it can be signalled as a terminal would, as a group)."""
+    """A `pacer train` process in a new session (so it can be signalled as a terminal would, as a group), with a
+    TMPDIR of its own (so its /tmp/pymp-* dirs are told apart from other runs')."""
 
     def __init__(self, run_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.run_dir = run_dir
-        self.before = shm_and_tmp()
-        full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})}
+        self.own = OwnFiles()
+        full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **self.own.env, **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run_dir), *BASE,
                                       *args], start_new_session=True, env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
+        self.own.watch_session(self.proc.pid)
         self.lines: list[tuple[float, str]] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -62,16 +64,20 @@ class Run:
             time.sleep(0.1)
         raise AssertionError(f"training did not reach {steps} steps within {timeout} s:\n{self.stderr}")
 
-    def workers(self) -> list[int]:
+    def workers(self, zombies: bool = True) -> list[int]:
         """PIDs of the worker processes (named pacer-w<rank>)."""
-        pids = []
-        for pid, _ in session_processes(self.proc.pid):
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().startswith("pacer-w"):
-                    pids.append(pid)
-            except OSError:
-                pass
-        return sorted(pids)
+        return sorted(pid for pid, state in session_processes(self.proc.pid)
+                      if (zombies or state != "Z") and _is_worker(pid))
+
+    def workers_gone(self, since: float, timeout: float) -> float:
+        """Seconds from `since` until no worker process is running (a zombie has exited: it counts as gone)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = self.workers(zombies=False)
+            if not live:
+                return time.monotonic() - since
+            time.sleep(0.05)
+        raise AssertionError(f"workers still running {timeout} s later: {live}\n{self.stderr}")
 
     def signal(self, sig: int) -> None:
         os.killpg(self.proc.pid, sig)
@@ -87,10 +93,22 @@ class Run:
         return self.proc.returncode
 
     def leftovers(self, settle: float = 5.0) -> tuple[list[tuple[int, str]], set[str]]:
-        """Processes of the session (zombies included) and new /dev/shm or /tmp/pymp-* entries, once settled."""
+        """Processes of the session (zombies included) and the run's own /dev/shm entries and /tmp/pymp-* dirs
+        still there, once settled (waiting at most `settle` seconds for them to go)."""
         deadline = time.monotonic() + settle
         while True:
-            procs, files = session_processes(self.proc.pid), shm_and_tmp() - self.before
+            procs, files = session_processes(self.proc.pid), self.own.files()
             if (not procs and not files) or time.monotonic() > deadline:
                 return procs, files
             time.sleep(0.1)
+
+    def close(self) -> None:
+        """Stop watching and remove the run's TMPDIR."""
+        self.own.close()
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().startswith("pacer-w")
+    except OSError:
+        return False

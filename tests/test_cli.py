@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from leftovers import session_processes, shm_and_tmp
+from leftovers import OwnFiles, session_processes
 from pacer import checkpoint
 
 TINY = ["--total-steps", "3000", "--envs-per-worker", "4", "--workers", "2", "--no-progress",
@@ -26,8 +26,8 @@ def pacer_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.timeout(120)
-def test_train_then_eval(tmp_path: Path) -> None:
-    before = shm_and_tmp()
+def test_train_then_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = OwnFiles(monkeypatch)  # the commands' files, never another run's: they get a TMPDIR of their own
     run = tmp_path / "run"
     done = pacer_cmd("train", "--run-dir", str(run), *TINY)
     assert done.returncode == 0, done.stderr
@@ -38,22 +38,7 @@ def test_train_then_eval(tmp_path: Path) -> None:
     report = json.loads(out.stdout)
     assert report["episodes"] == 4 and report["greedy"] is True
     assert report["mean"] == pytest.approx(sum(report["returns"]) / 4)
-    assert shm_and_tmp() - before == set()
-
-
-@pytest.mark.parametrize(("args", "message"), [
-    (["train", "--env", "CartPole-v2"], "pacer: error: unknown environment 'CartPole-v2' (did you mean 'CartPole-v1'"),
-    (["train", "--set", "runtime.worker=3"], "pacer: error: unknown config key 'runtime.worker' (did you mean"),
-    (["train", "--workers", "0"], "pacer: error: runtime.workers must be >= 1, got 0"),
-    (["train", "--preset", "nope"], "pacer: error: unknown preset 'nope'"),
-    (["train", "--config", "/nonexistent.yaml"], "pacer: error: cannot read config file '/nonexistent.yaml'"),
-    (["eval", "/nonexistent"], "pacer: error: no run directory or checkpoint at '/nonexistent'"),
-])
-def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    out = pacer_cmd(*args)
-    assert out.returncode == 2
-    assert out.stderr.startswith(message), out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert own.files() == set()
 
 
 def test_config_file_and_flags_override_it(tmp_path: Path) -> None:
@@ -77,8 +62,8 @@ def test_existing_run_dir_and_corrupt_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path) -> None:
-    before = shm_and_tmp()
+def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = OwnFiles(monkeypatch)  # the command's files, never another run's: it gets a TMPDIR of its own
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     # a new session, signalled as a group: exactly what a terminal does on Ctrl-C
@@ -97,9 +82,10 @@ def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path) -> None:
             pytest.fail("training never started")
         os.killpg(proc.pid, signal.SIGINT)
         tic = time.monotonic()
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=90)
         assert proc.returncode == 130, err
-        assert time.monotonic() - tic < 15
+        # it does not hang, even on a busy machine (the 15 s of a quiet one: test_faults.py, pytest -m soak)
+        assert time.monotonic() - tic < 60
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -107,9 +93,10 @@ def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path) -> None:
     assert "Traceback" not in err
     data = checkpoint.load(run / "checkpoints" / "final.pt")
     assert data["counters"]["env_steps"] > 0
+    assert all(state is not None for state in data["workers"])  # the workers stopped by themselves, not waited out
     time.sleep(0.5)
     assert session_processes(proc.pid) == []
-    assert shm_and_tmp() - before == set()
+    assert own.files() == set()
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:

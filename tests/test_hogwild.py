@@ -39,7 +39,8 @@ def record_step_grads(worker: Worker) -> list[list[torch.Tensor]]:
 
 
 def test_optimizer_sees_the_same_gradient_for_the_same_loss_twice() -> None:
-    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0)  # lr 0: the parameters stay put
+    # lr 0: the parameters stay put; no clipping, which would rescale a doubled gradient back to the same vector
+    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0, max_grad_norm=None)
     batch = prepare(worker.collector.collect(4), worker.cfg.algo, "gae")
     seen = record_step_grads(worker)
     worker.learn(batch)

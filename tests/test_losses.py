@@ -66,14 +66,37 @@ def test_a2c_loss_means_and_entropy() -> None:
     assert loss.item() == pytest.approx(actor + 0.5 * critic - 0.01 * entropy, rel=1e-6)
 
 
-def test_ppo_clips_the_ratio() -> None:
+# Rows' new probabilities of their actions are .5 and .25. With old ones of .25 and .5 the ratios are 2 and .5, both
+# outside clip_range .2's [.8, 1.2]; with .5/1.1 and .25/.9 they are 1.1 and .9, inside it.
+OUTSIDE = [math.log(0.25), math.log(0.5)]
+INSIDE = [math.log(0.5 / 1.1), math.log(0.25 / 0.9)]
+
+
+@pytest.mark.parametrize(("old", "advantages", "surrogates"), [
+    (OUTSIDE, [1.0, 1.0], [1.2, 0.5]),  # A > 0: min(2, 1.2) clips the gain above; min(.5, .8) keeps the ratio
+    (OUTSIDE, [-1.0, -1.0], [-2.0, -0.8]),  # A < 0: min(-2, -1.2) keeps the ratio; min(-.5, -.8) clips it below
+    (OUTSIDE, [-2.0, 3.0], [-4.0, 1.5]),  # no clip on either side: min(-4, -2.4) and min(1.5, 2.4)
+    (OUTSIDE, [2.0, -3.0], [2.4, -2.4]),  # the clip on both sides: min(4, 2.4) and min(-1.5, -2.4)
+    (INSIDE, [1.0, -1.0], [1.1, -0.9]),  # inside the range the clip does nothing
+], ids=["positive", "negative", "neither-clipped", "both-clipped", "inside-the-range"])
+def test_ppo_clips_the_ratio(old: list[float], advantages: list[float], surrogates: list[float]) -> None:
+    """min(ratio * A, clip(ratio) * A), not min(ratio, clip(ratio)) * A: they differ when A < 0."""
     model = Fixed(LOGITS, VALUES)
-    # old policy: p(a=0|s0) = .25 (ratio 2), p(a=1|s1) = .5 (ratio .5)
-    old = [math.log(0.25), math.log(0.5)]
     cfg = AlgoConfig(clip_range=0.2, value_coef=0.0, entropy_coef=0.0)
-    _, stats = ppo_loss(model, "discrete", batch([1.0, 1.0], [0.0, 0.0], old), cfg)
-    # min(2*1, 1.2*1) = 1.2 and min(.5*1, .8*1) = .5
-    assert stats["actor_loss"] == pytest.approx(-(1.2 + 0.5) / 2, rel=1e-6)
+    _, stats = ppo_loss(model, "discrete", batch(advantages, [0.0, 0.0], old), cfg)
+    assert stats["actor_loss"] == pytest.approx(-sum(surrogates) / 2, rel=1e-6)
+
+
+def test_ppo_clipped_rows_get_no_policy_gradient() -> None:
+    cfg = AlgoConfig(clip_range=0.2, value_coef=0.0, entropy_coef=0.0)
+    clipped = Fixed(LOGITS, VALUES)
+    ppo_loss(clipped, "discrete", batch([2.0, -3.0], [0.0, 0.0], OUTSIDE), cfg)[0].backward()
+    assert clipped.logits.grad is not None and torch.all(clipped.logits.grad == 0)
+    unclipped = Fixed(LOGITS, VALUES)
+    ppo_loss(unclipped, "discrete", batch([-2.0, 3.0], [0.0, 0.0], OUTSIDE), cfg)[0].backward()
+    # d(-ratio * A / 2)/d logits = -A/2 * ratio * (onehot(a) - pi):
+    # row 0: 1 * 2 * ([1, 0] - [.5, .5]) = [1, -1]; row 1: -1.5 * .5 * ([0, 1] - [.75, .25]) = [.5625, -.5625]
+    torch.testing.assert_close(unclipped.logits.grad, torch.tensor([[1.0, -1.0], [0.5625, -0.5625]]))
 
 
 def test_gaussian_logp_and_entropy() -> None:

@@ -25,10 +25,14 @@ def interrupt_at(steps: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(InlineBackend, "poll", poll_then_interrupt)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "HalfCheetah-v5",
+                                    "awkward:make_awkward"])
 def test_stop_and_resume_equals_an_uninterrupted_run(env_id: str, quiet: dict, tmp_path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if env_id.startswith("HalfCheetah"):
+        pytest.importorskip("mujoco")
     quiet["env"]["id"] = env_id
+    quiet["algo"].update(epochs=2, minibatches=2)  # still shuffled minibatches (an RNG to resume), fewer updates
     quiet["runtime"].update(total_steps=3000, final_eval_episodes=0)
     whole = copy.deepcopy(quiet)
     whole["log"]["run_dir"] = str(tmp_path / "whole")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import yaml
 import pacer
 from helpers import constant_loss
 from pacer import checkpoint
+from pacer.algos import ALGOS, Algorithm
 from pacer.errors import PacerError
 
 
@@ -80,8 +82,18 @@ def test_env_factory_path(quiet: dict) -> None:
         pacer.train(quiet)
 
 
-def test_registered_loss_function(quiet: dict) -> None:
+@pytest.fixture
+def algos() -> Iterator[dict[str, Algorithm]]:
+    """The global algorithm registry, restored afterwards: a test's registration must not leak into later tests."""
+    saved = dict(ALGOS)
+    yield ALGOS
+    ALGOS.clear()
+    ALGOS.update(saved)
+
+
+def test_registered_loss_function(quiet: dict, algos: dict[str, Algorithm]) -> None:
     pacer.register_algo("to-one", constant_loss)
+    assert algos["to-one"].loss is constant_loss
     quiet["algo"]["name"] = "to-one"
     quiet["algo"]["lr"] = 0.01
     result = pacer.train(quiet)

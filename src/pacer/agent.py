@@ -13,9 +13,9 @@ from torch import nn
 
 from pacer import checkpoint
 from pacer.config import Config
-from pacer.envs import spaces_of
+from pacer.envs import check_env_id, spaces_of
 from pacer.errors import PacerError
-from pacer.evaluation import run_episodes_parallel
+from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
 from pacer.model import action_kind, make_model, sample
 
 
@@ -49,12 +49,16 @@ def load(source: str | Path) -> Agent:
         cfg = Config.from_dict(data["config"])
     except (KeyError, PacerError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
+    check_env_id(cfg.env.id)
     obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps)
     model = make_model(cfg.model, obs_space, act_space)
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as exc:
-        raise PacerError(f"checkpoint {str(path)!r} does not fit its model: {str(exc).splitlines()[0]}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # the first line only names the model's class; the next one says which parameter does not fit
+        raise PacerError(f"checkpoint {str(path)!r} does not fit its model ({lines[min(1, len(lines) - 1)]})"
+                         ) from None
     model.eval()
     return Agent(model=model, config=cfg, kind=action_kind(act_space), action_space=act_space,
                  obs_shape=tuple(obs_space.shape or ()), checkpoint=path)
@@ -75,11 +79,14 @@ class EvalResult:
 
 
 def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = True, workers: int = 2,
-             seed: int = 12345, start_method: str = "auto") -> EvalResult:
-    """Run `episodes` evaluation episodes spread over `workers` processes (1: in this process)."""
+             seed: int = 12345, start_method: str = "auto", hang_timeout: float = HANG_TIMEOUT_S) -> EvalResult:
+    """Run `episodes` evaluation episodes spread over `workers` processes (1: in this process). A process that
+    dies, raises, or makes no env step for `hang_timeout` seconds ends the evaluation with WorkerFailed."""
     if episodes < 1:
         raise PacerError(f"episodes must be >= 1, got {episodes}")
+    if hang_timeout <= 0:
+        raise PacerError(f"hang_timeout must be > 0 seconds, got {hang_timeout}")
     agent = source if isinstance(source, Agent) else load(source)
     returns = run_episodes_parallel(agent.model, agent.kind, agent.config.env.id, episodes, seed, greedy,
-                                    agent.config.env.max_episode_steps, workers, start_method)
+                                    agent.config.env.max_episode_steps, workers, start_method, hang_timeout)
     return EvalResult(returns=returns, checkpoint=agent.checkpoint)

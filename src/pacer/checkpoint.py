@@ -2,6 +2,8 @@
 
 A checkpoint is a dict of tensors and plain data: model parameters, optimizer state, counters, the config, and
 RNG states as tensors or lists, so that `torch.load(weights_only=True)` can read it without running any code.
+Every save checks this twice: the payload is walked before writing (naming any value that is not plain data), and
+the written file is loaded back the way `load` will before it replaces the previous one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pacer.errors import PacerError
 FORMAT = "pacer-checkpoint"
 VERSION = 1
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+PLAIN_TYPES = (bool, int, float, str, type(None))
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -29,6 +32,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     during the write is held until it is done (the write takes milliseconds), then acted on."""
     from pacer.runtime.processes import signals_deferred
 
+    check_plain(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -36,6 +40,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
             torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
+            _check_loads(tmp, path)
             os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -45,6 +50,34 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def check_plain(tree: Any, where: str = "checkpoint") -> None:
+    """Raise naming the first value that `torch.load(weights_only=True)` would refuse: only tensors, Python
+    numbers, strings, None and dicts, lists and tuples of them pass (a NumPy scalar is a float, yet refused)."""
+    if isinstance(tree, torch.Tensor) or type(tree) in PLAIN_TYPES:
+        return
+    if isinstance(tree, dict) and type(tree) is dict:
+        for key, value in tree.items():
+            if type(key) not in (str, int):
+                raise PacerError(f"cannot save {where}: key {key!r} is a {type(key).__name__}, not plain data")
+            check_plain(value, f"{where}[{key!r}]")
+        return
+    if type(tree) in (list, tuple):
+        for i, value in enumerate(tree):
+            check_plain(value, f"{where}[{i}]")
+        return
+    raise PacerError(f"cannot save {where}: a {type(tree).__module__}.{type(tree).__qualname__} is not plain data "
+                     "(checkpoints are loaded with weights_only=True)")
+
+
+def _check_loads(written: Path, path: Path) -> None:
+    """Load the file just written as `load` will; a file pacer would refuse never replaces a good one."""
+    try:
+        torch.load(written, map_location="cpu", weights_only=True)
+    except Exception as exc:  # whatever the unpickler refuses, report it in one line
+        first = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), type(exc).__name__)
+        raise PacerError(f"not writing {str(path)!r}: the file would not load back ({first})") from None
 
 
 def load(path: Path) -> dict[str, Any]:

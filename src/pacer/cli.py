@@ -3,33 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from pacer.errors import PacerError
+from pacer.errors import PacerError, WorkerFailed
 from pacer.runtime.processes import Terminated
 
 EXIT_ERROR, EXIT_WORKER_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
+
+
+def _integer(text: str) -> int:
+    """An integer flag that also takes the 1e6 of `--total-steps 1e6`."""
+    with contextlib.suppress(ValueError):
+        return int(text)
+    with contextlib.suppress(ValueError):
+        if (value := float(text)).is_integer():
+            return int(value)
+    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+
 
 # flag -> dotted config key; every other key is reachable with --set KEY=VALUE or --config FILE
 TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--env": ("env.id", str, "Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1) or module:factory"),
     "--algo": ("algo.name", str, "algorithm: mc, a2c, a3c, ppo, or a registered one"),
-    "--workers": ("runtime.workers", int, "worker count"),
-    "--envs-per-worker": ("env.envs_per_worker", int, "environments batched in each worker"),
-    "--total-steps": ("runtime.total_steps", int, "env-step budget"),
+    "--workers": ("runtime.workers", _integer, "worker count"),
+    "--envs-per-worker": ("env.envs_per_worker", _integer, "environments batched in each worker"),
+    "--total-steps": ("runtime.total_steps", _integer, "env-step budget"),
     "--time-limit": ("runtime.time_limit", float, "stop after this many seconds"),
-    "--seed": ("runtime.seed", int, "base seed"),
+    "--seed": ("runtime.seed", _integer, "base seed"),
     "--run-dir": ("log.run_dir", str, "where to save the run (default runs/<env>-<algo>-<time>)"),
     "--start-method": ("runtime.start_method", str, "fork, forkserver or spawn (default: forkserver where available)"),
     "--backend": ("runtime.backend", str, "local (processes) or inline (in this process)"),
-    "--max-restarts": ("runtime.max_restarts", int, "worker crashes or hangs tolerated before the run stops"),
+    "--max-restarts": ("runtime.max_restarts", _integer, "worker crashes or hangs tolerated before the run stops"),
 }
 
 
@@ -37,8 +49,16 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line like every other error (the usage is one --help away); its
+    subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise PacerError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacer", description="Parallel actor-critic RL on CPU processes.")
+    parser = _Parser(prog="pacer", description="Parallel actor-critic RL on CPU processes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train an agent (default: CartPole-v1 on local worker processes)")
@@ -58,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=2, help="evaluation processes")
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--json", action="store_true", help="print machine-readable output")
+    ev.add_argument("--hang-timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="an evaluation process that makes no env step for this long is killed (default 10)")
 
     pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG")
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
@@ -70,13 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if args.command == "train" and getattr(args, "runtime.backend") in (None, "local"):
-        from pacer.runtime.processes import start_forkserver_early
-
-        start_forkserver_early(getattr(args, "runtime.start_method") or "auto")
-    code = _run(args)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = _run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # called from Python (tests), leave the handler as it was
     # only now, with the run's objects (and any exception's traceback) gone, is it safe to stop the helpers
     from pacer.runtime.processes import stop_helpers
 
@@ -84,8 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(argv: list[str] | None) -> int:
+    """Parse and run a command; every error from here on, parsing included, is one line on stderr."""
     try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported here, where the subcommand is known, so that the hint names its --help
+            where = " ".join(["pacer", args.command, *([args.bench] if args.command == "bench" else [])])
+            raise PacerError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         return {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}[args.command](args)
     except Terminated:
         print("pacer: terminated; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
@@ -94,10 +120,12 @@ def _run(args: argparse.Namespace) -> int:
         print("\npacer: interrupted; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
         return EXIT_SIGINT
     except PacerError as exc:
-        from pacer.runtime.supervisor import WorkerFailed
-
         print(f"pacer: error: {exc}", file=sys.stderr)
         return EXIT_WORKER_FAILED if isinstance(exc, WorkerFailed) else EXIT_ERROR
+    except OSError as exc:  # an unwritable --run-dir or --out, a full disk: the system's own words suffice
+        where = f": {str(exc.filename)!r}" if exc.filename is not None else ""
+        print(f"pacer: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -107,7 +135,12 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0]
+            raise PacerError(f"--set {item!r}: the value is not valid YAML ({first}); quote it if it is text"
+                             ) from None
     return out
 
 
@@ -121,17 +154,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pacer.config import load_yaml
-    from pacer.training import train
+    from pacer.config import Config, load_yaml
+    from pacer.presets import resolve
 
-    overrides = {k.replace(".", "__"): v for k, v in _overrides(args).items()}
+    overrides = _overrides(args)
+    # The config is built and checked here, before torch is imported: a mistake is reported at once, and the fork
+    # server is started early only when the config (file included) asks for worker processes that use it.
+    cfg: Config | None = None
     if args.resume is not None:
         if args.config is not None or args.preset is not None:
             raise PacerError("--resume continues a run with its saved config; drop --config and --preset")
-        result = train(resume=args.resume, **overrides)
+        if (args.resume / "config.yaml").is_file():  # if not, train() says what is wrong with the directory
+            cfg = Config.from_dict(load_yaml(args.resume / "config.yaml")).replace(overrides)
     else:
-        config = load_yaml(args.config) if args.config is not None else None
-        result = train(config, preset=args.preset, **overrides)
+        cfg = resolve(load_yaml(args.config) if args.config is not None else None, args.preset).replace(overrides)
+    if cfg is not None and cfg.runtime.backend == "local":
+        from pacer.runtime.processes import start_forkserver_early
+
+        start_forkserver_early(cfg.runtime.start_method)
+    from pacer.training import train
+
+    if args.resume is not None:
+        result = train(resume=args.resume, **{k.replace(".", "__"): v for k, v in overrides.items()})
+    else:
+        result = train(cfg)
     cfg_line = f"{result.env_steps:,} env steps in {result.wall_time:.1f} s ({result.steps_per_s:,.0f} steps/s)"
     print(f"done ({result.stop_reason}): {cfg_line}")
     if result.eval_mean is not None:
@@ -141,12 +187,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pacer.agent import evaluate
-
+    if args.episodes < 1:
+        raise PacerError(f"--episodes must be >= 1, got {args.episodes}")
     if args.workers < 1:
         raise PacerError(f"--workers must be >= 1, got {args.workers}")
+    if not args.hang_timeout > 0:
+        raise PacerError(f"--hang-timeout must be > 0 seconds, got {args.hang_timeout}")
+    from pacer.agent import evaluate  # after the checks: it imports torch (~2 s)
+
     result = evaluate(args.source, episodes=args.episodes, greedy=not args.stochastic, workers=args.workers,
-                      seed=args.seed)
+                      seed=args.seed, hang_timeout=args.hang_timeout)
     if args.json:
         print(json.dumps({"checkpoint": str(result.checkpoint), "episodes": len(result.returns),
                           "greedy": not args.stochastic, "mean": result.mean, "std": result.std,

@@ -6,6 +6,7 @@ defaults <- preset <- YAML file <- command-line flags, and validated once, in `C
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -230,9 +231,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with safe_load: Python object tags are rejected, never executed."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PacerError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+        raise PacerError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PacerError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                         f"{exc.start}): save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -242,7 +246,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise PacerError(f"config file {str(path)!r} must hold a mapping of sections")
+        raise PacerError(f"config file {str(path)!r} must hold a mapping of sections ({', '.join(SECTIONS)}), "
+                         f"got a {type(data).__name__}")
     return data
 
 
@@ -284,6 +289,10 @@ def _check(key: str, hint: Any, value: Any, limits: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise PacerError(f"{key} must be a list of integers, got {value!r}")
         return tuple(_check(key, args[0], v, limits) for v in value)
+    if hint in (int, float) and isinstance(value, str):
+        # PyYAML reads 3e-4 and 1e6 as text (YAML 1.1 wants 3.0e-4): take them as the numbers they are meant as
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise PacerError(f"{key} must be true or false, got {value!r}")

@@ -10,6 +10,10 @@ class PacerError(Exception):
     """A problem with the user's input or environment, shown as a one-line message without a traceback."""
 
 
+class WorkerFailed(PacerError):
+    """A worker (or evaluation) process died, raised or hung; the message says which and why."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest choices, or '' when nothing is close."""
     matches = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)

@@ -12,8 +12,17 @@ from pacer.errors import PacerError
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of a run's metrics.jsonl or metrics.csv."""
-    if (run_dir / "metrics.jsonl").is_file():
-        return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number < len(lines):  # only the last line may be cut: a run killed while writing it
+                    raise PacerError(f"{str(path)!r} line {number} is not JSON") from None
+        return rows
     if (run_dir / "metrics.csv").is_file():
         with open(run_dir / "metrics.csv", newline="") as f:
             rows = list(csv.DictReader(f))

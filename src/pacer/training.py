@@ -61,6 +61,25 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
             raise PacerError(f"cannot resume {str(run_dir)!r}: it holds no config.yaml from an earlier run")
         saved = checkpoint.load(checkpoint.find(run_dir))
         cfg = Config.from_dict(load_yaml(run_dir / "config.yaml")).replace(dotted)
+        # the saved weights and optimizer state are only meaningful for what they were trained with
+        trained, now = saved.get("config") or {}, cfg.to_dict()
+        kept = ["env.id", "algo.name", "algo.optimizer", "algo.shared_optimizer", *(f"model.{k}" for k in now["model"])]
+        if not cfg.algo.shared_optimizer:
+            kept.append("runtime.workers")  # one optimizer state per worker
+        for key in kept:
+            section, _, name = key.partition(".")
+            after = now[section][name]
+            before = trained.get(section, {}).get(name, after)  # not in the checkpoint: nothing to compare
+            if before != after:
+                why = ("with algo.shared_optimizer false, each worker has its own optimizer state"
+                       if name == "workers" else "a resume keeps the env, algorithm, optimizer and model")
+                raise PacerError(f"cannot resume {str(run_dir)!r} with {key}={after!r}: it was trained with "
+                                 f"{before!r} ({why}); drop the override, or start a new run")
+        steps, episodes = int(saved["counters"]["env_steps"]), int(saved["counters"]["episodes"])
+        episode_budget = cfg.runtime.total_episodes
+        if steps >= cfg.runtime.total_steps or (episode_budget is not None and episodes >= episode_budget):
+            raise PacerError(f"the run already spent its budget ({steps} env steps, {episodes} episodes): pass a "
+                             "larger --total-steps (or runtime.total_episodes) to train further")
     else:
         cfg = resolve(config, preset).replace(dotted)
         run_dir = _new_run_dir(cfg)
@@ -78,6 +97,10 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     worker_states: list[Any] = [None] * cfg.runtime.workers
     if saved is not None:
         worker_states = _restore(saved, shared, cfg, clock)
+    left_out = _left_out(worker_states)
+    if left_out:
+        _stderr(f"pacer: note: this resume is not bit-exact: the checkpoint left out objects of {cfg.env.id}'s "
+                f"state ({left_out}), so workers start fresh episodes")
     start_steps = shared.counters()["env_steps"]
     specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank])
              for rank in range(cfg.runtime.workers)]
@@ -95,6 +118,10 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"
         workers = [backend.final_states.get(rank) for rank in range(cfg.runtime.workers)] if name == "final" else []
+        left_out = _left_out(workers)
+        if left_out:
+            _stderr(f"pacer: note: {cfg.env.id}'s state holds objects that are not plain data ({left_out}): "
+                    "left out of the checkpoint, so a resume starts fresh episodes (not bit-exact)")
         checkpoint.save(path, _payload(cfg, shared, clock, workers))
         return path
 
@@ -173,6 +200,20 @@ def worker_seed(seed: int, rank: int, start_steps: int, restarts: int = 0) -> in
     return int(np.random.SeedSequence([seed, rank, start_steps, restarts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def _left_out(worker_states: list[Any]) -> str:
+    """What the env state capture could not store (the same for every worker: report one), for a note."""
+    from pacer.envstate import opaque_items
+
+    for state in worker_states:
+        if state is not None:
+            # every sub-env holds the same kinds of objects: name each attribute once
+            names = dict.fromkeys(item.rsplit(".", 1)[-1] for item in opaque_items(state["collector"]["env"]))
+            if names:
+                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+                return ", ".join(list(names)[:3]) + more
+    return ""
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -196,7 +237,10 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
     try:
         shared.model.load_state_dict(saved["model"])
     except RuntimeError as exc:
-        raise PacerError(f"checkpoint does not fit this run's model: {str(exc).splitlines()[0]}") from None
+        # the first line only names the model's class; the next one says which parameter does not fit
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise PacerError(f"checkpoint does not fit this run's model ({lines[min(1, len(lines) - 1)]}): was the "
+                         "env or the model changed since it was saved?") from None
     states = saved["optimizer"]["states"]
     if saved["optimizer"]["kind"] != cfg.algo.optimizer or len(states) != len(shared.optimizer_states):
         raise PacerError("checkpoint optimizer state does not match the config (optimizer kind, or worker count "
@@ -207,12 +251,9 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
     clock.before = float(saved["wall_time"])
     clock.eval_time = clock.eval_before = float(saved.get("eval_time", 0.0))
     checkpoint.set_rng_state(saved["rng"])
-    if shared.budget_spent(cfg.runtime.total_steps, cfg.runtime.total_episodes):
-        raise PacerError(f"the run already spent its budget ({shared.counters()['env_steps']} env steps, "
-                         f"{shared.counters()['episodes']} episodes): pass a larger --total-steps "
-                         "(or runtime.total_episodes) to train further")
     saved_workers = saved.get("workers") or []
-    if len(saved_workers) != cfg.runtime.workers:  # periodic checkpoint, or another worker count: fresh workers
+    # a periodic checkpoint, another worker count, or env settings the saved envs do not have: fresh workers
+    if len(saved_workers) != cfg.runtime.workers or (saved.get("config") or {}).get("env") != cfg.to_dict()["env"]:
         return [None] * cfg.runtime.workers
     return [None if state is None else checkpoint.to_arrays(state) for state in saved_workers]
 

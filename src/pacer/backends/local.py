@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import pickle
-import signal
 import sys
 import threading
 import time
@@ -178,7 +177,7 @@ class LocalBackend:
                 exitcode = proc.exitcode
                 self._forget(rank)
                 message = self.errors.pop(rank, None) or (
-                    f"worker {rank} died with {_describe_exit(exitcode)} and sent no traceback")
+                    f"worker {rank} died with {processes.describe_exit(exitcode)} and sent no traceback")
                 self.dead.append((rank, message))
 
     def _forget(self, rank: int) -> None:
@@ -223,12 +222,6 @@ class LocalBackend:
         self.procs, self.held = {}, []
         self.inbox.close()
         return late
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        return f"signal {signal.Signals(-code).name}"
-    return f"exit code {code}"
 
 
 def _check_picklable(spec: WorkerSpec) -> None:

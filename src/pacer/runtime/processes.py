@@ -256,32 +256,39 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def describe_exit(code: int) -> str:
+    """'signal SIGKILL' or 'exit code 3', for a process's exit code."""
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 def child_signals() -> None:
-    """Ctrl-C reaches the whole process group; only the parent acts on it, and asks workers to stop."""
+    """Ctrl-C, and a SIGTERM sent to the whole process group (a terminal, systemd, docker stop), reach every
+    process; only the parent acts on them, and asks workers to finish their rollout. A worker that must go now is
+    SIGKILLed by the parent (join_all)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started with them blocked (children_ignore_sigint): now as set above
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def join_all(processes: Iterable[Any], timeout: float, drain: Any = None) -> None:
-    """Join every process within `timeout` seconds in all; terminate, then kill, whatever is left, and reap it.
-
-    `drain()` is called while waiting, so a child blocked on flushing a queue can finish."""
+    """Join every process within `timeout` seconds in all; kill whatever is left (our children ignore SIGTERM, see
+    child_signals), and reap it. `drain()` is called while waiting, so a child blocked on a full pipe can finish."""
     procs = [p for p in processes if p is not None and getattr(p, "_popen", True) is not None]  # started ones
     deadline = time.monotonic() + timeout
-    for sig_step in ("wait", "terminate", "kill"):
-        for p in procs:
-            if sig_step == "terminate" and p.is_alive():
-                p.terminate()
-            elif sig_step == "kill" and p.is_alive():
-                p.kill()
+    for step in ("wait", "kill"):
+        if step == "kill":
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
         while any(p.is_alive() for p in procs) and time.monotonic() < deadline and not (
-                FORCE.is_set() and sig_step != "kill"):
-            if drain is not None and sig_step == "wait":
+                FORCE.is_set() and step == "wait"):
+            if drain is not None and step == "wait":
                 drain()
             wait_for([p.sentinel for p in procs if p.is_alive()], timeout=0.05)
-        deadline = time.monotonic() + (0.5 if FORCE.is_set() else 2.0)
+        deadline = time.monotonic() + 2.0
     for p in procs:
         p.join(timeout=1.0)
         if hasattr(p, "close") and p.exitcode is not None:

@@ -13,15 +13,11 @@ from dataclasses import dataclass, field
 
 from pacer.backends import Backend
 from pacer.config import Config
-from pacer.errors import PacerError
+from pacer.errors import WorkerFailed
 from pacer.metrics import Metrics
 from pacer.runtime.shared import SharedState
 
 POLL_S = 0.1
-
-
-class WorkerFailed(PacerError):
-    """A worker process died; the message carries its own traceback."""
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""The supervisor's decisions, driven by a scripted fake backend: no workers, no environments, no waiting."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pacer.config import Config
+from pacer.metrics import Metrics
+from pacer.runtime import shared as shared_state
+from pacer.runtime.supervisor import Clock, Supervisor, WorkerFailed
+from pacer.worker import Report
+
+
+class FakeBackend:
+    """Each poll() is one round of a script: worker 0 counts `steps` env steps and `episodes` episodes in the
+    shared counters, as a real worker does, and reports them; failures() returns the round's scripted deaths."""
+
+    def __init__(self, shared: shared_state.SharedState, steps: int = 0, episodes: int = 0,
+                 failures: dict[int, list[tuple[int, str]]] | None = None, poll_s: float = 0.0) -> None:
+        self.shared, self.steps, self.episodes, self.poll_s = shared, steps, episodes, poll_s
+        self.script = failures or {}
+        self.polls = 0
+        self.restarted: list[int] = []
+        self.paused = False
+        self.pauses = 0
+        self.final_states: dict[int, Any] = {}
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> list[Report]:
+        self.polls += 1
+        if self.poll_s:
+            time.sleep(self.poll_s)  # a real backend waits for reports; this one need not spin
+        self.shared.add(0, self.steps, self.episodes, 1)
+        return [{"worker": 0, "env_steps": self.steps, "updates": 1,
+                 "episode_returns": np.full(self.episodes, float(self.polls)), "loss": 0.5}]
+
+    def failures(self) -> list[tuple[int, str]]:
+        return self.script.pop(self.polls, [])  # each death is reported once
+
+    def restart(self, rank: int) -> None:
+        self.restarted.append(rank)
+
+    def pause(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def stop(self) -> list[Report]:
+        return []
+
+
+class Run:
+    """A supervisor over a fake backend, with the evaluations and checkpoints it asked for."""
+
+    def __init__(self, tmp_path: Path, runtime: dict[str, Any], log: dict[str, Any] | None = None,
+                 start_steps: int = 0, evals: list[float] | None = None, **backend: Any) -> None:
+        self.cfg = Config.from_dict({"runtime": {"backend": "inline", "workers": 2, "eval_every": 0, **runtime},
+                                     "log": {"progress": False, "tensorboard": False, "checkpoint_every": 0,
+                                             "report_every": 0.0, **(log or {})}})
+        # inline-style shared state (plain arrays, no shared memory): its counters can be set at will
+        self.shared = shared_state.create(self.cfg, nn.Linear(2, 2), torch.multiprocessing.get_context("spawn"),
+                                          in_shared_memory=False)
+        self.shared.set_counters({"env_steps": start_steps, "episodes": 0, "updates": 0})
+        self.backend = FakeBackend(self.shared, **backend)
+        self.metrics = Metrics(tmp_path, "jsonl", False, False, self.cfg.runtime.total_steps, start_steps)
+        self.evals = list(evals or [])
+        self.evaluated_at: list[int] = []
+        self.paused_in_eval: list[bool] = []
+        self.checkpoints: list[str] = []
+        self.supervisor = Supervisor(self.cfg, self.shared, self.backend, self.metrics, Clock(), self.evaluate,
+                                     self.checkpoints.append)  # FakeBackend follows the Backend protocol
+
+    def evaluate(self) -> float:
+        self.evaluated_at.append(self.shared.counters()["env_steps"])
+        self.paused_in_eval.append(self.backend.paused)
+        return self.evals.pop(0)
+
+    def run(self) -> str:
+        try:
+            return self.supervisor.run()
+        finally:
+            self.metrics.close()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.metrics.path.read_text().splitlines()]
+
+
+def test_failed_workers_are_restarted_until_the_budget_is_spent(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    failures = {2: [(1, "Traceback: boom one\n")], 3: [(0, "Traceback: boom two\n")],
+                4: [(1, "Traceback: boom three\n")]}
+    run = Run(tmp_path, {"max_restarts": 2, "total_steps": 100}, steps=10, failures=failures)
+    with pytest.raises(WorkerFailed, match=r"(?s)boom three.*runtime\.max_restarts = 2\) is spent"):
+        run.run()
+    assert run.backend.restarted == [1, 0]  # two restarts, then the third death ends the run
+    assert run.backend.polls == 4
+    err = capsys.readouterr().err
+    assert "restarting worker 1 (restart 1 of 2)" in err and "restarting worker 0 (restart 2 of 2)" in err
+    assert "boom one" in err  # the worker's own traceback is shown
+
+
+def test_no_restart_budget_fails_on_the_first_death(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"max_restarts": 0, "total_steps": 100}, steps=10, failures={1: [(0, "boom\n")]})
+    with pytest.raises(WorkerFailed, match="boom"):
+        run.run()
+    assert run.backend.restarted == []
+
+
+def test_evaluation_cadence_and_stop_at_return(tmp_path: Path) -> None:
+    runtime = {"eval_every": 100, "stop_at_return": 50.0, "total_steps": 10**6, "pause_for_eval": True}
+    run = Run(tmp_path, runtime, steps=30, evals=[10.0, 20.0, 60.0])
+    assert run.run() == "target_return"
+    # steps 30, 60, ...: the first count at or past each multiple of 100 evaluates, then the next multiple is due
+    assert run.evaluated_at == [120, 210, 300]
+    assert run.backend.polls == 10  # it stops on the evaluation that reached the target
+    assert run.paused_in_eval == [True] * 3 and not run.backend.paused  # held during each evaluation only
+    assert [r["eval_return"] for r in run.rows() if r["eval_return"] is not None] == [10.0, 20.0, 60.0]
+
+
+def test_evaluations_of_a_resumed_run_continue_its_cadence(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"eval_every": 100, "total_steps": 400}, start_steps=250, steps=40,
+              evals=[1.0, 2.0])
+    assert run.run() == "total_steps"
+    assert run.evaluated_at == [330, 410]  # not at once: 250 was past the multiple 200 it had already done
+    assert run.backend.paused is False and run.backend.pauses == 0  # pause_for_eval is off by default
+
+
+def test_periodic_checkpoints_and_the_total_steps_stop(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"total_steps": 450}, log={"checkpoint_every": 100}, start_steps=250, steps=40)
+    assert run.run() == "total_steps"
+    # 290, 330, 370, 410, 450: a checkpoint at the first count past 300 and 400; it stops once 450 is reached
+    assert run.checkpoints == ["step_330", "step_410"]
+    assert run.backend.polls == 5
+    assert run.rows()[-1]["env_steps"] == 450
+
+
+def test_total_episodes_stop(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"total_steps": 10**6, "total_episodes": 5}, steps=10, episodes=2)
+    assert run.run() == "total_episodes"
+    assert run.backend.polls == 3  # 2, 4, 6 episodes
+    assert list(run.metrics.recent) == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]  # every report reached the metrics
+
+
+def test_time_limit(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"total_steps": 10**6, "time_limit": 0.2}, steps=1, poll_s=0.01)
+    tic = time.monotonic()
+    assert run.run() == "time_limit"
+    assert 0.2 <= time.monotonic() - tic < 5.0
+    assert run.backend.polls > 1
+
+
+def test_a_stop_request_interrupts(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"total_steps": 10**6}, steps=10)
+    run.supervisor.stop_requested = lambda: run.backend.polls >= 3
+    assert run.run() == "interrupted"
+    assert run.backend.polls == 3
