@@ -117,7 +117,7 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--workers", "0"], "pacer: error: runtime.workers must be >= 1, got 0"),
     (["train", "--time-limit", "-1"], "pacer: error: runtime.time_limit must be >= 0.0, got -1.0"),
     (["train", "--time-limit", "nan"], "pacer: error: runtime.time_limit must be a finite number, got nan"),
-    (["train", "--backend", "threads"], "pacer: error: runtime.backend must be one of inline, local; got 'threads'"),
+    (["train", "--backend", "threads"], "pacer: error: unknown backend 'threads'; choose from inline, local, ray"),
     # names that resolve to nothing usable
     (["train", "--algo", "ppo2", *INLINE], "pacer: error: unknown algorithm 'ppo2' (did you mean 'ppo'?)"),
     (["train", "--env", "nowhere.envs:make", *INLINE],

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from pacer.backends.local import merge_reports
 from pacer.bench import runs, suite
 from pacer.bench.record import median
 from pacer.config import Config
@@ -63,14 +62,6 @@ def test_an_unsolved_run_counts_as_never_solved_in_the_median() -> None:
     assert suite.summarize([run(40.0), run(50.0), run(None)])["median_solve_s"] == 50.0
     assert suite.summarize([run(40.0), run(None), run(None)])["median_solve_s"] is None
     assert suite.summarize([run(40.0), run(None), run(None)])["solved"] == 1
-
-
-def test_merged_reports_keep_one_off_keys() -> None:
-    first = {"env_steps": 10, "updates": 1, "first_env_step_at": 5.0, "episode_returns": np.array([1.0])}
-    second = {"env_steps": 20, "updates": 2, "episode_returns": np.array([2.0])}
-    merged = merge_reports(first, second)
-    assert merged["env_steps"] == 30 and merged["first_env_step_at"] == 5.0
-    assert merged["episode_returns"].tolist() == [1.0, 2.0]
 
 
 def test_a_paused_worker_waits_until_resumed_and_says_so() -> None:

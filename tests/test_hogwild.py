@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pacer.algos import get_algo, prepare
+from pacer.backends.hogwild import HogwildLink
 from pacer.config import Config
 from pacer.runtime import shared as shared_state
 from pacer.worker import Worker, WorkerSpec
@@ -21,20 +22,23 @@ def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0,
                             "runtime": {"backend": "inline", "workers": n}})
     model = make_model(cfg.model, *spaces_of(cfg.env.id))
     shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=True)
-    workers = [Worker(WorkerSpec(cfg, rank, rank, get_algo("a2c")), shared) for rank in range(n)]
+    workers = [Worker(WorkerSpec(cfg, rank, rank, get_algo("a2c")), HogwildLink(shared, rank, cfg))
+               for rank in range(n)]
     return workers, shared
 
 
 def record_step_grads(worker: Worker) -> list[list[torch.Tensor]]:
     """Wrap the optimizer's step to record the gradients it sees on the shared parameters."""
     seen: list[list[torch.Tensor]] = []
-    step = worker.optimizer.step
+    link = worker.link
+    assert isinstance(link, HogwildLink)
+    step = link.optimizer.step
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append([p.grad.clone() for p in worker.shared_params])
+        seen.append([p.grad.clone() for p in link.shared_params])
         return step(*args, **kwargs)
 
-    worker.optimizer.step = spy  # type: ignore[method-assign]
+    link.optimizer.step = spy  # type: ignore[method-assign]
     return seen
 
 
@@ -57,13 +61,16 @@ def test_the_legacy_aliasing_hand_off_would_accumulate() -> None:
     batch = prepare(worker.collector.collect(4), worker.cfg.algo, "gae")
     seen = record_step_grads(worker)
 
-    def aliasing_apply() -> None:
-        for local, shared in zip(worker.local_params, worker.shared_params, strict=True):
+    link = worker.link
+    assert isinstance(link, HogwildLink)
+
+    def aliasing_push(params: list, lr: float) -> None:
+        for local, shared in zip(params, link.shared_params, strict=True):
             if shared.grad is None or shared.grad.data_ptr() != local.grad.data_ptr():
                 shared.grad = local.grad  # alias once, as older code did ...
-        worker.optimizer.step()
+        link.optimizer.step()
 
-    worker.apply_gradients = aliasing_apply  # type: ignore[method-assign]
+    link.push = aliasing_push  # type: ignore[method-assign]
     worker.model.zero_grad = lambda set_to_none=True: None  # type: ignore[method-assign,assignment,misc]
     worker.learn(batch)
     worker.learn(batch)  # ... and the local gradient is never reset in place: it accumulates
@@ -93,5 +100,5 @@ def test_updates_reach_the_shared_parameters_and_the_shared_counter() -> None:
     report = workers[0].iterate()
     after = list(shared.model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
-    assert shared.counters()["env_steps"] == report["env_steps"] == 8  # 4 steps x 2 envs, first rollout all valid
+    assert shared.counters()["env_steps"] == report.env_steps == 8  # 4 steps x 2 envs, first rollout all valid
     assert shared.counters()["updates"] == 1

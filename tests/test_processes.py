@@ -10,7 +10,7 @@ import pytest
 
 import pacer
 from leftovers import OwnFiles
-from pacer.runtime.supervisor import WorkerFailed
+from pacer.supervisor import WorkerFailed
 
 
 def local(quiet: dict, method: str) -> dict:
@@ -64,39 +64,74 @@ def test_parallel_evaluation(quiet: dict) -> None:
     assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []
 
 
-def test_a_factory_from_an_interactive_main_is_refused(quiet: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
+def test_what_cannot_be_sent_at_all_is_refused_in_one_line(quiet: dict) -> None:
+    import threading
 
     from pacer.errors import PacerError
 
-    fake_main = types.ModuleType("__main__")  # a notebook's __main__ has no __file__
+    lock = threading.Lock()
 
     def make_env():  # type: ignore[no-untyped-def]
-        import gymnasium
+        with lock:  # a closure over a lock: no pickler can send it
+            import gymnasium
 
-        return gymnasium.make("CartPole-v1")
+            return gymnasium.make("CartPole-v1")
 
-    make_env.__module__ = "__main__"
-    monkeypatch.setitem(sys.modules, "__main__", fake_main)
     quiet["env"]["id"] = make_env
-    with pytest.raises(PacerError, match="defined in an interactive __main__ that worker processes cannot import"):
+    with pytest.raises(PacerError, match=r"^the env factory '.*make_env' cannot be sent to worker processes: "
+                                         r"cannot pickle '_thread.lock' object$"):
         pacer.train(local(quiet, "spawn"))
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []
 
 
-@pytest.mark.timeout(90)
-def test_works_from_an_interactive_main(tmp_path: Path) -> None:
-    """`python -c` has a __main__ without a file, like a Jupyter kernel: local workers must still start."""
+NOTEBOOK_CELLS = """
+import gymnasium as gym, numpy as np, torch, pacer
+from torch import nn
+
+class Corridor(gym.Env):  # an env class defined in the session, as in a notebook cell
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = 0
+        return np.zeros(2, np.float32), {}
+    def step(self, action):
+        self.x += 1 if action == 1 else -1
+        done = abs(self.x) >= 3
+        return np.array([self.x / 3, 1.0], np.float32), float(self.x > 0), done, False, {}
+
+class Net(nn.Module):  # and a model class
+    def __init__(self, observation_space, action_space):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 8), nn.Tanh())
+        self.pi, self.v = nn.Linear(8, 2), nn.Linear(8, 1)
+    def forward(self, obs):
+        h = self.body(obs)
+        return self.pi(h), self.v(h).squeeze(-1)
+
+r = pacer.train({"env": {"id": Corridor, "envs_per_worker": 2}, "model": {"factory": Net},
+                 "runtime": {"workers": 2, "start_method": METHOD, "total_steps": 1000, "eval_every": 0,
+                             "final_eval_episodes": 1},
+                 "log": {"run_dir": RUN, "progress": False, "tensorboard": False}})
+print("steps", r.env_steps)
+print("eval", pacer.evaluate(r.run_dir, episodes=2, workers=1, env=Corridor, model=Net).mean)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_an_env_and_a_model_defined_in_an_interactive_main_train_on_processes(method: str, tmp_path: Path) -> None:
+    """`python -c` has a __main__ without a file, like a Jupyter kernel: its classes reach workers by value."""
     import subprocess
     import sys
 
-    code = (
-        "import pacer\n"
-        f"r = pacer.train({{'runtime': {{'workers': 2, 'total_steps': 2000, 'eval_every': 0, "
-        f"'final_eval_episodes': 1}}, 'env': {{'envs_per_worker': 2}}, "
-        f"'log': {{'run_dir': {str(tmp_path / 'run')!r}, 'progress': False, 'tensorboard': False}}}})\n"
-        "print('steps', r.env_steps)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=80)
+    import yaml
+
+    run = tmp_path / "run"
+    code = NOTEBOOK_CELLS.replace("METHOD", repr(method)).replace("RUN", repr(str(run)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=110)
     assert out.returncode == 0, out.stderr
-    assert "steps 2" in out.stdout
+    assert "steps 1" in out.stdout and "eval " in out.stdout
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["env"]["id"] == "by-value:__main__:Corridor"
+    assert saved["model"]["factory"] == "by-value:__main__:Net"

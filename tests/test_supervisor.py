@@ -15,8 +15,8 @@ from torch import nn
 from pacer.config import Config
 from pacer.metrics import Metrics
 from pacer.runtime import shared as shared_state
-from pacer.runtime.supervisor import Clock, Supervisor, WorkerFailed
-from pacer.worker import Report
+from pacer.supervisor import Clock, Supervisor, WorkerFailed
+from pacer.reports import Report
 
 
 class FakeBackend:
@@ -41,8 +41,8 @@ class FakeBackend:
         if self.poll_s:
             time.sleep(self.poll_s)  # a real backend waits for reports; this one need not spin
         self.shared.add(0, self.steps, self.episodes, 1)
-        return [{"worker": 0, "env_steps": self.steps, "updates": 1,
-                 "episode_returns": np.full(self.episodes, float(self.polls)), "loss": 0.5}]
+        return [Report(worker=0, env_steps=self.steps, updates=1,
+                       episode_returns=np.full(self.episodes, float(self.polls)), stats={"loss": 0.5})]
 
     def failures(self) -> list[tuple[int, str]]:
         return self.script.pop(self.polls, [])  # each death is reported once
@@ -56,6 +56,9 @@ class FakeBackend:
 
     def resume(self) -> None:
         self.paused = False
+
+    def placement(self) -> dict[int, dict[str, Any]]:
+        return {}
 
     def stop(self) -> list[Report]:
         return []

@@ -41,12 +41,16 @@ class Agent:
         return actions[0] if single else actions
 
 
-def load(source: str | Path) -> Agent:
-    """Load the agent of a run directory (its final, else latest, checkpoint) or of one checkpoint file."""
+def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
+    """Load the agent of a run directory (its final, else latest, checkpoint) or of one checkpoint file. A run whose
+    env factory or model class was passed by value (defined in a notebook) needs it again: `env=`, `model=`."""
     path = checkpoint.find(source)
     data = checkpoint.load(path)
     try:
         cfg = Config.from_dict(data["config"])
+        if env is not None or model is not None:
+            cfg = cfg.replace({**({"env.id": env} if env is not None else {}),
+                               **({"model.factory": model} if model is not None else {})})
     except (KeyError, PacerError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
     check_env_id(cfg.env.id)
@@ -79,14 +83,15 @@ class EvalResult:
 
 
 def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = True, workers: int = 2,
-             seed: int = 12345, start_method: str = "auto", hang_timeout: float = HANG_TIMEOUT_S) -> EvalResult:
+             seed: int = 12345, start_method: str = "auto", hang_timeout: float = HANG_TIMEOUT_S, env: Any = None,
+             model: Any = None) -> EvalResult:
     """Run `episodes` evaluation episodes spread over `workers` processes (1: in this process). A process that
     dies, raises, or makes no env step for `hang_timeout` seconds ends the evaluation with WorkerFailed."""
     if episodes < 1:
         raise PacerError(f"episodes must be >= 1, got {episodes}")
     if hang_timeout <= 0:
         raise PacerError(f"hang_timeout must be > 0 seconds, got {hang_timeout}")
-    agent = source if isinstance(source, Agent) else load(source)
+    agent = source if isinstance(source, Agent) else load(source, env=env, model=model)
     returns = run_episodes_parallel(agent.model, agent.kind, agent.config.env.id, episodes, seed, greedy,
                                     agent.config.env.max_episode_steps, workers, start_method, hang_timeout)
     return EvalResult(returns=returns, checkpoint=agent.checkpoint)

@@ -30,7 +30,7 @@ PLAIN_TYPES = (bool, int, float, str, type(None))
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Write so that `path` is always either the old complete file or the new complete file. A Ctrl-C or SIGTERM
     during the write is held until it is done (the write takes milliseconds), then acted on."""
-    from pacer.runtime.processes import signals_deferred
+    from pacer.runtime.signals import signals_deferred
 
     check_plain(payload)
     path.parent.mkdir(parents=True, exist_ok=True)

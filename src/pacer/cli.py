@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import yaml
 
 from pacer.errors import PacerError, WorkerFailed
-from pacer.runtime.processes import Terminated
+from pacer.runtime.signals import Terminated
 
 EXIT_ERROR, EXIT_WORKER_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 
@@ -40,7 +40,8 @@ TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--seed": ("runtime.seed", _integer, "base seed"),
     "--run-dir": ("log.run_dir", str, "where to save the run (default runs/<env>-<algo>-<time>)"),
     "--start-method": ("runtime.start_method", str, "fork, forkserver or spawn (default: forkserver where available)"),
-    "--backend": ("runtime.backend", str, "local (processes) or inline (in this process)"),
+    "--backend": ("runtime.backend", str, "local (processes), ray (actors, here or on a cluster) or inline"),
+    "--address": ("runtime.address", str, "ray: the cluster to join ('auto' or host:port); default: a private one"),
     "--max-restarts": ("runtime.max_restarts", _integer, "worker crashes or hangs tolerated before the run stops"),
 }
 
@@ -168,10 +169,10 @@ def _train(args: argparse.Namespace) -> int:
             cfg = Config.from_dict(load_yaml(args.resume / "config.yaml")).replace(overrides)
     else:
         cfg = resolve(load_yaml(args.config) if args.config is not None else None, args.preset).replace(overrides)
-    if cfg is not None and cfg.runtime.backend == "local":
-        from pacer.runtime.processes import start_forkserver_early
+    if cfg is not None:
+        from pacer.backends import early_start
 
-        start_forkserver_early(cfg.runtime.start_method)
+        early_start(cfg)  # the local backend's fork server, whose torch import then overlaps ours
     from pacer.training import train
 
     if args.resume is not None:

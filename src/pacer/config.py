@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from pacer.errors import PacerError, did_you_mean
+from pacer.usercode import import_path
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,14 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    backend: Literal["inline", "local"] = "local"
-    """'local': one process per worker; 'inline': the same worker code in this process (debugging, tests)."""
+    backend: str = "local"
+    """'local': one process per worker on this machine; 'ray': one Ray actor per worker, on this machine or a
+    cluster (`pip install -e .[ray]`); 'inline': the same worker code in this process (debugging, tests)."""
+    address: str | None = None
+    """Ray: the cluster to join ('auto', or the head's host:port), left running at the end; None starts a private
+    Ray instance on this machine, on loopback only, and shuts it down at the end."""
+    cpus_per_worker: float = field(default=1.0, metadata={"above": 0.0})
+    """Ray: CPUs reserved for each worker actor (Ray places actors on nodes with that many free)."""
     workers: int = field(default=2, metadata={"min": 1})
     """Worker count."""
     start_method: Literal["auto", "fork", "forkserver", "spawn"] = "auto"
@@ -177,6 +184,9 @@ class Config:
                 raise PacerError(f"config section {name!r} must be a mapping, got {type(value).__name__}")
             sections[name] = _build_section(name, SECTIONS[name], value)
         config = cls(**sections)
+        from pacer.backends import check_name  # the registry: backends can be added at run time
+
+        check_name(config.runtime.backend)
         if config.runtime.stop_at_return is not None and config.runtime.eval_every == 0:
             raise PacerError("runtime.stop_at_return needs evaluations: set runtime.eval_every > 0")
         return config
@@ -189,8 +199,8 @@ class Config:
             for key, value in section.items():
                 if isinstance(value, tuple):
                     section[key] = list(value)
-                elif callable(value):
-                    section[key] = f"{value.__module__}:{value.__qualname__}"
+                elif callable(value):  # 'module:name', or 'by-value:module:name' when no process can import it
+                    section[key] = import_path(value)
             out[name] = section
         return out
 

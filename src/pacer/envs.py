@@ -16,12 +16,19 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pacer.errors import PacerError, did_you_mean
+from pacer.usercode import BY_VALUE
 
 
 def resolve_import(path: Any, what: str) -> Callable[..., Any]:
     """Import `package.module:name` (or pass a callable through), with a one-line error when it fails."""
     if callable(path):
         return path
+    if isinstance(path, str) and path.startswith(BY_VALUE):
+        name = path.removeprefix(BY_VALUE).rpartition(":")[2]
+        keyword, key = ("model", "model__factory") if what.startswith("model") else ("env", "env__id")
+        raise PacerError(f"this run's {what} {name!r} was passed by value from Python (a notebook or an interactive "
+                         f"session) and cannot be imported here: pass it again, e.g. pacer.evaluate(run, "
+                         f"{keyword}={name}) or pacer.train(resume=run, {key}={name})")
     if not isinstance(path, str) or ":" not in path:
         raise PacerError(f"{what} must be 'package.module:name', got {path!r}")
     module_name, _, attr = path.partition(":")

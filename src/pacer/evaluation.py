@@ -21,8 +21,9 @@ from torch import nn
 from pacer.envs import make_vector_env
 from pacer.errors import WorkerFailed
 from pacer.model import sample
-from pacer.runtime import processes
+from pacer.runtime import processes, signals
 from pacer.runtime.channel import EOF_MARK, Channel, Inbox, Sender
+from pacer.usercode import ByValue, unwrap
 
 HANG_TIMEOUT_S = 10.0  # no batched env step for this long: the evaluation process is hung
 STARTUP_S = 120.0  # allowance before the first step (a spawned process imports torch; a busy machine)
@@ -55,10 +56,10 @@ def run_episodes(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: 
         env.close()
 
 
-def _eval_process(index: int, args: tuple[Any, ...], channel: Sender, beats: Any) -> None:
+def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
     """Entry point of an evaluation process (top-level, so every start method can import it)."""
     processes.die_with_parent()
-    processes.child_signals()
+    signals.child_signals()
     processes.set_name("pacer-eval")
     torch.set_num_threads(1)
 
@@ -66,7 +67,7 @@ def _eval_process(index: int, args: tuple[Any, ...], channel: Sender, beats: Any
         beats[index] = time.monotonic()
 
     try:
-        model, kind, env_id, episodes, seed, greedy, max_episode_steps = args
+        model, kind, env_id, episodes, seed, greedy, max_episode_steps = unwrap(args)
         channel.send(("ok", run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps, beat)))
     except BaseException as exc:
         channel.send(("error", _one_line(exc)))
@@ -97,9 +98,9 @@ def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: in
         for index, share in enumerate(shares):
             args = (model, kind, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps)
             channel = Channel(ctx, index, inbox)
-            proc = ctx.Process(target=_eval_process, args=(index, args, channel.sender(), beats), name="pacer-eval",
-                               daemon=True)
-            with processes.signals_deferred(), processes.children_ignore_sigint():
+            proc = ctx.Process(target=_eval_process, args=(index, ByValue(args), channel.sender(), beats),
+                               name="pacer-eval", daemon=True)  # by value: a notebook's env or model class too
+            with signals.signals_deferred(), signals.children_ignore_sigint():
                 proc.start()
             procs.append(proc)
             pumps.append(channel.after_start())

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from pacer.worker import Report
+from pacer.reports import Report
 
 RECENT_EPISODES = 100
-SUMMED = ("env_steps", "updates")
 
 
 class Metrics:
@@ -37,14 +36,12 @@ class Metrics:
         self.bar = _progress_bar(total_steps, start_steps) if progress else None
 
     def absorb(self, report: Report) -> None:
-        if "first_env_step_at" in report:
-            self.first_env_step_at.setdefault(int(report["worker"]), float(report["first_env_step_at"]))
-        self.recent.extend(report.get("episode_returns", np.empty(0)).tolist())
-        for key, value in report.items():
-            if key.startswith("time_"):
-                self.timings[key] = self.timings.get(key, 0.0) + float(value)
-            elif isinstance(value, float) and key not in SUMMED and key != "first_env_step_at":
-                self.latest[key] = value
+        if report.first_env_step_at is not None:
+            self.first_env_step_at.setdefault(report.worker, report.first_env_step_at)
+        self.recent.extend(report.episode_returns.tolist())
+        for key, seconds in report.timings.items():
+            self.timings[key] = self.timings.get(key, 0.0) + seconds
+        self.latest.update(report.stats)
 
     def recent_return(self) -> float:
         return float(np.mean(self.recent)) if self.recent else math.nan

@@ -18,7 +18,7 @@ import torch
 
 from pacer import checkpoint
 from pacer.algos import get_algo
-from pacer.backends import make_backend
+from pacer.backends import Backend, backend_module
 from pacer.config import Config, load_yaml, save_yaml
 from pacer.envs import check_env_id, spaces_of
 from pacer.errors import PacerError
@@ -26,9 +26,10 @@ from pacer.evaluation import run_episodes
 from pacer.metrics import Metrics
 from pacer.model import action_kind, make_model
 from pacer.presets import resolve
-from pacer.runtime import optim, preflight, processes
+from pacer.runtime import optim
 from pacer.runtime import shared as shared_state
-from pacer.runtime.supervisor import Clock, Supervisor
+from pacer.runtime.signals import StopSignals
+from pacer.supervisor import Clock, Supervisor
 from pacer.worker import WorkerSpec
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse training seeds
@@ -61,25 +62,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
             raise PacerError(f"cannot resume {str(run_dir)!r}: it holds no config.yaml from an earlier run")
         saved = checkpoint.load(checkpoint.find(run_dir))
         cfg = Config.from_dict(load_yaml(run_dir / "config.yaml")).replace(dotted)
-        # the saved weights and optimizer state are only meaningful for what they were trained with
-        trained, now = saved.get("config") or {}, cfg.to_dict()
-        kept = ["env.id", "algo.name", "algo.optimizer", "algo.shared_optimizer", *(f"model.{k}" for k in now["model"])]
-        if not cfg.algo.shared_optimizer:
-            kept.append("runtime.workers")  # one optimizer state per worker
-        for key in kept:
-            section, _, name = key.partition(".")
-            after = now[section][name]
-            before = trained.get(section, {}).get(name, after)  # not in the checkpoint: nothing to compare
-            if before != after:
-                why = ("with algo.shared_optimizer false, each worker has its own optimizer state"
-                       if name == "workers" else "a resume keeps the env, algorithm, optimizer and model")
-                raise PacerError(f"cannot resume {str(run_dir)!r} with {key}={after!r}: it was trained with "
-                                 f"{before!r} ({why}); drop the override, or start a new run")
-        steps, episodes = int(saved["counters"]["env_steps"]), int(saved["counters"]["episodes"])
-        episode_budget = cfg.runtime.total_episodes
-        if steps >= cfg.runtime.total_steps or (episode_budget is not None and episodes >= episode_budget):
-            raise PacerError(f"the run already spent its budget ({steps} env steps, {episodes} episodes): pass a "
-                             "larger --total-steps (or runtime.total_episodes) to train further")
+        _check_resume(saved, cfg, run_dir)
     else:
         cfg = resolve(config, preset).replace(dotted)
         run_dir = _new_run_dir(cfg)
@@ -89,10 +72,9 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     kind = action_kind(act_space)
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, obs_space, act_space)
-    use_processes = cfg.runtime.backend == "local"
-    preflight.check(cfg, model, processes.resolve_start_method(cfg.runtime.start_method), _stderr)
-    ctx = processes.context(cfg.runtime.start_method) if use_processes else torch.multiprocessing.get_context("spawn")
-    shared = shared_state.create(cfg, model, ctx, in_shared_memory=use_processes)
+    where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run
+    where.preflight(cfg, model, _stderr)
+    shared = where.make_shared(cfg, model)
     clock = Clock()
     worker_states: list[Any] = [None] * cfg.runtime.workers
     if saved is not None:
@@ -104,8 +86,8 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     start_steps = shared.counters()["env_steps"]
     specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank])
              for rank in range(cfg.runtime.workers)]
-    backend = make_backend(specs, shared, lambda rank, restarts: worker_seed(cfg.runtime.seed, rank, start_steps,
-                                                                             restarts))  # checks picklability
+    backend: Backend = where.create(specs, shared, lambda rank, restarts: worker_seed(cfg.runtime.seed, rank,
+                                                                                       start_steps, restarts))
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, run_dir / "config.yaml")
     eval_model = make_model(cfg.model, obs_space, act_space)
@@ -139,7 +121,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     # The parent evaluates while workers run: more threads here only fight the workers for cores.
     torch.set_num_threads(cfg.runtime.threads_per_worker)
     stopped_by: KeyboardInterrupt | None = None
-    with processes.StopSignals() as signals:  # Ctrl-C / SIGTERM now ask for a stop; a second one forces it
+    with StopSignals() as signals:  # Ctrl-C / SIGTERM now ask for a stop; a second one forces it
         supervisor.stop_requested = lambda: signals.received is not None
         parent_cpu = time.process_time()
         try:
@@ -151,6 +133,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
             finally:
                 for report in backend.stop():
                     metrics.absorb(report)
+                placement = backend.placement()
                 supervisor.row()
                 parent_cpu = time.process_time() - parent_cpu - clock.eval_cpu
                 final = save("final")
@@ -175,8 +158,31 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         eval_mean=None if eval_returns is None else float(eval_returns.mean()),
         eval_std=None if eval_returns is None else float(eval_returns.std()),
         stop_reason=reason, checkpoint=final)
-    _write_summary(result, clock, metrics, parent_cpu)
+    _write_summary(result, clock, metrics, parent_cpu, placement)
     return result
+
+
+def _check_resume(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
+    """Refuse a resume whose saved state does not fit the config, or whose budget is spent."""
+    # the saved weights and optimizer state are only meaningful for what they were trained with
+    trained, now = saved.get("config") or {}, cfg.to_dict()
+    kept = ["env.id", "algo.name", "algo.optimizer", "algo.shared_optimizer", *(f"model.{k}" for k in now["model"])]
+    if not cfg.algo.shared_optimizer:
+        kept.append("runtime.workers")  # one optimizer state per worker
+    for key in kept:
+        section, _, name = key.partition(".")
+        after = now[section][name]
+        before = trained.get(section, {}).get(name, after)  # not in the checkpoint: nothing to compare
+        if before != after:
+            why = ("with algo.shared_optimizer false, each worker has its own optimizer state"
+                   if name == "workers" else "a resume keeps the env, algorithm, optimizer and model")
+            raise PacerError(f"cannot resume {str(run_dir)!r} with {key}={after!r}: it was trained with "
+                             f"{before!r} ({why}); drop the override, or start a new run")
+    steps, episodes = int(saved["counters"]["env_steps"]), int(saved["counters"]["episodes"])
+    episode_budget = cfg.runtime.total_episodes
+    if steps >= cfg.runtime.total_steps or (episode_budget is not None and episodes >= episode_budget):
+        raise PacerError(f"the run already spent its budget ({steps} env steps, {episodes} episodes): pass a "
+                         "larger --total-steps (or runtime.total_episodes) to train further")
 
 
 def _new_run_dir(cfg: Config) -> Path:
@@ -235,6 +241,7 @@ def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock, worker
 def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Config, clock: Clock) -> list[Any]:
     """Load a checkpoint into the shared state; returns each worker's saved state (None where there is none)."""
     try:
+        assert shared.model is not None
         shared.model.load_state_dict(saved["model"])
     except RuntimeError as exc:
         # the first line only names the model's class; the next one says which parameter does not fit
@@ -258,7 +265,8 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
     return [None if state is None else checkpoint.to_arrays(state) for state in saved_workers]
 
 
-def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_cpu: float) -> None:
+def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_cpu: float,
+                   placement: dict[int, dict[str, Any]]) -> None:
     first_steps = metrics.first_env_step_at
     summary = {
         "env_steps": result.env_steps, "episodes": result.episodes, "wall_time_s": round(result.wall_time, 3),
@@ -269,5 +277,6 @@ def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_c
         # where the time went: summed over workers by phase, and the parent's CPU outside evaluations
         "worker_time_s": {k.removeprefix("time_"): round(v, 3) for k, v in sorted(metrics.timings.items())},
         "parent_cpu_s": round(parent_cpu, 3),
+        "workers": [{"rank": rank, **where} for rank, where in sorted(placement.items())],  # host (node) of each
     }
     (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -30,6 +30,10 @@ class Algorithm:
     minibatches: int = 1
     """Minibatches per pass, unless the config sets `algo.minibatches`."""
 
+    def updates_per_rollout(self, cfg: AlgoConfig) -> int:
+        """Optimizer steps per rollout with this config (epochs x minibatches)."""
+        return (cfg.epochs or self.epochs) * (cfg.minibatches or self.minibatches)
+
 
 ALGOS: dict[str, Algorithm] = {
     "mc": Algorithm(mc_loss, targets="mc"),

@@ -1,20 +1,36 @@
-"""Backends run workers somewhere and hand their reports to the supervisor.
+"""Backends run workers somewhere and hand their reports to the supervisor; only this package knows where
+workers run and how parameters reach them.
 
-A backend follows one small protocol: `start()`, `poll(timeout) -> reports`, `failures()`, `restart(rank)`,
-`pause()`/`resume()` (hold the workers between rollouts) and `stop()`.
-'inline' runs the worker code in this process (debugging, tests); 'local' runs one process per worker.
+A backend is a module, registered by name in BACKENDS (a registry, like the algorithms), that provides:
+
+- `preflight(cfg, model, log)`: its status line, then checks before anything starts (one-line problem and fix);
+- `make_shared(cfg, model)`: the run's SharedState (in shared memory when workers are processes);
+- `create(specs, shared, reseed) -> Backend`: the object the supervisor drives (the protocol below).
+
+and its entry may name an `early_start(cfg)` that the `pacer` command runs before it imports torch (the local
+backend's fork server), so that the two imports overlap. 'inline' runs the worker code in this process
+(debugging, tests), 'local' one process per worker on this machine, 'ray' one Ray actor per worker in a cluster.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pacer.runtime.shared import SharedState
-from pacer.worker import Report, WorkerSpec
+from pacer.errors import PacerError, did_you_mean
+
+if TYPE_CHECKING:
+    from pacer.config import Config
+    from pacer.reports import Report
 
 
 class Backend(Protocol):
+    final_states: dict[int, Any]
+    """Each worker's state when it stopped cleanly (`Worker.get_state()`), for exact resume."""
+
     def start(self) -> None:
         """Create the workers; returns once they are started (not necessarily stepping yet)."""
 
@@ -25,7 +41,7 @@ class Backend(Protocol):
         """(rank, message with the worker's own traceback) for each worker that died since the last call."""
 
     def restart(self, rank: int) -> None:
-        """Start a dead worker again, with a new seed and the current shared parameters."""
+        """Start a dead worker again, with a new seed and the current parameters."""
 
     def pause(self) -> None:
         """Hold every worker between rollouts; returns once they are all waiting."""
@@ -33,20 +49,51 @@ class Backend(Protocol):
     def resume(self) -> None:
         """Let held workers go on."""
 
-    final_states: dict[int, Any]
-    """Each worker's state when it stopped cleanly (`Worker.get_state()`), for exact resume."""
+    def placement(self) -> dict[int, dict[str, Any]]:
+        """Where each worker ran (host, node id, pid), for summary.json."""
 
     def stop(self) -> list[Report]:
         """Ask every worker to finish, wait for them within a grace period, kill the rest; always returns.
         Returns the reports that arrived while stopping."""
 
 
-def make_backend(specs: list[WorkerSpec], shared: SharedState, reseed: Callable[[int, int], int]) -> Backend:
-    rt = specs[0].config.runtime
-    if rt.backend == "inline":
-        from pacer.backends.inline import InlineBackend
+@dataclass(frozen=True)
+class Entry:
+    module: str
+    """Import path of the backend's module (imported only when the backend is used)."""
+    early_start: Callable[[Config], None] | None = None
+    """Run by the `pacer` command before it imports torch; must not import torch itself."""
 
-        return InlineBackend(specs, shared)
-    from pacer.backends.local import LocalBackend
 
-    return LocalBackend(specs, shared, rt.start_method, rt.heartbeat_timeout, reseed)
+def _start_forkserver(cfg: Config) -> None:
+    from pacer.runtime.processes import start_forkserver_early
+
+    start_forkserver_early(cfg.runtime.start_method)
+
+
+BACKENDS: dict[str, Entry] = {
+    "inline": Entry("pacer.backends.inline"),
+    "local": Entry("pacer.backends.local", early_start=_start_forkserver),
+    "ray": Entry("pacer.backends.ray"),
+}
+
+
+def register_backend(name: str, module: str, early_start: Callable[[Config], None] | None = None) -> None:
+    """Make the backend module `module` selectable as `runtime.backend: <name>`."""
+    BACKENDS[name] = Entry(module, early_start)
+
+
+def check_name(name: str) -> None:
+    if name not in BACKENDS:
+        raise PacerError(f"unknown backend {name!r}{did_you_mean(name, BACKENDS)}; choose from {', '.join(BACKENDS)}")
+
+
+def backend_module(name: str) -> ModuleType:
+    check_name(name)
+    return importlib.import_module(BACKENDS[name].module)
+
+
+def early_start(cfg: Config) -> None:
+    entry = BACKENDS.get(cfg.runtime.backend)
+    if entry is not None and entry.early_start is not None:
+        entry.early_start(cfg)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import pickle
-import sys
+import os
+import socket
 import threading
 import time
 import traceback
@@ -19,63 +19,73 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-import numpy as np
 import torch
+from torch import nn
 
-from pacer.errors import PacerError
-from pacer.runtime import processes
-from pacer.runtime.channel import EOF_MARK, Channel, Inbox, Sender
+from pacer.backends.hogwild import HogwildLink
+from pacer.config import Config
+from pacer.reports import Failed, Finished, Report
+from pacer.runtime import preflight as checks
+from pacer.runtime import processes, signals
+from pacer.runtime import shared as shared_state
+from pacer.runtime.channel import Channel, Inbox, Sender
 from pacer.runtime.shared import SharedState
-from pacer.worker import Report, Worker, WorkerSpec
+from pacer.usercode import ByValue, check_sendable, unwrap, user_code
+from pacer.worker import Worker, WorkerSpec
 
 STOP_GRACE_S = 10.0
 STARTUP_S = 120.0  # heartbeat allowance before a worker's first sign of life
 PAUSE_WAIT_S = 30.0  # longest wait for the workers to finish their rollouts before an evaluation
 
 
-def merge_reports(old: Report | None, new: Report) -> Report:
-    """Fold `new` into `old`: counts and times add up, episodes concatenate, the latest losses win, one-off keys
-    stay."""
-    if old is None:
-        return new
-    out = dict(new)
-    for key, value in old.items():
-        if key in ("env_steps", "updates") or key.startswith("time_"):
-            out[key] = value + new.get(key, 0)
-        elif isinstance(value, np.ndarray):
-            out[key] = np.concatenate([value, new[key]])
-        elif key not in out:  # sent once (first_env_step_at)
-            out[key] = value
-    return out
+def preflight(cfg: Config, model: nn.Module, log: Callable[[str], None]) -> None:
+    method = processes.resolve_start_method(cfg.runtime.start_method)
+    checks.status(cfg, f"on local processes (start method {method})", log)
+    checks.check_shared_memory(cfg, model)
+    check_sendable(user_code(cfg))
 
 
-def worker_process(spec: WorkerSpec, shared: SharedState, channel: Sender, sharing_strategy: str) -> None:
-    """Entry point of a worker process (top-level, so every start method can import it)."""
+def make_shared(cfg: Config, model: nn.Module) -> SharedState:
+    return shared_state.create(cfg, model, processes.context(cfg.runtime.start_method), in_shared_memory=True)
+
+
+def create(specs: list[WorkerSpec], shared: SharedState, reseed: Callable[[int, int], int]) -> LocalBackend:
+    rt = specs[0].config.runtime
+    return LocalBackend(specs, shared, rt.start_method, rt.heartbeat_timeout, reseed)
+
+
+def worker_process(spec: Any, shared: SharedState, channel: Sender, sharing_strategy: str) -> None:
+    """Entry point of a worker process (top-level, so every start method can import it). `spec` arrives by value
+    (cloudpickle: user code from a notebook too); `shared` by handle (torch's pickler: shared tensors)."""
     processes.die_with_parent()
-    processes.child_signals()
-    processes.set_name(f"pacer-w{spec.rank}")
-    torch.set_num_threads(spec.config.runtime.threads_per_worker)
+    signals.child_signals()
     torch.multiprocessing.set_sharing_strategy(sharing_strategy)  # spawn children do not inherit it
-    rt = spec.config.runtime
     pending: Report | None = None
+    rank = -1
     try:
-        worker = Worker(spec, shared)
+        spec = unwrap(spec)
+        rank = spec.rank
+        processes.set_name(f"pacer-w{rank}")
+        torch.set_num_threads(spec.config.runtime.threads_per_worker)
+        rt = spec.config.runtime
+        worker = Worker(spec, HogwildLink(shared, rank, spec.config))
         report_time = 0.0  # time spent sending reports, itself reported with the next one
         while not shared.stop.is_set() and not shared.budget_spent(rt.total_steps, rt.total_episodes):
             if shared.pause.is_set():
-                shared.hold_while_paused(spec.rank)
+                shared.hold_while_paused(rank)
                 continue
-            pending = merge_reports(pending, worker.iterate())
-            pending["time_report"] = pending.get("time_report", 0.0) + report_time
+            report = worker.iterate()
+            report.timings["report"] = report_time
+            pending = report if pending is None else pending.merge(report)
             tic = time.perf_counter()
             if channel.try_send(pending):
                 pending = None
             report_time = time.perf_counter() - tic
         worker.close()
-        channel.send({**(pending or {}), "worker": spec.rank, "final_state": worker.get_state()})
+        channel.send(Finished(rank, worker.get_state(), pending))
     except BaseException:
-        channel.send({"worker": spec.rank, "error": f"worker {spec.rank} failed:\n{traceback.format_exc()}"})
-        sys.exit(1)
+        channel.send(Failed(rank, f"worker {rank} failed:\n{traceback.format_exc()}"))
+        os._exit(1)  # now: a half-built worker's threads or finalizers must not keep the process alive
 
 
 class LocalBackend:
@@ -98,8 +108,7 @@ class LocalBackend:
         self.pumps: list[threading.Thread] = []  # reader threads; each ends at its pipe's EOF
         self.watching = threading.Event()
         self.watchdog = threading.Thread(target=self._watch, name="pacer-heartbeats", daemon=True)
-        if self.ctx.get_start_method() != "fork":
-            _check_picklable(specs[0])
+        self.pids: dict[int, int] = {}
 
     def start(self) -> None:
         for spec in self.specs:
@@ -127,16 +136,18 @@ class LocalBackend:
     def _launch(self, spec: WorkerSpec) -> None:
         channel = Channel(self.ctx, spec.rank, self.inbox)
         proc = self.ctx.Process(target=worker_process, name=f"pacer-worker-{spec.rank}", daemon=True,
-                                args=(spec, self.shared.for_worker(spec.rank), channel.sender(), self.strategy))
+                                args=(ByValue(spec), self.shared.for_worker(spec.rank), channel.sender(),
+                                      self.strategy))
         self.launched[spec.rank] = time.monotonic()  # before the watchdog can see the process
         self.procs[spec.rank] = proc
         # Ctrl-C is held until the start is complete: half-started, the process would be neither joinable nor dead
-        with processes.signals_deferred(), processes.children_ignore_sigint():
+        with signals.signals_deferred(), signals.children_ignore_sigint():
             try:
                 proc.start()
             finally:
                 if getattr(proc, "_popen", None) is not None:
                     self.pumps.append(channel.after_start())
+                    self.pids[spec.rank] = proc.pid
 
     def poll(self, timeout: float) -> list[Report]:
         """Reports that arrived within `timeout`; returns early when a report arrives or a worker dies."""
@@ -149,16 +160,16 @@ class LocalBackend:
 
     def _read(self) -> list[Report]:
         out = []
-        for rank, report in self.inbox.take_all():
-            if report == EOF_MARK:
-                continue  # the worker's pipe closed; its exit is judged from the process itself
-            if "error" in report:
-                self.errors[rank] = report["error"]
-                continue
-            if "final_state" in report:
-                self.final_states[rank] = report.pop("final_state")
-            if "env_steps" in report:
-                out.append(report)
+        for rank, message in self.inbox.take_all():
+            if isinstance(message, Report):
+                out.append(message)
+            elif isinstance(message, Finished):
+                self.final_states[rank] = message.state
+                if message.pending is not None:
+                    out.append(message.pending)
+            elif isinstance(message, Failed):
+                self.errors[rank] = message.traceback
+            # else EOF_MARK: the pipe closed; the worker's exit is judged from the process itself
         return out
 
     def _check_health(self) -> None:
@@ -202,6 +213,10 @@ class LocalBackend:
     def resume(self) -> None:
         self.shared.pause.clear()
 
+    def placement(self) -> dict[int, dict[str, Any]]:
+        host = socket.gethostname()
+        return {rank: {"host": host, "pid": pid} for rank, pid in sorted(self.pids.items())}
+
     def restart(self, rank: int) -> None:
         """Start worker `rank` again: a new seed, parameters from shared memory, counters kept."""
         self.restarts[rank] = self.restarts.get(rank, 0) + 1
@@ -222,20 +237,3 @@ class LocalBackend:
         self.procs, self.held = {}, []
         self.inbox.close()
         return late
-
-
-def _check_picklable(spec: WorkerSpec) -> None:
-    """Spawn and forkserver children receive the worker spec pickled and re-import what it names: catch what
-    cannot travel here, with a fix, instead of an obscure error inside a child."""
-    fix = ("define env/model factories and loss functions in an importable module (not a notebook cell), "
-           "or use --backend inline")
-    main_is_a_file = hasattr(sys.modules.get("__main__"), "__file__")
-    for what, obj in (("env factory", spec.config.env.id), ("model factory", spec.config.model.factory),
-                      ("loss function", spec.algorithm.loss)):
-        if callable(obj) and getattr(obj, "__module__", None) == "__main__" and not main_is_a_file:
-            raise PacerError(f"the {what} {obj.__qualname__!r} is defined in an interactive __main__ that worker "
-                             f"processes cannot import: {fix}")
-    try:
-        pickle.dumps(spec)
-    except Exception as exc:  # pickling raises several types (PicklingError, AttributeError, TypeError)
-        raise PacerError(f"the run cannot be sent to worker processes ({exc}): {fix}") from None

@@ -23,19 +23,21 @@ def shared_bytes(model: nn.Module, cfg: Config) -> int:
     return params * (1 + moments * slots)
 
 
-def check(cfg: Config, model: nn.Module, start_method: str, log: Callable[[str], None]) -> None:
+def status(cfg: Config, where: str, log: Callable[[str], None]) -> None:
+    """The run's first line: how many workers, where, with how many threads, on how many cores."""
     rt = cfg.runtime
     cores = os.cpu_count() or 1
-    log(f"pacer: {rt.workers} worker{'s' if rt.workers > 1 else ''} on {rt.backend} "
-        + (f"processes (start method {start_method}), " if rt.backend == "local" else "backend, ")
-        + f"{rt.threads_per_worker} torch thread{'s' if rt.threads_per_worker > 1 else ''} each, {cores} cores")
+    log(f"pacer: {rt.workers} worker{'s' if rt.workers > 1 else ''} {where}, {rt.threads_per_worker} torch "
+        f"thread{'s' if rt.threads_per_worker > 1 else ''} each, {cores} cores")
     if rt.workers * rt.threads_per_worker > cores:
         log(f"pacer: note: {rt.workers} workers x {rt.threads_per_worker} threads > {cores} cores: workers share "
             "cores and each runs slower (lower --workers or runtime.threads_per_worker for full speed)")
-    if rt.backend != "local":
-        return
-    need = shared_bytes(model, cfg)
-    _check_shm(need)
+
+
+def check_shared_memory(cfg: Config, model: nn.Module) -> None:
+    """Room in /dev/shm and enough file descriptors for the shared model and optimizer state."""
+    rt = cfg.runtime
+    _check_shm(shared_bytes(model, cfg))
     n_tensors = len(list(model.parameters())) * (1 + (2 if cfg.algo.optimizer == "adam" else 1) + 1)
     _check_open_files(n_tensors * (1 if cfg.algo.shared_optimizer else rt.workers) + FD_MARGIN)
 

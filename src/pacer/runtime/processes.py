@@ -1,4 +1,6 @@
-"""Starting, watching and reaping child processes: every child dies with its parent and is always joined."""
+"""Starting, watching and reaping child processes: every child dies with its parent and is always joined.
+
+Signals (Ctrl-C, SIGTERM) are runtime/signals.py's business; this module only starts processes with them held."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from multiprocessing.connection import wait as wait_for
 from typing import Any
 
+from pacer.runtime.signals import FORCE, children_ignore_sigint
+
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
-FORCE = threading.Event()
-"""Set by a second Ctrl-C/SIGTERM: stop waiting for workers, kill them now."""
 CLEANUP_ENV = "PACER_FORKSERVER_TMPDIR"
 # this module first (it imports no torch): the fork server registers the cleanup of its socket directory at once,
 # not after the ~2 s torch import, in case the parent is killed meanwhile (start_forkserver_early)
@@ -82,23 +84,6 @@ def _start_forkserver() -> None:
         del os.environ[CLEANUP_ENV]
 
 
-@contextlib.contextmanager
-def children_ignore_sigint(also_sigterm: bool = False) -> Iterator[None]:
-    """Start processes with SIGINT blocked from their first instruction (a blocked mask survives fork and exec),
-    so that a Ctrl-C reaching the whole process group while a fork server or spawned worker is still importing
-    torch does not kill it with a traceback; workers then ignore SIGINT for good (child_signals). Only the parent
-    acts on Ctrl-C: in the parent the signal is only held back for the moment a start takes, never lost."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    blocked = {signal.SIGINT, signal.SIGTERM} if also_sigterm else {signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-
-
 def _register_forkserver_cleanup() -> None:
     """Runs at import in every process; acts only in the fork server started by _start_forkserver."""
     value = os.environ.pop(CLEANUP_ENV, "")
@@ -124,65 +109,6 @@ def set_name(name: str) -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done (a checkpoint write), then act on them as usual."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for signum in caught[:1]:
-            handler = previous[signal.Signals(signum)]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C once the run has stopped cleanly (the CLI exits 143 on it, 130 on Ctrl-C)."""
-
-
-class StopSignals:
-    """While a run is supervised, Ctrl-C and SIGTERM never raise: the first asks for a stop (the supervisor sees
-    it at its next loop), a later one sets FORCE (stop waiting for workers, kill them). An exception raised at an
-    arbitrary point could land in a finalizer, where Python drops it, or half-way through a start or a write."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is None:
-            self.received = signum
-        else:
-            FORCE.set()
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):  # our handler never raises, so each swap is safe
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        FORCE.clear()
-
-    def raise_if_received(self) -> None:
-        if self.received == signal.SIGTERM:
-            raise Terminated
-        if self.received is not None:
-            raise KeyboardInterrupt
 
 
 def stop_helpers() -> None:
@@ -261,16 +187,6 @@ def describe_exit(code: int) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"exit code {code}"
-
-
-def child_signals() -> None:
-    """Ctrl-C, and a SIGTERM sent to the whole process group (a terminal, systemd, docker stop), reach every
-    process; only the parent acts on them, and asks workers to finish their rollout. A worker that must go now is
-    SIGKILLed by the parent (join_all)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # started with them blocked (children_ignore_sigint): now as set above
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def join_all(processes: Iterable[Any], timeout: float, drain: Any = None) -> None:

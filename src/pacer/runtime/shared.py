@@ -44,8 +44,11 @@ class Flag:
 
 @dataclass
 class SharedState:
-    model: nn.Module
-    """The shared model; its parameters are in shared memory when workers are processes."""
+    model: nn.Module | None
+    """The run's model, in the parent only; its parameters are in shared memory when workers are processes."""
+    params: list[nn.Parameter]
+    """The model's parameters (in `parameters()` order): what workers get, by handle, never the module itself,
+    whose class may live in a notebook's __main__ that a worker cannot import."""
     optimizer_states: list[optim.OptimizerState]
     """One state for a shared optimizer, or one per worker."""
     counts: Any
@@ -102,11 +105,12 @@ class SharedState:
         return self.optimizer_states[0 if len(self.optimizer_states) == 1 else rank]
 
     def for_worker(self, rank: int) -> SharedState:
-        """What worker `rank` needs: everything but the other workers' optimizer states."""
-        return dataclasses.replace(self, optimizer_states=[self.optimizer_slot(rank)])
+        """What worker `rank` needs: the parameters, its optimizer state, the counters and flags."""
+        return dataclasses.replace(self, model=None, optimizer_states=[self.optimizer_slot(rank)])
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """A private copy of the parameters, for evaluation and checkpoints while workers keep writing."""
+        assert self.model is not None, "the model is the parent's"
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
@@ -119,7 +123,7 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
         model.share_memory()
         for state in states:
             optim.share_state(state)
-    return SharedState(model=model, optimizer_states=states,
+    return SharedState(model=model, params=params, optimizer_states=states,
                        counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
                        heartbeats=ctx.Array("d", workers, lock=False), stop=Flag(ctx), pause=Flag(ctx),
                        waiting=ctx.Array("b", workers, lock=False))

@@ -1,0 +1,55 @@
+"""The Hogwild link, for the inline and local backends: lock-free updates of parameters every worker shares.
+
+`pull` copies the shared parameters into the worker's local model; `push` copies (never aliases) the local gradients
+onto the shared parameters and steps the (shared or per-worker) optimizer on them, lock-free. Copying matters:
+aliasing the shared `.grad` to the local one, as older A3C code does, makes gradients accumulate across updates
+on torch >= 2, where `zero_grad()` sets them to None instead of zeroing in place.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pacer.config import Config
+from pacer.runtime import optim
+from pacer.runtime.shared import SharedState
+
+
+class HogwildLink:
+    def __init__(self, shared: SharedState, rank: int, cfg: Config) -> None:
+        self.shared, self.rank = shared, rank
+        self.shared_params = shared.params
+        for p in self.shared_params:
+            if p.grad is None:  # this process's own gradient buffer (not shared), written by copy every update
+                p.grad = torch.zeros_like(p)
+        self.optimizer = optim.bind(cfg.algo.optimizer, self.shared_params, shared.optimizer_slot(rank),
+                                    cfg.algo.lr)
+
+    def pull(self, params: list[nn.Parameter]) -> int:
+        with torch.no_grad():
+            for local, shared in zip(params, self.shared_params, strict=True):
+                local.copy_(shared)
+        return self.shared.counters()["updates"]
+
+    def push(self, params: list[nn.Parameter], lr: float) -> None:
+        with torch.no_grad():
+            for local, shared in zip(params, self.shared_params, strict=True):
+                if local.grad is None:  # unused by this loss: no gradient, so the optimizer leaves it alone
+                    shared.grad = None
+                elif shared.grad is None:
+                    shared.grad = local.grad.clone()
+                else:
+                    shared.grad.copy_(local.grad)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+
+    def add(self, steps: int, episodes: int, updates: int) -> None:
+        self.shared.add(self.rank, steps, episodes, updates)
+
+    def env_steps(self) -> int:
+        return self.shared.counters()["env_steps"]
+
+    def beat(self) -> None:
+        self.shared.beat(self.rank)

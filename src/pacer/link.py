@@ -1,0 +1,29 @@
+"""The worker's only way to the rest of the run, wherever it runs (pacer/worker.py uses nothing else).
+
+Two implementations: `backends/shared_memory.py` (inline and local backends: the parameters and optimizer state
+live in shared memory, updates are applied at once, lock-free: Hogwild) and `backends/ray_actor.py` (Ray: the
+parameters arrive with each rollout's call, the update leaves with its result, the driver applies it).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import nn
+
+
+class Link(Protocol):
+    def pull(self, params: list[nn.Parameter]) -> int:
+        """Copy the latest parameters of the run into `params` (the local model's); returns their version."""
+
+    def push(self, params: list[nn.Parameter], lr: float) -> None:
+        """Hand in one update: the gradients in `params[i].grad`, to be applied with learning rate `lr`."""
+
+    def add(self, steps: int, episodes: int, updates: int) -> None:
+        """Count a finished rollout's env steps, episodes and updates towards the run's totals."""
+
+    def env_steps(self) -> int:
+        """The run's env steps so far, as last seen (for the learning-rate schedule)."""
+
+    def beat(self) -> None:
+        """A sign of life, for the supervisor's hang detection."""
