@@ -14,9 +14,9 @@ from torch import nn
 
 from pacer.config import Config
 from pacer.metrics import Metrics
+from pacer.reports import Report
 from pacer.runtime import shared as shared_state
 from pacer.supervisor import Clock, Supervisor, WorkerFailed
-from pacer.reports import Report
 
 
 class FakeBackend:
