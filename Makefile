@@ -6,7 +6,7 @@ PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup train test test-slow soak bench lint typecheck check clean
+.PHONY: setup train test test-ray test-slow soak bench lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ train: $(STAMP)  ## the main job: train CartPole on local worker processes, then
 
 test: $(STAMP)  ## the default test run (fast; slow, soak and ray tests are excluded)
 	$(BIN)/python -m pytest -q
+
+test-ray: $(STAMP)  ## the Ray backend on a two-node cluster on this machine (loopback only; installs the ray extra)
+	$(PIP) install -c constraints.txt -e '.[ray]'
+	$(BIN)/python -m pytest -q -m ray --timeout=600
 
 test-slow: $(STAMP)  ## long checks: real training to a target return
 	$(BIN)/python -m pytest -q -m slow --timeout=900

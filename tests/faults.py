@@ -85,6 +85,11 @@ class Run:
     def wait(self, timeout: float) -> int:
         try:
             self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.reader.join(timeout=5)
+            raise AssertionError(f"the run did not exit within {timeout} s; its stderr:\n{self.stderr}") from None
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)

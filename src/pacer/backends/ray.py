@@ -23,12 +23,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from pacer.config import Config
 from pacer.errors import PacerError
 from pacer.reports import Report
-from pacer.runtime import optim, processes
+from pacer.runtime import optim, signals
+from pacer.runtime import preflight as checks
+from pacer.runtime import shared as shared_state
 from pacer.runtime.shared import SharedState
-from pacer.usercode import ByValue
+from pacer.usercode import ByValue, check_sendable, user_code
 from pacer.worker import WorkerSpec, learning_rate
 
 OBJECT_STORE_BYTES = 200 * 2**20
@@ -38,12 +42,23 @@ PAUSE_WAIT_S = 30.0
 PRIVATE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the latter: loopback
 
 
-def preflight(cfg: Any, log: Callable[[str], None]) -> None:
+def preflight(cfg: Config, model: nn.Module, log: Callable[[str], None]) -> None:
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise PacerError("the ray backend needs Ray: pip install -e '.[ray]' (or pip install 'ray==2.60.0')"
-                         ) from None
+        raise PacerError("the ray backend needs Ray: pip install -e '.[ray]'") from None
+    where = f"on Ray actors ({'cluster at ' + cfg.runtime.address if cfg.runtime.address else 'a private instance'})"
+    checks.status(cfg, where, log)
+    check_sendable(user_code(cfg))
+
+
+def make_shared(cfg: Config, model: nn.Module) -> SharedState:
+    """The driver's parameters and counters: plain memory, only this process touches them."""
+    return shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=False)
+
+
+def create(specs: list[WorkerSpec], shared: SharedState, reseed: Callable[[int, int], int]) -> RayBackend:
+    return RayBackend(specs, shared, reseed)
 
 
 def connect(address: str | None, cpus: int) -> bool:
@@ -90,7 +105,8 @@ class RayBackend:
         self.dead: list[tuple[int, str]] = []
         self.held: list[Report] = []
         self.final_states: dict[int, Any] = {}
-        self.placements: dict[int, Any] = {}  # rank -> where() of its actor (an object ref until stop)
+        self.placements: dict[int, Any] = {}  # rank -> object ref of its actor's where()
+        self.where: dict[int, dict[str, Any]] = {}  # rank -> its answer
         self.restarts: dict[int, int] = {}
         self.paused = self.stopping = False
         self.started_ray = False
@@ -105,6 +121,7 @@ class RayBackend:
         actor: Any = self.remote_class.remote(ByValue(spec))
         self.actors[spec.rank] = actor
         self.placements[spec.rank] = actor.where.remote()
+        self.where.pop(spec.rank, None)
         self.answered.discard(spec.rank)
         self._send(spec.rank)
 
@@ -157,10 +174,10 @@ class RayBackend:
         with torch.no_grad():
             if mode == "delta":
                 for param, change in zip(self.params, update, strict=True):
-                    param.add_(torch.from_numpy(change))
+                    param.add_(torch.tensor(change))  # a copy: object-store arrays are read-only
             else:
                 for param, grad in zip(self.params, update, strict=True):
-                    param.grad = None if grad is None else torch.from_numpy(grad)
+                    param.grad = None if grad is None else torch.tensor(grad)
                 optimizer = self.optimizers[0 if len(self.optimizers) == 1 else rank]
                 lr = learning_rate(self.cfg, self.shared.counters()["env_steps"])
                 for group in optimizer.param_groups:
@@ -194,7 +211,7 @@ class RayBackend:
     def _drain(self, seconds: float) -> None:
         """Let the rollouts in flight finish (their updates count), within `seconds`."""
         deadline = time.monotonic() + seconds
-        while self.calls and time.monotonic() < deadline and not processes.FORCE.is_set():
+        while self.calls and time.monotonic() < deadline and not signals.FORCE.is_set():
             self.held.extend(self.poll(min(0.1, max(0.0, deadline - time.monotonic()))))
 
     def pause(self) -> None:
@@ -208,30 +225,35 @@ class RayBackend:
                 self._send(rank)
 
     def placement(self) -> dict[int, Any]:
-        """Where each worker's (latest) actor ran: node id, host, pid."""
-        out = {}
-        for rank, ref in self.placements.items():
-            ready, _ = self.ray.wait([ref], timeout=2.0)
-            if ready:
+        """Where each worker's latest actor ran: node id, host, pid (known once it answered)."""
+        self._locate(0.0)
+        return dict(self.where)
+
+    def _locate(self, timeout: float) -> None:
+        pending = {rank: ref for rank, ref in self.placements.items() if rank not in self.where}
+        if not pending:
+            return
+        ready, _ = self.ray.wait(list(pending.values()), num_returns=len(pending), timeout=timeout)
+        for rank, ref in pending.items():
+            if ref in ready:
                 try:
-                    out[rank] = self.ray.get(ref)
-                except Exception:  # an actor that died before answering: its place is unknown
-                    continue
-        return out
+                    self.where[rank] = self.ray.get(ref)
+                except Exception:  # an actor that died before answering: its place stays unknown
+                    self.placements.pop(rank)
 
     def stop(self) -> list[Report]:
         self.stopping = True
         try:
             self._drain(STOP_GRACE_S)
             states = {rank: actor.get_state.remote() for rank, actor in self.actors.items()}
-            if states and not processes.FORCE.is_set():
+            if states and not signals.FORCE.is_set():
                 ready, _ = self.ray.wait(list(states.values()), num_returns=len(states), timeout=5.0)
                 for rank, ref in states.items():
                     if ref in ready:
                         state = self.ray.get(ref)
                         if state is not None:
                             self.final_states[rank] = state
-            self.placements = self.placement()
+            self._locate(2.0)
         finally:
             for actor in self.actors.values():
                 self.ray.kill(actor, no_restart=True)

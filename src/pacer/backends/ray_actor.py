@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ class ActorLink:
         if self.received is not None and self.loaded_version != self.received_version:
             with torch.no_grad():
                 for local, value in zip(params, self.received, strict=True):
-                    local.copy_(torch.from_numpy(value))
+                    local.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
             self.loaded_version = self.received_version
             self.start = [p.detach().clone() for p in params]
         return self.loaded_version
@@ -110,9 +109,7 @@ class WorkerActor:
         assert isinstance(link, ActorLink)
         fresh = params[0] is not None and version != link.received_version
         link.receive(version, ray.get(params[0]) if fresh else None, env_steps)
-        tic = time.perf_counter()
         report = self.worker.iterate()
-        report.timings["actor"] = report.timings.get("actor", 0.0) + time.perf_counter() - tic
         return link.take_update(self.worker.local_params), report
 
     def get_state(self) -> dict[str, Any] | None:

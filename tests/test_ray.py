@@ -1,0 +1,167 @@
+"""The Ray backend on a two-node cluster on this machine (loopback only): workers on both nodes, a node lost
+mid-run, an actor that raises, Ctrl-C, and checkpoints that resume on another backend. Marker `ray`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# read by Ray when it is imported: every node on 127.0.0.1 (not the machine's network address), no usage stats
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+ray = pytest.importorskip("ray")
+
+import pacer  # noqa: E402
+from leftovers import session_processes  # noqa: E402
+from pacer import checkpoint  # noqa: E402
+from pacer.supervisor import Supervisor  # noqa: E402
+from ray_envs import make_crashing_cartpole  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
+FAST_HEALTH = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}  # a lost node seen in ~2 s
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """Head with 2 CPUs, a second node with 1, both on 127.0.0.1; the driver connected to it."""
+    from ray.cluster_utils import Cluster
+
+    os.environ["PYTHONPATH"] = str(Path(__file__).parent)  # actors import the tests' helpers
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "object_store_memory": 100 * 2**20, "include_dashboard": False,
+        "_system_config": FAST_HEALTH})
+    cluster.add_node(**NODE)
+    ray.init(address=cluster.address)
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def config(tmp_path: Path, cluster: Any, name: str, **runtime: Any) -> dict:
+    return {"env": {"envs_per_worker": 8},
+            "runtime": {"backend": "ray", "address": cluster.address, "workers": 2, "total_steps": 6000,
+                        "eval_every": 0, "final_eval_episodes": 2, **runtime},
+            "log": {"run_dir": str(tmp_path / name), "progress": False, "tensorboard": False}}
+
+
+def all_cpus_free() -> bool:
+    """No pacer actor left alive: each holds a CPU while it lives."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU", -1):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_workers_run_on_both_nodes_and_leave_no_actor(cluster: Any, tmp_path: Path) -> None:
+    result = pacer.train(config(tmp_path, cluster, "both"))
+    assert result.env_steps >= 6000 and result.stop_reason == "total_steps"
+    workers = json.loads((result.run_dir / "summary.json").read_text())["workers"]
+    assert len(workers) == 2 and len({w["node_id"] for w in workers}) == 2  # one per node
+    assert all(w["host"] for w in workers)
+    assert all_cpus_free()
+    # a Ray checkpoint resumes on another backend (and back): the same format
+    local = pacer.train(resume=result.run_dir, runtime__backend="inline", runtime__total_steps=8000)
+    assert local.env_steps >= 8000
+    again = pacer.train(resume=result.run_dir, runtime__backend="ray", runtime__total_steps=10000)
+    assert again.env_steps >= 10000 and all_cpus_free()
+
+
+def test_an_actor_that_raises_shows_its_traceback_and_is_restarted(cluster: Any, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(tmp_path, cluster, "raises")
+    cfg["env"]["id"] = functools.partial(make_crashing_cartpole, str(tmp_path / "marker"))  # reaches the actors
+    result = pacer.train(cfg)
+    err = capsys.readouterr().err
+    assert "RuntimeError: injected crash in an actor" in err and "ray_envs.py" in err  # the remote traceback
+    assert "restarting worker" in err
+    assert result.env_steps >= 6000 and all_cpus_free()
+
+
+def test_a_lost_node_is_noticed_and_its_worker_restarted_on_a_live_one(cluster: Any, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    node = cluster.add_node(**NODE)  # a node of its own to lose (the fixture's second node stays)
+    cluster.wait_for_nodes()
+    cfg = config(tmp_path, cluster, "lost", workers=3, total_steps=40000)
+    metrics = Path(cfg["log"]["run_dir"]) / "metrics.jsonl"
+    removed: dict[str, float] = {}
+
+    def remove_when_training() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = metrics.read_text().splitlines() if metrics.exists() else []
+            if rows and json.loads(rows[-1])["env_steps"] > 5000:
+                removed["at"] = time.monotonic()
+                cluster.remove_node(node, allow_graceful=False)
+                return
+            time.sleep(0.2)
+
+    restarted: list[float] = []
+    restart = Supervisor.restart
+
+    def timed_restart(self: Supervisor, rank: int, message: str) -> None:
+        restarted.append(time.monotonic())
+        restart(self, rank, message)
+
+    monkeypatch.setattr(Supervisor, "restart", timed_restart)
+    remover = threading.Thread(target=remove_when_training)
+    remover.start()
+    result = pacer.train(cfg)
+    remover.join()
+    err = capsys.readouterr().err
+    assert "at" in removed, "the run ended before the node could be removed"
+    assert "actor died" in err and "restarting worker" in err
+    # seen within seconds: Ray's health checks (every 0.5 s here) notice the node, the pending call fails
+    print(f"lost node noticed {restarted[0] - removed['at']:.1f} s after its removal")
+    assert restarted and restarted[0] - removed["at"] < 30.0
+    assert result.stop_reason == "total_steps" and result.env_steps >= 40000
+    assert all_cpus_free()
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_stops_a_ray_run_cleanly(tmp_path: Path) -> None:
+    """A private Ray instance, signalled as a terminal does: exit 130, a checkpoint, nothing left behind."""
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--backend", "ray", "--run-dir", str(run),
+                             "--total-steps", "100000000", "--no-progress", "--envs-per-worker", "4",
+                             "--set", "log.tensorboard=false"],
+                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = run / "metrics.jsonl"
+        while time.monotonic() < deadline:
+            rows = metrics.read_text().splitlines() if metrics.exists() else []
+            if rows and json.loads(rows[-1])["env_steps"] > 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training never started")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "Traceback" not in err
+    data = checkpoint.load(run / "checkpoints" / "final.pt")
+    assert data["counters"]["env_steps"] > 0
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [p for p in session_processes(proc.pid) if p[1] != "Z"] == []
