@@ -113,7 +113,7 @@ def _tensorboard_writer(run_dir: Path) -> Any:
 
 
 def _progress_bar(total: int, start: int) -> Any:
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
