@@ -6,7 +6,7 @@ PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup train test test-ray test-slow soak bench lint typecheck check clean
+.PHONY: setup train test test-ray test-notebook test-slow soak bench lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(STAMP)  ## the default test run (fast; slow, soak and ray tests are excl
 test-ray: $(STAMP)  ## the Ray backend on a two-node cluster on this machine (loopback only; installs the ray extra)
 	$(PIP) install -c constraints.txt -e '.[ray]'
 	$(BIN)/python -m pytest -q -m ray --timeout=600
+
+test-notebook: $(STAMP)  ## execute examples/notebook.ipynb as Jupyter would (nbclient): spawned workers, by-value code
+	$(BIN)/python -m pytest -q -m notebook --timeout=600
 
 test-slow: $(STAMP)  ## long checks: real training to a target return
 	$(BIN)/python -m pytest -q -m slow --timeout=900

@@ -36,6 +36,7 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.notebook
 @pytest.mark.timeout(300)
 def test_the_example_notebook_trains_on_spawned_workers_and_leaves_nothing(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """The worker's only way to the rest of the run, wherever it runs (pacer/worker.py uses nothing else).
 
-Two implementations: `backends/shared_memory.py` (inline and local backends: the parameters and optimizer state
+Two implementations: `backends/hogwild.py` (inline and local backends: the parameters and optimizer state
 live in shared memory, updates are applied at once, lock-free: Hogwild) and `backends/ray_actor.py` (Ray: the
 parameters arrive with each rollout's call, the update leaves with its result, the driver applies it).
 """
