@@ -49,6 +49,42 @@ def cluster() -> Any:
     cluster.shutdown()
 
 
+@pytest.mark.timeout(180)
+def test_ctrl_c_stops_a_ray_run_cleanly(tmp_path: Path) -> None:
+    """A private Ray instance, signalled as a terminal does: exit 130, a checkpoint, nothing left behind. First in
+    the module, before the cluster fixture connects this process to a cluster (and exports its address)."""
+    run = tmp_path / "run"
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--backend", "ray", "--run-dir", str(run),
+                             "--total-steps", "100000000", "--no-progress", "--envs-per-worker", "4",
+                             "--set", "log.tensorboard=false"],
+                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = run / "metrics.jsonl"
+        while time.monotonic() < deadline:
+            rows = metrics.read_text().splitlines() if metrics.exists() else []
+            if rows and json.loads(rows[-1])["env_steps"] > 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training never started")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "Traceback" not in err
+    data = checkpoint.load(run / "checkpoints" / "final.pt")
+    assert data["counters"]["env_steps"] > 0
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [p for p in session_processes(proc.pid) if p[1] != "Z"] == []
+
+
 def config(tmp_path: Path, cluster: Any, name: str, **runtime: Any) -> dict:
     return {"env": {"envs_per_worker": 8},
             "runtime": {"backend": "ray", "address": cluster.address, "workers": 2, "total_steps": 6000,
@@ -130,38 +166,3 @@ def test_a_lost_node_is_noticed_and_its_worker_restarted_on_a_live_one(cluster: 
     assert restarted and restarted[0] - removed["at"] < 30.0
     assert result.stop_reason == "total_steps" and result.env_steps >= 40000
     assert all_cpus_free()
-
-
-@pytest.mark.timeout(180)
-def test_ctrl_c_stops_a_ray_run_cleanly(tmp_path: Path) -> None:
-    """A private Ray instance, signalled as a terminal does: exit 130, a checkpoint, nothing left behind."""
-    run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--backend", "ray", "--run-dir", str(run),
-                             "--total-steps", "100000000", "--no-progress", "--envs-per-worker", "4",
-                             "--set", "log.tensorboard=false"],
-                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        metrics = run / "metrics.jsonl"
-        while time.monotonic() < deadline:
-            rows = metrics.read_text().splitlines() if metrics.exists() else []
-            if rows and json.loads(rows[-1])["env_steps"] > 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("training never started")
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-        assert proc.returncode == 130, err
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert "Traceback" not in err
-    data = checkpoint.load(run / "checkpoints" / "final.pt")
-    assert data["counters"]["env_steps"] > 0
-    deadline = time.monotonic() + 30
-    while session_processes(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert [p for p in session_processes(proc.pid) if p[1] != "Z"] == []

@@ -73,7 +73,8 @@ def connect(address: str | None, cpus: int) -> bool:
         return False
     try:
         if address is None:
-            ray.init(num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+            # "local": a new instance even when RAY_ADDRESS names a running cluster (joining one is --address's job)
+            ray.init(address="local", num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                      configure_logging=False, log_to_driver=True)
             return True
         ray.init(address=address, configure_logging=False, log_to_driver=True)
