@@ -7,8 +7,6 @@ import functools
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 ray = pytest.importorskip("ray")
 
 import pacer  # noqa: E402
-from leftovers import session_processes  # noqa: E402
+from faults import Run  # noqa: E402
 from pacer import checkpoint  # noqa: E402
 from pacer.supervisor import Supervisor  # noqa: E402
 from ray_envs import make_crashing_cartpole  # noqa: E402
@@ -52,37 +50,21 @@ def cluster() -> Any:
 @pytest.mark.timeout(180)
 def test_ctrl_c_stops_a_ray_run_cleanly(tmp_path: Path) -> None:
     """A private Ray instance, signalled as a terminal does: exit 130, a checkpoint, nothing left behind. First in
-    the module, before the cluster fixture connects this process to a cluster (and exports its address)."""
-    run = tmp_path / "run"
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--backend", "ray", "--run-dir", str(run),
-                             "--total-steps", "100000000", "--no-progress", "--envs-per-worker", "4",
-                             "--set", "log.tensorboard=false"],
-                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    the module, before the cluster fixture connects this process to a cluster."""
+    run = Run(tmp_path / "run", "--backend", "ray", "--total-steps", "100000000")
     try:
-        deadline = time.monotonic() + 120
-        metrics = run / "metrics.jsonl"
-        while time.monotonic() < deadline:
-            rows = metrics.read_text().splitlines() if metrics.exists() else []
-            if rows and json.loads(rows[-1])["env_steps"] > 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("training never started")
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-        assert proc.returncode == 130, err
+        run.wait_for_steps(1, timeout=120)
+        run.signal(signal.SIGINT)
+        assert run.wait(90) == 130, run.stderr
+        assert "Traceback" not in run.stderr
+        assert checkpoint.load(run.run_dir / "checkpoints" / "final.pt")["counters"]["env_steps"] > 0
+        procs, _ = run.leftovers(settle=30.0)  # Ray's own processes included: the private instance is gone
+        assert [p for p in procs if p[1] != "Z"] == []
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert "Traceback" not in err
-    data = checkpoint.load(run / "checkpoints" / "final.pt")
-    assert data["counters"]["env_steps"] > 0
-    deadline = time.monotonic() + 30
-    while session_processes(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert [p for p in session_processes(proc.pid) if p[1] != "Z"] == []
+        if run.proc.poll() is None:
+            run.signal(signal.SIGKILL)
+            run.proc.wait()
+        run.close()
 
 
 def config(tmp_path: Path, cluster: Any, name: str, **runtime: Any) -> dict:
