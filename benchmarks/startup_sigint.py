@@ -27,6 +27,8 @@ try:
         t1 = time.monotonic()
         os.killpg(p.pid, signal.SIGINT)
         p.wait(timeout=120)
-        print(f"try {i}: status line after {t1 - t0:.1f} s, exit {p.returncode} {time.monotonic() - t1:.1f} s after Ctrl-C, load {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"try {i}: status line after {t1 - t0:.1f} s, exit {p.returncode} {time.monotonic() - t1:.1f} s "
+              f"after Ctrl-C, load {os.getloadavg()[0]:.1f}", flush=True)
 finally:
-    os.killpg(load.pid, signal.SIGINT); load.wait(timeout=60)
+    os.killpg(load.pid, signal.SIGINT)
+    load.wait(timeout=60)
