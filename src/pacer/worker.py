@@ -121,7 +121,9 @@ class Worker:
                 if algo.max_grad_norm is not None:
                     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
                 toc = time.perf_counter()
-                self.link.push(self.local_params, learning_rate(self.cfg, self.link.env_steps()))
+                # the run's step count (summed shared counters) only when the schedule uses it
+                steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
+                self.link.push(self.local_params, learning_rate(self.cfg, steps))
                 self.timings["learn"] += toc - tic
                 self.timings["optimizer"] += time.perf_counter() - toc
                 updates += 1

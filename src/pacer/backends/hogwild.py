@@ -30,7 +30,7 @@ class HogwildLink:
         with torch.no_grad():
             for local, shared in zip(params, self.shared_params, strict=True):
                 local.copy_(shared)
-        return self.shared.counters()["updates"]
+        return 0  # Hogwild parameters change continuously: there are no versions to tell apart
 
     def push(self, params: list[nn.Parameter], lr: float) -> None:
         with torch.no_grad():
