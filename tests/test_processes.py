@@ -135,3 +135,29 @@ def test_an_env_and_a_model_defined_in_an_interactive_main_train_on_processes(me
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["env"]["id"] == "by-value:__main__:Corridor"
     assert saved["model"]["factory"] == "by-value:__main__:Net"
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_during_start_up_launches_no_more_workers(quiet: dict) -> None:
+    """A Ctrl-C while the first worker starts (seconds, on a busy machine) must not wait for the others to start."""
+    from pacer.algos import get_algo
+    from pacer.backends import local as local_backend
+    from pacer.config import Config
+    from pacer.envs import spaces_of
+    from pacer.model import make_model
+    from pacer.worker import WorkerSpec
+
+    cfg = Config.from_dict(local(quiet, "fork"))
+    shared = local_backend.make_shared(cfg, make_model(cfg.model, *spaces_of(cfg.env.id, None)))
+    specs = [WorkerSpec(cfg, rank, rank, get_algo(cfg.algo.name)) for rank in range(cfg.runtime.workers)]
+    backend = local_backend.create(specs, shared, lambda rank, restarts: rank)
+    asked: list[int] = []
+
+    def stop_after_first_launch() -> bool:
+        asked.append(len(backend.pids))
+        return len(backend.pids) >= 1
+
+    backend.start(stop_after_first_launch)
+    backend.stop()
+    assert list(backend.pids) == [0] and asked == [0, 1]
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []

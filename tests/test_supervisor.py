@@ -33,7 +33,7 @@ class FakeBackend:
         self.pauses = 0
         self.final_states: dict[int, Any] = {}
 
-    def start(self) -> None:
+    def start(self, stop_requested: Any) -> None:
         pass
 
     def poll(self, timeout: float) -> list[Report]:

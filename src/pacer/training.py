@@ -126,7 +126,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         parent_cpu = time.process_time()
         try:
             try:
-                backend.start()
+                backend.start(supervisor.stop_requested)
                 reason = supervisor.run()
             except KeyboardInterrupt as exc:  # outside the main thread, signals still raise
                 reason, stopped_by = "interrupted", exc

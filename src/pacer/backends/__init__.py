@@ -31,8 +31,9 @@ class Backend(Protocol):
     final_states: dict[int, Any]
     """Each worker's state when it stopped cleanly (`Worker.get_state()`), for exact resume."""
 
-    def start(self) -> None:
-        """Create the workers; returns once they are started (not necessarily stepping yet)."""
+    def start(self, stop_requested: Callable[[], bool]) -> None:
+        """Create the workers; returns once they are started (not necessarily stepping yet). Stops launching
+        once `stop_requested()` says so (a Ctrl-C during a slow start-up)."""
 
     def poll(self, timeout: float) -> list[Report]:
         """Reports that arrived, waiting up to `timeout` seconds for the first one."""

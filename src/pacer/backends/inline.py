@@ -41,7 +41,7 @@ class InlineBackend:
         self.workers: list[Worker] = []
         self.final_states: dict[int, Any] = {}
 
-    def start(self) -> None:
+    def start(self, stop_requested: Callable[[], bool]) -> None:
         self.workers = [Worker(spec, HogwildLink(self.shared, spec.rank, spec.config)) for spec in self.specs]
 
     def poll(self, timeout: float) -> list[Report]:

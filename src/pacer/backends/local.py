@@ -110,10 +110,12 @@ class LocalBackend:
         self.watchdog = threading.Thread(target=self._watch, name="pacer-heartbeats", daemon=True)
         self.pids: dict[int, int] = {}
 
-    def start(self) -> None:
-        for spec in self.specs:
-            self._launch(spec)
+    def start(self, stop_requested: Callable[[], bool]) -> None:
         self.watchdog.start()
+        for spec in self.specs:
+            if stop_requested():  # a launch can take seconds on a busy machine: a Ctrl-C should not wait for all
+                break
+            self._launch(spec)
 
     def _watch(self) -> None:
         """Kill workers whose heartbeat is stale. A thread of its own, so that it works even while the main

@@ -112,10 +112,12 @@ class RayBackend:
         self.paused = self.stopping = False
         self.started_ray = False
 
-    def start(self) -> None:
+    def start(self, stop_requested: Callable[[], bool]) -> None:
         rt = self.cfg.runtime
         self.started_ray = connect(rt.address, math.ceil(rt.workers * rt.cpus_per_worker))
         for spec in self.specs:
+            if stop_requested():
+                break
             self._launch(spec)
 
     def _launch(self, spec: WorkerSpec) -> None:
