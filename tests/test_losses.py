@@ -32,7 +32,7 @@ VALUES = [0.5, -1.0]
 def batch(advantages: list[float], returns: list[float], old_logp: list[float] | None = None) -> Batch:
     return Batch(obs=torch.zeros(2, 4), actions=torch.tensor([0, 1]),
                  logp=torch.tensor(old_logp or [0.0, 0.0]), advantages=torch.tensor(advantages),
-                 returns=torch.tensor(returns))
+                 returns=torch.tensor(returns), values=torch.tensor(VALUES))
 
 
 def test_mc_loss_sums_as_the_classic() -> None:
@@ -112,3 +112,24 @@ def test_gaussian_logp_and_entropy() -> None:
     # N(2; 0, 2^2): -0.5*(1)^2 - log 2 - 0.5 log(2 pi)
     assert logp.item() == pytest.approx(-0.5 - math.log(2.0) - 0.5 * math.log(2 * math.pi), rel=1e-6)
     assert entropy.item() == pytest.approx(0.5 + 0.5 * math.log(2 * math.pi) + math.log(2.0), rel=1e-6)
+
+
+@pytest.mark.parametrize(("old", "approx_kl", "clip_fraction"), [
+    (OUTSIDE, ((2 - 1) - math.log(2) + (0.5 - 1) - math.log(0.5)) / 2, 1.0),  # ratios 2 and .5: both clipped
+    (INSIDE, ((1.1 - 1) - math.log(1.1) + (0.9 - 1) - math.log(0.9)) / 2, 0.0),  # ratios 1.1 and .9: neither
+], ids=["outside", "inside"])
+def test_ppo_reports_approx_kl_and_clip_fraction(old: list[float], approx_kl: float, clip_fraction: float) -> None:
+    """approx-KL is the mean of (r - 1) - log r (never negative), as CleanRL and SB3 log it."""
+    cfg = AlgoConfig(clip_range=0.2)
+    _, stats = ppo_loss(Fixed(LOGITS, VALUES), "discrete", batch([1.0, 1.0], [0.0, 0.0], old), cfg)
+    assert stats["approx_kl"] == pytest.approx(approx_kl, rel=1e-5)
+    assert stats["clip_fraction"] == clip_fraction
+
+
+def test_explained_variance() -> None:
+    from pacer.algos import explained_variance
+
+    # returns [1, -1] (variance 1), values [.5, -1]: residuals [.5, 0] (variance .0625)
+    assert explained_variance(torch.tensor([0.5, -1.0]), torch.tensor([1.0, -1.0])) == pytest.approx(0.9375)
+    assert explained_variance(torch.tensor([1.0, -1.0]), torch.tensor([1.0, -1.0])) == 1.0
+    assert math.isnan(explained_variance(torch.tensor([0.0, 3.0]), torch.tensor([2.0, 2.0])))

@@ -93,6 +93,9 @@ class AlgoConfig:
     """Minibatches per pass (None: the algorithm's own, 8 for 'ppo' and 1 for the others)."""
     clip_range: float = field(default=0.2, metadata={"min": 0.0})
     """PPO ratio clipping."""
+    target_kl: float | None = field(default=None, metadata={"above": 0.0})
+    """Skip the rest of a rollout's updates once a minibatch's approx-KL to the collecting policy exceeds
+    1.5 x this (None: never; PPO and any algorithm whose loss reports 'approx_kl')."""
 
 
 @dataclass(frozen=True)

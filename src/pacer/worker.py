@@ -3,12 +3,13 @@
 It knows nothing of where it runs. It reaches the run's parameters only through its `Link` (pacer/link.py):
 `pull` copies the latest parameters into the local model, `push` hands in one update from the local gradients.
 The inline and local backends link it to shared memory (Hogwild: the update is applied to the shared parameters at
-once, lock-free), the Ray backend to the driver's parameter server. Each iteration: pull, collect a rollout, compute
-the algorithm's loss on the local model, push (once per minibatch), count, report.
+once, lock-free), the Ray backend to the driver's parameter server. Each iteration: pull, collect a rollout, let
+the algorithm's schedule drive the updates (loss on the local model, push, once per minibatch), count, report.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pacer.algos import Algorithm, Batch, prepare
+from pacer.algos import Algorithm, Batch, explained_variance, prepare
 from pacer.config import Config
 from pacer.envs import make_vector_env
 from pacer.link import Link
@@ -96,39 +97,37 @@ class Worker:
         return report
 
     def learn(self, batch: Batch) -> tuple[dict[str, float], int]:
+        """The algorithm's schedule decides the epochs and minibatches; each update goes through the link."""
         algo = self.cfg.algo
-        epochs = algo.epochs or self.spec.algorithm.epochs
-        minibatches = algo.minibatches or self.spec.algorithm.minibatches
-        n = batch.obs.shape[0]
-        if n == 0:
-            return {}, 0
-        size = max(1, n // minibatches)
-        stats: dict[str, float] = {}
         updates = 0
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=self.rng) if minibatches > 1 else torch.arange(n)
-            for start in range(0, n - size + 1, size):
-                idx = order[start:start + size]
-                minibatch = batch if minibatches == 1 else Batch(*(x[idx] for x in batch))
-                if updates:  # later minibatches learn on top of the latest parameters
-                    tic = time.perf_counter()
-                    self.link.pull(self.local_params)
-                    self.timings["sync"] += time.perf_counter() - tic
+
+        def update(minibatch: Batch) -> dict[str, float]:
+            nonlocal updates
+            if updates:  # later minibatches learn on top of the latest parameters
                 tic = time.perf_counter()
-                loss, stats = self.spec.algorithm.loss(self.model, self.kind, minibatch, algo)
-                self.model.zero_grad(set_to_none=True)
-                loss.backward()
-                if algo.max_grad_norm is not None:
-                    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
-                toc = time.perf_counter()
-                # the run's step count (summed shared counters) only when the schedule uses it
-                steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
-                self.link.push(self.local_params, learning_rate(self.cfg, steps))
-                self.timings["learn"] += toc - tic
-                self.timings["optimizer"] += time.perf_counter() - toc
-                updates += 1
-        stats["loss"] = float(loss.item())
-        return stats, updates
+                self.link.pull(self.local_params)
+                self.timings["sync"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            loss, stats = self.spec.algorithm.loss(self.model, self.kind, minibatch, algo)
+            self.model.zero_grad(set_to_none=True)
+            loss.backward()
+            if algo.max_grad_norm is not None:
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
+            toc = time.perf_counter()
+            # the run's step count (summed shared counters) only when the schedule uses it
+            steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
+            self.link.push(self.local_params, learning_rate(self.cfg, steps))
+            self.timings["learn"] += toc - tic
+            self.timings["optimizer"] += time.perf_counter() - toc
+            updates += 1
+            stats["loss"] = float(loss.item())
+            return stats
+
+        stats, made = self.spec.algorithm.learn(batch, algo, self.rng, update)
+        ev = explained_variance(batch.values, batch.returns) if made else math.nan
+        if not math.isnan(ev):
+            stats["explained_variance"] = ev
+        return stats, made
 
     def close(self) -> None:
         self.env.close()

@@ -1,4 +1,4 @@
-"""The algorithm registry: a name maps to a loss function and how its batch is prepared.
+"""The algorithm registry: a name maps to a loss function, how its batch is prepared and its update schedule.
 
 Register your own training step with `register_algo("name", my_loss)`; the function must live in an importable
 module (not a notebook's `__main__`) so that worker processes can load it.
@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
-from pacer.algos.losses import Batch, a2c_loss, mc_loss, ppo_loss, prepare
+from pacer.algos.losses import Batch, a2c_loss, explained_variance, mc_loss, ppo_loss, prepare
+from pacer.algos.schedules import Schedule, Update, epochs_of_minibatches
 from pacer.config import AlgoConfig
 from pacer.errors import PacerError, did_you_mean
 
@@ -29,10 +31,18 @@ class Algorithm:
     """Passes over each rollout, unless the config sets `algo.epochs`."""
     minibatches: int = 1
     """Minibatches per pass, unless the config sets `algo.minibatches`."""
+    schedule: Schedule = epochs_of_minibatches
+    """How a rollout's batch becomes optimizer steps (pacer/algos/schedules.py)."""
 
     def updates_per_rollout(self, cfg: AlgoConfig) -> int:
-        """Optimizer steps per rollout with this config (epochs x minibatches)."""
+        """Optimizer steps per rollout with this config (epochs x minibatches), at most."""
         return (cfg.epochs or self.epochs) * (cfg.minibatches or self.minibatches)
+
+    def learn(self, batch: Batch, cfg: AlgoConfig, rng: torch.Generator, update: Update
+              ) -> tuple[dict[str, float], int]:
+        """Run this algorithm's schedule on one rollout's batch; returns mean stats and the updates made."""
+        return self.schedule(batch, cfg, cfg.epochs or self.epochs, cfg.minibatches or self.minibatches, rng,
+                             update)
 
 
 ALGOS: dict[str, Algorithm] = {
@@ -45,11 +55,11 @@ ALGOS: dict[str, Algorithm] = {
 
 
 def register_algo(name: str, loss: LossFn, targets: Literal["mc", "gae"] = "gae", epochs: int = 1,
-                  minibatches: int = 1) -> None:
+                  minibatches: int = 1, schedule: Schedule = epochs_of_minibatches) -> None:
     """Make `loss` selectable as `algo.name: <name>`."""
     if targets not in ("mc", "gae"):
         raise PacerError(f"targets must be 'mc' or 'gae', got {targets!r}")
-    ALGOS[name] = Algorithm(loss, targets=targets, epochs=epochs, minibatches=minibatches)
+    ALGOS[name] = Algorithm(loss, targets=targets, epochs=epochs, minibatches=minibatches, schedule=schedule)
 
 
 def get_algo(name: str) -> Algorithm:
@@ -58,4 +68,5 @@ def get_algo(name: str) -> Algorithm:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "Algorithm", "Batch", "LossFn", "get_algo", "prepare", "register_algo"]
+__all__ = ["ALGOS", "Algorithm", "Batch", "LossFn", "Schedule", "Update", "explained_variance", "get_algo", "prepare",
+           "register_algo"]

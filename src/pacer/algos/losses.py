@@ -22,6 +22,7 @@ class Batch(NamedTuple):
     logp: Tensor  # log-probabilities under the policy that collected the data
     advantages: Tensor
     returns: Tensor  # value targets
+    values: Tensor  # the critic's values when the data was collected
 
 
 def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
@@ -43,7 +44,15 @@ def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
         logp=torch.from_numpy(rollout.logp[valid]),
         advantages=torch.from_numpy(adv.astype(np.float32)),
         returns=torch.from_numpy(returns[valid].astype(np.float32)),
+        values=torch.from_numpy(rollout.values[valid]),
     )
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> float:
+    """1 - Var[returns - values] / Var[returns]: 1 is a perfect critic, 0 no better than a constant, < 0 worse
+    (nan when the returns do not vary)."""
+    var = returns.var(unbiased=False)
+    return float("nan") if var.item() == 0.0 else float(1.0 - (returns - values).var(unbiased=False) / var)
 
 
 def mc_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
@@ -71,9 +80,15 @@ def ppo_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tupl
     """PPO's clipped surrogate on the probability ratio to the collecting policy."""
     pi, value = model(batch.obs)
     logp, entropy = logp_entropy(kind, model, pi, batch.actions)
-    ratio = torch.exp(logp - batch.logp)
+    log_ratio = logp - batch.logp
+    ratio = torch.exp(log_ratio)
     clipped = torch.clamp(ratio, 1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
     actor = -torch.min(ratio * batch.advantages, clipped * batch.advantages).mean()
     critic = (value - batch.returns).pow(2).mean()
     loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.mean()
-    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item()}
+    with torch.no_grad():
+        # KL(old || new) estimated as E[(r - 1) - log r] (Schulman's k3: unbiased, never negative)
+        approx_kl = ((ratio - 1.0) - log_ratio).mean().item()
+        clip_fraction = ((ratio - 1.0).abs() > cfg.clip_range).float().mean().item()
+    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item(),
+                  "approx_kl": approx_kl, "clip_fraction": clip_fraction}
