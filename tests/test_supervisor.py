@@ -82,13 +82,16 @@ class Run:
         self.evaluated_at: list[int] = []
         self.paused_in_eval: list[bool] = []
         self.checkpoints: list[str] = []
+        self.episodes: list[int] = []
+        target = self.cfg.runtime.stop_at_return
         self.supervisor = Supervisor(self.cfg, self.shared, self.backend, self.metrics, Clock(), self.evaluate,
-                                     self.checkpoints.append)  # FakeBackend follows the Backend protocol
+                                     self.checkpoints.append, target if isinstance(target, float) else None)
 
-    def evaluate(self) -> float:
+    def evaluate(self, episodes: int) -> np.ndarray:
         self.evaluated_at.append(self.shared.counters()["env_steps"])
         self.paused_in_eval.append(self.backend.paused)
-        return self.evals.pop(0)
+        self.episodes.append(episodes)
+        return np.full(episodes, self.evals.pop(0))
 
     def run(self) -> str:
         try:
@@ -122,14 +125,29 @@ def test_no_restart_budget_fails_on_the_first_death(tmp_path: Path) -> None:
 
 
 def test_evaluation_cadence_and_stop_at_return(tmp_path: Path) -> None:
-    runtime = {"eval_every": 100, "stop_at_return": 50.0, "total_steps": 10**6, "pause_for_eval": True}
-    run = Run(tmp_path, runtime, steps=30, evals=[10.0, 20.0, 60.0])
+    runtime = {"eval_every": 100, "stop_at_return": 50.0, "total_steps": 10**6, "pause_for_eval": True,
+               "eval_episodes": 10, "confirm_episodes": 30}
+    # the third evaluation reaches 50, its confirmation falls short (40); the fourth reaches it and is confirmed
+    run = Run(tmp_path, runtime, steps=30, evals=[10.0, 20.0, 60.0, 40.0, 55.0, 51.0])
     assert run.run() == "target_return"
     # steps 30, 60, ...: the first count at or past each multiple of 100 evaluates, then the next multiple is due
-    assert run.evaluated_at == [120, 210, 300]
-    assert run.backend.polls == 10  # it stops on the evaluation that reached the target
-    assert run.paused_in_eval == [True] * 3 and not run.backend.paused  # held during each evaluation only
-    assert [r["eval_return"] for r in run.rows() if r["eval_return"] is not None] == [10.0, 20.0, 60.0]
+    assert run.evaluated_at == [120, 210, 300, 300, 420, 420]
+    assert run.episodes == [10, 10, 10, 30, 10, 30]
+    assert run.backend.polls == 14  # it stops on the evaluation whose confirmation reached the target
+    # held during each evaluation; after the confirmation that stops the run, held for good: the parameters scored
+    # are the ones the run ends with
+    assert run.paused_in_eval == [True] * 6 and run.backend.paused
+    assert run.backend.pauses == 6
+    assert run.supervisor.confirmed is not None and list(run.supervisor.confirmed) == [51.0] * 30
+    assert [r["eval_return"] for r in run.rows() if r["eval_return"] is not None] == [10.0, 20.0, 60.0, 55.0]
+
+
+def test_a_confirmation_holds_the_workers_even_without_pause_for_eval(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"eval_every": 100, "stop_at_return": 5.0, "total_steps": 10**6}, steps=50,
+              evals=[9.0, 4.0, 9.0, 6.0])
+    assert run.run() == "target_return"
+    assert run.paused_in_eval == [False, True, False, True]
+    assert run.backend.pauses == 2 and run.backend.paused
 
 
 def test_evaluations_of_a_resumed_run_continue_its_cadence(tmp_path: Path) -> None:

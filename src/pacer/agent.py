@@ -54,7 +54,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
     except (KeyError, PacerError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
     check_env_id(cfg.env.id)
-    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps)
+    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
     model = make_model(cfg.model, obs_space, act_space)
     try:
         model.load_state_dict(data["model"])
@@ -93,5 +93,6 @@ def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = Tru
         raise PacerError(f"hang_timeout must be > 0 seconds, got {hang_timeout}")
     agent = source if isinstance(source, Agent) else load(source, env=env, model=model)
     returns = run_episodes_parallel(agent.model, agent.kind, agent.config.env.id, episodes, seed, greedy,
-                                    agent.config.env.max_episode_steps, workers, start_method, hang_timeout)
+                                    agent.config.env.max_episode_steps, workers, start_method, hang_timeout,
+                                    agent.config.env.kwargs)
     return EvalResult(returns=returns, checkpoint=agent.checkpoint)

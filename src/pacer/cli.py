@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (key, kind, text) in TRAIN_FLAGS.items():
         tr.add_argument(flag, dest=key, type=kind, default=None, help=text)
     tr.add_argument("--config", type=Path, help="YAML file with any config keys; flags override it")
-    tr.add_argument("--preset", help="named configuration: classic-da2c, acrobot, pendulum, lunarlander")
+    tr.add_argument("--preset", help="named configuration (pacer.PRESETS); by default the one tuned for the env "
+                    "and algorithm, if any ('none': the plain defaults)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any config key, e.g. --set algo.lr=3e-4 (repeatable)")
     tr.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
@@ -155,8 +156,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pacer.config import Config, load_yaml
-    from pacer.presets import resolve
+    from pacer.config import Config, load_yaml, merge, nest
+    from pacer.presets import announce, resolve
 
     overrides = _overrides(args)
     # The config is built and checked here, before torch is imported: a mistake is reported at once, and the fork
@@ -168,7 +169,13 @@ def _train(args: argparse.Namespace) -> int:
         if (args.resume / "config.yaml").is_file():  # if not, train() says what is wrong with the directory
             cfg = Config.from_dict(load_yaml(args.resume / "config.yaml")).replace(overrides)
     else:
-        cfg = resolve(load_yaml(args.config) if args.config is not None else None, args.preset).replace(overrides)
+        # the preset is chosen for the env and algorithm the file and flags ask for; they override it
+        wanted = merge(load_yaml(args.config) if args.config is not None else {}, nest(overrides))
+        preset = "auto" if args.preset is None else args.preset
+        cfg = resolve(wanted, preset)
+        line = announce(wanted, preset)
+        if line is not None:
+            print(line, file=sys.stderr)
     if cfg is not None:
         from pacer.backends import early_start
 

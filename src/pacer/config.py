@@ -32,6 +32,9 @@ class EnvConfig:
     """If set, replaces the reward of a step that *terminates* an episode (not one that is truncated)."""
     max_episode_steps: int | None = field(default=None, metadata={"min": 1})
     """Truncate episodes after this many steps (None: the environment's own time limit)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for `gymnasium.make` (or the factory), e.g. `{continuous: true}` for LunarLander-v3;
+    from the command line `--set env.kwargs.continuous=true`."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,12 @@ class ModelConfig:
     """With a shared trunk, stop the critic's gradient at the trunk (the critic learns only its own branch)."""
     critic_output: Literal["linear", "tanh"] = "linear"
     """Squash the value with tanh (for returns normalized into [-1, 1])."""
-    normalize_input: Literal["none", "l2"] = "none"
-    """'l2' divides each observation by its L2 norm before the first layer."""
+    normalize_input: Literal["none", "l2", "running"] = "none"
+    """'l2' divides each observation by its L2 norm before the first layer; 'running' standardizes it with the
+    run's running mean and variance (shared by all workers, saved with the model, applied in eval and act)."""
+    init: Literal["default", "orthogonal"] = "default"
+    """'orthogonal': orthogonal weights (gain sqrt 2 for hidden layers, 0.01 for the policy head, 1 for the value
+    head) and zero biases, as in the PPO implementations of OpenAI Baselines, SB3 and CleanRL; 'default': torch's."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (Box action spaces)."""
     factory: Any = None
@@ -87,6 +94,9 @@ class AlgoConfig:
     """'mc' only: scale the episode's returns by their L2 norm ('l2') or to zero mean, unit std ('std')."""
     normalize_advantages: bool = True
     """Standardize advantages within each batch."""
+    scale_rewards: bool = False
+    """Divide rewards by the running standard deviation of the discounted return (per worker), clipped to +-10,
+    as SB3's VecNormalize does; reported episode returns stay unscaled."""
     epochs: int | None = field(default=None, metadata={"min": 1})
     """Passes over each rollout (None: the algorithm's own, 4 for 'ppo' and 1 for the others)."""
     minibatches: int | None = field(default=None, metadata={"min": 1})
@@ -132,8 +142,14 @@ class RuntimeConfig:
     """Worker crashes or hangs tolerated over the run (each restarts that worker); one more ends the run."""
     heartbeat_timeout: float = field(default=60.0, metadata={"above": 0.0})
     """Seconds without a finished rollout after which a worker is declared hung, killed and restarted."""
-    stop_at_return: float | None = None
-    """Stop early once an evaluation's mean return reaches this value."""
+    stop_at_return: float | Literal["auto"] | None = "auto"
+    """Stop once a greedy evaluation's mean return reaches this, confirmed by `confirm_episodes` more episodes:
+    'auto' is the env's `reward_threshold` from its Gymnasium spec (CartPole-v1 475, Acrobot-v1 -100,
+    LunarLander-v3 200; none for Pendulum-v1 or a factory: no early stop), a number another target, null never.
+    The step budget stays a cap."""
+    confirm_episodes: int = field(default=100, metadata={"min": 1})
+    """Episodes of the evaluation that confirms a reached `stop_at_return` before the run stops (the solved
+    agent's score is this evaluation's mean)."""
     pause_for_eval: bool = False
     """Hold the workers while the parent evaluates, so that no training happens in evaluation time (the
     benchmarks time training alone this way); by default workers keep learning during evaluations."""
@@ -190,7 +206,7 @@ class Config:
         from pacer.backends import check_name  # the registry: backends can be added at run time
 
         check_name(config.runtime.backend)
-        if config.runtime.stop_at_return is not None and config.runtime.eval_every == 0:
+        if isinstance(config.runtime.stop_at_return, float) and config.runtime.eval_every == 0:
             raise PacerError("runtime.stop_at_return needs evaluations: set runtime.eval_every > 0")
         return config
 
@@ -292,12 +308,28 @@ def _check(key: str, hint: Any, value: Any, limits: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check(key, inner[0], value, limits)
+        if len(inner) == 1:
+            return _check(key, inner[0], value, limits)
+        for alternative in inner:
+            with contextlib.suppress(PacerError):
+                return _check(key, alternative, value, limits)
+        kinds = [f"{', '.join(map(repr, typing.get_args(a)))}" if typing.get_origin(a) is Literal else
+                 {float: "a number", int: "an integer", str: "a string"}.get(a, str(a)) for a in inner]
+        raise PacerError(f"{key} must be {', '.join(kinds)}{' or null' if type(None) in args else ''}; "
+                         f"got {value!r}")
     if origin is Literal:
         if value not in args:
             raise PacerError(f"{key} must be one of {', '.join(map(str, args))}; got {value!r}"
                              f"{did_you_mean(str(value), map(str, args))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise PacerError(f"{key} must be a mapping of names to values, got {value!r}")
+        for name, item in value.items():
+            if not isinstance(item, (bool, int, float, str, type(None), list)):
+                raise PacerError(f"{key}.{name} must be plain data (a number, string, boolean, null or list), "
+                                 f"got {type(item).__name__}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise PacerError(f"{key} must be a list of integers, got {value!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -46,11 +46,14 @@ def resolve_import(path: Any, what: str) -> Callable[..., Any]:
     return obj
 
 
-def check_signature(fn: Callable[..., Any], args: tuple[Any, ...], what: str, expected: str) -> None:
+def check_signature(fn: Callable[..., Any], args: tuple[Any, ...], what: str, expected: str,
+                    kwargs: Mapping[str, Any] | None = None) -> None:
     """A one-line error for a factory that cannot take the arguments pacer passes it."""
     try:
-        inspect.signature(fn).bind(*args)
+        inspect.signature(fn).bind(*args, **(kwargs or {}))
     except TypeError:
+        if kwargs:
+            expected = f"{expected[:-1]}**env.kwargs) with env.kwargs {dict(kwargs)}"
         raise PacerError(f"{what} {getattr(fn, '__qualname__', fn)!r} must be callable as {expected}") from None
     except ValueError:  # builtins without a signature: let the call itself decide
         pass
@@ -65,46 +68,64 @@ def check_env_id(env_id: Any) -> None:
         raise PacerError(f"unknown environment {env_id!r}{did_you_mean(env_id, gym.registry.keys())}")
 
 
-def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
-    """One environment. Training envs never render: LunarLander's rgb_array mode piles up particle bodies."""
+def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mode: str | None = None,
+                    kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+    """One environment; `kwargs` go to `gym.make` (or to the factory). Training envs never render: LunarLander's
+    rgb_array mode piles up particle bodies."""
+    kwargs = dict(kwargs or {})
     if callable(env_id) or ":" in env_id:
         factory = resolve_import(env_id, "env factory")
-        check_signature(factory, (), "env factory", "factory()")
-        env = factory()
+        check_signature(factory, (), "env factory", "factory()", kwargs)
+        env = factory(**kwargs)
         if not isinstance(env, gym.Env):
             raise PacerError(f"env factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
         if max_episode_steps is not None:
             env = gym.wrappers.TimeLimit(env, max_episode_steps)
         return env
-    kwargs: dict[str, Any] = {"render_mode": render_mode}
+    kwargs["render_mode"] = render_mode
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    return gym.make(env_id, **kwargs)
+    try:
+        return gym.make(env_id, **kwargs)
+    except TypeError as exc:  # an env kwarg its constructor does not take
+        raise PacerError(f"cannot make {env_id} with env.kwargs {dict(kwargs)}: {exc}") from None
 
 
 def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None,
-                    numpy_vectorized: bool = True) -> VectorEnv:
+                    numpy_vectorized: bool = True, kwargs: Mapping[str, Any] | None = None) -> VectorEnv:
     """A batch of `num_envs` environments: NumPy-vectorized where Gymnasium has it (and it is asked for), else
     synchronous, where sub-env i is seeded with seed + i, so episode i is the same however episodes are split."""
     if numpy_vectorized and isinstance(env_id, str) and ":" not in env_id:
         spec = gym.spec(env_id)
         entry = spec.vector_entry_point
         if isinstance(entry, str) and "jax" not in entry.lower():
-            kwargs: dict[str, Any] = {}
+            options = dict(kwargs or {})
             if max_episode_steps is not None:
-                kwargs["max_episode_steps"] = max_episode_steps
-            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+                options["max_episode_steps"] = max_episode_steps
+            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **options)
             if venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP:
                 return venv
             venv.close()
-    fns = [lambda: make_single_env(env_id, max_episode_steps) for _ in range(num_envs)]
+    fns = [lambda: make_single_env(env_id, max_episode_steps, kwargs=kwargs) for _ in range(num_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
-def spaces_of(env_id: Any, max_episode_steps: int | None = None) -> tuple[gym.Space[Any], gym.Space[Any]]:
+def spaces_of(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None
+              ) -> tuple[gym.Space[Any], gym.Space[Any]]:
     """Observation and action space of one environment (for building models in the parent)."""
-    env = make_single_env(env_id, max_episode_steps)
+    env = make_single_env(env_id, max_episode_steps, kwargs=kwargs)
     try:
         return env.observation_space, env.action_space
     finally:
         env.close()
+
+
+def stop_target(env_id: Any, stop_at_return: float | str | None) -> float | None:
+    """The mean return at which a run stops: a number as given, or for 'auto' the env's Gymnasium
+    `reward_threshold` (None when it has none, or is a factory)."""
+    if stop_at_return != "auto":
+        return None if stop_at_return is None else float(stop_at_return)
+    if callable(env_id) or ":" in env_id or env_id not in gym.registry:
+        return None
+    threshold = gym.spec(env_id).reward_threshold
+    return None if threshold is None else float(threshold)

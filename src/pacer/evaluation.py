@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -31,11 +31,11 @@ STARTUP_S = 120.0  # allowance before the first step (a spawned process imports 
 
 @torch.no_grad()
 def run_episodes(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: int, greedy: bool = True,
-                 max_episode_steps: int | None = None, on_step: Callable[[], None] | None = None
-                 ) -> NDArray[np.float64]:
+                 max_episode_steps: int | None = None, on_step: Callable[[], None] | None = None,
+                 env_kwargs: Mapping[str, Any] | None = None) -> NDArray[np.float64]:
     """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch.
     Episode i always starts from seed + i. `on_step` is called after every batched step (a heartbeat)."""
-    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=False)
+    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=False, kwargs=env_kwargs)
     try:
         obs, _ = env.reset(seed=seed)
         space = env.single_action_space
@@ -67,8 +67,9 @@ def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
         beats[index] = time.monotonic()
 
     try:
-        model, kind, env_id, episodes, seed, greedy, max_episode_steps = unwrap(args)
-        channel.send(("ok", run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps, beat)))
+        model, kind, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs = unwrap(args)
+        channel.send(("ok", run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps, beat,
+                                         env_kwargs)))
     except BaseException as exc:
         channel.send(("error", _one_line(exc)))
 
@@ -83,11 +84,12 @@ def _one_line(exc: BaseException) -> str:
 
 def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: int, greedy: bool,
                           max_episode_steps: int | None, workers: int, start_method: str,
-                          hang_timeout: float = HANG_TIMEOUT_S) -> NDArray[np.float64]:
+                          hang_timeout: float = HANG_TIMEOUT_S, env_kwargs: Mapping[str, Any] | None = None
+                          ) -> NDArray[np.float64]:
     """Split `episodes` over `workers` processes (each a different seed range); 1 worker runs here."""
     workers = max(1, min(workers, episodes))
     if workers == 1:
-        return run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps)
+        return run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs=env_kwargs)
     ctx = processes.context(start_method)
     beats = ctx.Array("d", workers, lock=False)
     inbox = Inbox()
@@ -96,7 +98,7 @@ def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: in
     pumps = []
     try:
         for index, share in enumerate(shares):
-            args = (model, kind, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps)
+            args = (model, kind, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs)
             channel = Channel(ctx, index, inbox)
             proc = ctx.Process(target=_eval_process, args=(index, ByValue(args), channel.sender(), beats),
                                name="pacer-eval", daemon=True)  # by value: a notebook's env or model class too

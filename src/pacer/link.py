@@ -7,7 +7,7 @@ parameters arrive with each rollout's call, the update leaves with its result, t
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -18,6 +18,12 @@ class Link(Protocol):
 
     def push(self, params: list[nn.Parameter], lr: float) -> None:
         """Hand in one update: the gradients in `params[i].grad`, to be applied with learning rate `lr`."""
+
+    def observe(self, moments: Any) -> None:
+        """Add a rollout's observation moments (pacer/normalize.py) to the run's statistics."""
+
+    def obs_stats(self) -> Any:
+        """The run's observation moments as last seen (None when observations are not normalized)."""
 
     def add(self, steps: int, episodes: int, updates: int) -> None:
         """Count a finished rollout's env steps, episodes and updates towards the run's totals."""

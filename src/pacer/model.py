@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from pacer.config import ModelConfig
 from pacer.envs import check_signature, resolve_import
 from pacer.errors import PacerError
+from pacer.normalize import RunningNorm
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -36,6 +37,7 @@ class MLPActorCritic(nn.Module):
     def __init__(self, cfg: ModelConfig, obs_dim: int, pi_dim: int, gaussian: bool) -> None:
         super().__init__()
         self.l2_input = cfg.normalize_input == "l2"
+        self.obs_norm = RunningNorm((obs_dim,)) if cfg.normalize_input == "running" else None
         self.tanh_value = cfg.critic_output == "tanh"
         self.detach_critic = cfg.detach_critic and cfg.shared_trunk
         sizes = [obs_dim, *cfg.hidden]
@@ -52,8 +54,16 @@ class MLPActorCritic(nn.Module):
         self.value_head = nn.Linear(critic_sizes[-1], 1)
         if gaussian:
             self.log_std = nn.Parameter(torch.full((pi_dim,), float(cfg.log_std_init)))
+        if cfg.init == "orthogonal":
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    gain = 0.01 if module is self.pi_head else 1.0 if module is self.value_head else math.sqrt(2)
+                    nn.init.orthogonal_(module.weight, gain)
+                    nn.init.zeros_(module.bias)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs.flatten(1))
         if self.l2_input:
             obs = F.normalize(obs, dim=-1)
         features = self.trunk(obs)
@@ -80,6 +90,9 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
         raise PacerError(f"unsupported observation space {observation_space}: pacer handles Box observations")
     pi_dim = action_space.n if isinstance(action_space, gym.spaces.Discrete) else action_space.shape[0]  # type: ignore[index]
     if cfg.factory is not None:
+        if cfg.normalize_input != "none" or cfg.init != "default":
+            raise PacerError("model.normalize_input and model.init apply to the built-in model; with model.factory, "
+                             "normalize and initialize inside your module")
         factory = resolve_import(cfg.factory, "model factory")
         check_signature(factory, (observation_space, action_space), "model factory",
                         "factory(observation_space, action_space)")

@@ -1,10 +1,16 @@
-"""Named configurations. Each is a nested dict of overrides on the defaults (which are tuned for CartPole-v1)."""
+"""Named configurations. Each is a nested dict of overrides on the defaults (which are tuned for CartPole-v1).
+
+A preset that names an env (and, unless it is PPO, an algorithm) is picked automatically for a run of that env
+with that algorithm: `pacer train --env LunarLander-v3` trains with "lunarlander". `--preset none` opts out;
+the config file and flags still override whatever a preset sets. Presets were tuned on seeds other than the
+ones BENCHMARKS.md reports.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pacer.config import Config, merge
+from pacer.config import Config, merge, nest
 from pacer.errors import PacerError, did_you_mean
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -42,16 +48,51 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+AUTO_EXCLUDED = ("classic-da2c",)  # a historical baseline, chosen only by name
+
+
+def choose(config: dict[str, Any] | None, preset: str | None) -> str | None:
+    """The preset a run uses: 'auto' picks the one made for the config's env and algorithm (None when there is
+    none), 'none' (or None) uses none, anything else is a preset name (checked by `resolve`)."""
+    if preset in (None, "none"):
+        return None
+    if preset != "auto":
+        return preset
+    wanted = nest(config or {})
+    env = wanted.get("env", {})
+    env_id, kwargs = env.get("id", "CartPole-v1"), env.get("kwargs") or {}
+    algo = wanted.get("algo", {}).get("name")
+    for name, body in PRESETS.items():
+        if name in AUTO_EXCLUDED or body["env"]["id"] != env_id:
+            continue
+        if (body["env"].get("kwargs") or {}) != kwargs:  # LunarLander-v3 vs LunarLander-v3 continuous=True
+            continue
+        if algo is None or body.get("algo", {}).get("name", "ppo") == algo:
+            return name
+    return None
+
+
 def resolve(config: Config | dict[str, Any] | None = None, preset: str | None = None) -> Config:
-    """defaults <- preset <- config (a dict of overrides, or a whole Config)."""
+    """defaults <- preset <- config (a dict of overrides, or a whole Config). `preset` may be 'auto' (see
+    `choose`) or 'none'."""
     if isinstance(config, Config):
-        if preset is not None:
+        if preset not in (None, "none", "auto"):
             raise PacerError("give either a Config object or a preset (a dict config may be combined with one)")
         return config
+    name = choose(config, preset)
     base: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise PacerError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}; "
-                             f"choose from {', '.join(PRESETS)}")
-        base = PRESETS[preset]
-    return Config.from_dict(merge(base, config or {}))
+    if name is not None:
+        if name not in PRESETS:
+            raise PacerError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; "
+                             f"choose from {', '.join(PRESETS)}, auto or none")
+        base = PRESETS[name]
+    return Config.from_dict(merge(base, nest(config or {})))
+
+
+def announce(config: dict[str, Any] | None, preset: str | None) -> str | None:
+    """The one line that says which preset 'auto' picked (None when it picked none, or was not asked to)."""
+    name = choose(config, preset) if preset == "auto" else None
+    if name is None:
+        return None
+    env_id = PRESETS[name]["env"]["id"]
+    return f"pacer: using preset {name!r}, tuned for {env_id} (--preset none for the plain defaults)"

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from pacer.model import sample
+from pacer.normalize import RewardScaler
 
 
 class Rollout(NamedTuple):
@@ -38,8 +39,9 @@ class Collector:
     """Steps one vector env with a policy; buffers are allocated once and reused."""
 
     def __init__(self, env: VectorEnv, model: nn.Module, kind: str, seed: int,
-                 termination_reward: float | None = None) -> None:
+                 termination_reward: float | None = None, reward_scaler: RewardScaler | None = None) -> None:
         self.env, self.model, self.kind = env, model, kind
+        self.reward_scaler = reward_scaler
         self.rng = torch.Generator().manual_seed(seed)  # this collector's own stream: exact resume, inline workers
         self.termination_reward = termination_reward
         self.num_envs = env.num_envs
@@ -99,6 +101,8 @@ class Collector:
                 shaped = np.where(terminated, self.termination_reward, reward)
             else:
                 shaped = reward
+            if self.reward_scaler is not None:
+                shaped = self.reward_scaler(shaped, terminated | truncated, valid)
             buf.rewards[t] = shaped
             buf.terminated[t] = terminated
             buf.truncated[t] = truncated
@@ -149,8 +153,11 @@ class Collector:
         """Everything needed to continue exactly where this collector is: RNG, env, current observations."""
         from pacer import envstate
 
-        return {"rng": self.rng.get_state().numpy(), "env": envstate.capture(self.env),
-                **{name: np.copy(getattr(self, name)) for name in self.STATE}}
+        state = {"rng": self.rng.get_state().numpy(), "env": envstate.capture(self.env),
+                 **{name: np.copy(getattr(self, name)) for name in self.STATE}}
+        if self.reward_scaler is not None:
+            state["reward_scaler"] = self.reward_scaler.get_state()
+        return state
 
     def set_state(self, state: dict[str, Any]) -> bool:
         """Restore get_state(); returns False when the env's state could only be partly restored (fresh
@@ -163,6 +170,8 @@ class Collector:
         envstate.restore(self.env, state["env"])
         for name in self.STATE:
             setattr(self, name, np.array(state[name]))
+        if self.reward_scaler is not None and "reward_scaler" in state:
+            self.reward_scaler.set_state(state["reward_scaler"])
         return True
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:

@@ -1,8 +1,8 @@
 """The supervisor: the parent's loop while workers run.
 
 It drains reports into metrics, runs evaluations and checkpoints on their cadence, watches for dead workers, and
-decides when the run ends (step budget, time limit, target return). It never touches the hot path: workers
-count their own steps and update the model without it.
+decides when the run ends (step budget, time limit, a target return confirmed by a longer evaluation). It never
+touches the hot path: workers count their own steps and update the model without it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
 
 from pacer.backends import Backend
 from pacer.config import Config
@@ -40,9 +43,14 @@ class Clock:
 
 class Supervisor:
     def __init__(self, cfg: Config, shared: SharedState, backend: Backend, metrics: Metrics, clock: Clock,
-                 evaluate: Callable[[], float], checkpoint: Callable[[str], object]) -> None:
+                 evaluate: Callable[[int], NDArray[np.float64]], checkpoint: Callable[[str], object],
+                 target: float | None = None) -> None:
+        """`evaluate(episodes)` returns the greedy returns of the current parameters; `target` is the mean
+        return that stops the run once confirmed (None: no early stop)."""
         self.cfg, self.shared, self.backend, self.metrics, self.clock = cfg, shared, backend, metrics, clock
-        self.evaluate, self.checkpoint = evaluate, checkpoint
+        self.evaluate, self.checkpoint, self.target = evaluate, checkpoint, target
+        self.confirmed: NDArray[np.float64] | None = None
+        """The confirming evaluation's returns, once the target is reached (the final parameters' score)."""
         steps = shared.counters()["env_steps"]
         rt, log = cfg.runtime, cfg.log
         self.next_eval = _next_multiple(steps, rt.eval_every)
@@ -81,7 +89,7 @@ class Supervisor:
                 return "total_episodes"
             if rt.time_limit is not None and now - session_start >= rt.time_limit:
                 return "time_limit"
-            if rt.stop_at_return is not None and eval_mean is not None and eval_mean >= rt.stop_at_return:
+            if self.target is not None and eval_mean is not None and eval_mean >= self.target and self._confirm():
                 return "target_return"
 
     def restart(self, rank: int, message: str) -> None:
@@ -102,16 +110,43 @@ class Supervisor:
         pause = self.cfg.runtime.pause_for_eval
         if pause:  # workers finish their rollouts first: that time still counts as training
             self.backend.pause()
-        tic, cpu = time.monotonic(), time.process_time()
         try:
-            mean = self.evaluate()
+            mean = float(self._timed_evaluation(self.cfg.runtime.eval_episodes).mean())
         finally:
-            self.clock.eval_time += time.monotonic() - tic
-            self.clock.eval_cpu += time.process_time() - cpu
             if pause:
                 self.backend.resume()
         self.last_eval = mean
         return mean
+
+    def _confirm(self) -> bool:
+        """An evaluation reached the target: check it on `confirm_episodes` episodes with the workers held, so that
+        the parameters confirmed are the ones the run ends with (on success they are never resumed)."""
+        episodes, target = self.cfg.runtime.confirm_episodes, self.target
+        self.backend.pause()
+        solved = False
+        try:
+            returns = self._timed_evaluation(episodes)
+            steps = self.shared.counters()["env_steps"]
+            solved = bool(returns.mean() >= target)
+            if solved:
+                self.confirmed = returns
+                self.metrics.log(f"pacer: solved: {episodes}-episode greedy mean {returns.mean():.1f} >= {target:g} "
+                                 f"at {steps:,} env steps; stopping")
+            else:
+                self.metrics.log(f"pacer: not yet solved: {episodes}-episode greedy mean {returns.mean():.1f} < "
+                                 f"{target:g} at {steps:,} env steps; training on")
+        finally:
+            if not solved:
+                self.backend.resume()
+        return solved
+
+    def _timed_evaluation(self, episodes: int) -> NDArray[np.float64]:
+        tic, cpu = time.monotonic(), time.process_time()
+        try:
+            return self.evaluate(episodes)
+        finally:
+            self.clock.eval_time += time.monotonic() - tic
+            self.clock.eval_cpu += time.process_time() - cpu
 
 
 def _next_multiple(steps: int, every: int) -> int:

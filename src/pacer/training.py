@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from pacer import checkpoint
+from pacer import checkpoint, normalize
 from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
-from pacer.config import Config, load_yaml, save_yaml
-from pacer.envs import check_env_id, spaces_of
+from pacer.config import Config, load_yaml, merge, nest, save_yaml
+from pacer.envs import check_env_id, spaces_of, stop_target
 from pacer.errors import PacerError
 from pacer.evaluation import run_episodes
 from pacer.metrics import Metrics
 from pacer.model import action_kind, make_model
-from pacer.presets import resolve
+from pacer.presets import announce, resolve
 from pacer.runtime import optim
 from pacer.runtime import shared as shared_state
 from pacer.runtime.signals import StopSignals
@@ -50,10 +50,11 @@ class TrainResult:
     checkpoint: Path
 
 
-def train(config: Config | dict[str, Any] | None = None, *, preset: str | None = None,
+def train(config: Config | dict[str, Any] | None = None, *, preset: str | None = "auto",
           resume: str | Path | None = None, **overrides: Any) -> TrainResult:
-    """Train an agent. `config` is a Config or nested dict (on top of `preset`); `overrides` use '__' for '.',
-    e.g. `train(runtime__workers=2)`. With `resume=RUN_DIR` the saved run continues where it stopped."""
+    """Train an agent. `config` is a Config or nested dict (on top of `preset`: by default the one tuned for its
+    env and algorithm, if any; 'none' for the plain defaults); `overrides` use '__' for '.', e.g.
+    `train(runtime__workers=2)`. With `resume=RUN_DIR` the saved run continues where it stopped."""
     dotted = {k.replace("__", "."): v for k, v in overrides.items()}
     saved: dict[str, Any] | None = None
     if resume is not None:
@@ -64,11 +65,18 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         cfg = Config.from_dict(load_yaml(run_dir / "config.yaml")).replace(dotted)
         _check_resume(saved, cfg, run_dir)
     else:
-        cfg = resolve(config, preset).replace(dotted)
+        if isinstance(config, Config):
+            cfg = resolve(config, preset).replace(dotted)
+        else:  # the preset is chosen for the env and algorithm the config and overrides ask for
+            wanted = merge(nest(config or {}), nest(dotted))
+            line = announce(wanted, preset)
+            if line is not None:
+                _stderr(line)
+            cfg = resolve(wanted, preset)
         run_dir = _new_run_dir(cfg)
     check_env_id(cfg.env.id)
     algorithm = get_algo(cfg.algo.name)
-    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps)
+    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
     kind = action_kind(act_space)
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, obs_space, act_space)
@@ -95,7 +103,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     def evaluate(episodes: int) -> np.ndarray:
         eval_model.load_state_dict(shared.snapshot())
         return run_episodes(eval_model, kind, cfg.env.id, episodes, cfg.runtime.seed + EVAL_SEED_OFFSET,
-                            greedy=True, max_episode_steps=cfg.env.max_episode_steps)
+                            greedy=True, max_episode_steps=cfg.env.max_episode_steps, env_kwargs=cfg.env.kwargs)
 
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"
@@ -115,8 +123,13 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
 
     metrics = Metrics(run_dir, cfg.log.metrics_format, cfg.log.tensorboard, cfg.log.progress,
                       cfg.runtime.total_steps, start_steps)
-    supervisor = Supervisor(cfg, shared, backend, metrics, clock, lambda: float(evaluate(cfg.runtime.eval_episodes)
-                                                                                .mean()), save_periodic)
+    target = stop_target(cfg.env.id, cfg.runtime.stop_at_return)
+    if target is not None and cfg.runtime.eval_every:
+        source = "its reward_threshold" if cfg.runtime.stop_at_return == "auto" else "runtime.stop_at_return"
+        _stderr(f"pacer: stops once a greedy evaluation of {cfg.env.id} reaches {target:g} ({source}), confirmed on "
+                f"{cfg.runtime.confirm_episodes} episodes; runtime.stop_at_return=null trains to the budget")
+    supervisor = Supervisor(cfg, shared, backend, metrics, clock, evaluate, save_periodic,
+                            target if cfg.runtime.eval_every else None)
     user_threads = torch.get_num_threads()
     # The parent evaluates while workers run: more threads here only fight the workers for cores.
     torch.set_num_threads(cfg.runtime.threads_per_worker)
@@ -144,8 +157,8 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         raise stopped_by
     signals.raise_if_received()  # after a clean stop and a final checkpoint: the caller decides what it means
 
-    eval_returns = None
-    if cfg.runtime.final_eval_episodes:
+    eval_returns = supervisor.confirmed  # a run that stopped solved was just scored, on these very parameters
+    if eval_returns is None and cfg.runtime.final_eval_episodes:
         tic = time.monotonic()
         eval_returns = evaluate(cfg.runtime.final_eval_episodes)
         clock.eval_time += time.monotonic() - tic
@@ -231,6 +244,7 @@ def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock, worker
         "optimizer": {"kind": cfg.algo.optimizer,
                       "states": [[{k: v.clone() for k, v in e.items()} for e in s] for s in shared.optimizer_states]},
         "counters": shared.counters(),
+        "obs_moments": None if shared.obs_moments is None else shared.obs_moments.clone(),
         "wall_time": clock.elapsed(),
         "eval_time": clock.eval_time,
         "config": cfg.to_dict(),
@@ -255,6 +269,7 @@ def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Confi
     for target, source in zip(shared.optimizer_states, states, strict=True):
         optim.load_state(target, source)
     shared.set_counters(saved["counters"])
+    _restore_obs_moments(saved.get("obs_moments"), shared)
     clock.before = float(saved["wall_time"])
     clock.eval_time = clock.eval_before = float(saved.get("eval_time", 0.0))
     checkpoint.set_rng_state(saved["rng"])
@@ -280,3 +295,15 @@ def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_c
         "workers": [{"rank": rank, **where} for rank, where in sorted(placement.items())],  # host (node) of each
     }
     (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _restore_obs_moments(saved: torch.Tensor | None, shared: shared_state.SharedState) -> None:
+    """Row for row when the worker count is the same (a bit-exact resume); else all in the earlier-sessions row."""
+    rows = shared.obs_moments
+    if rows is None or saved is None:
+        return
+    if saved.shape == rows.shape:
+        rows.copy_(saved)
+        return
+    rows.zero_()
+    rows[-1] = torch.from_numpy(normalize.total(saved.numpy()))

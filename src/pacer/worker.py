@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pacer import normalize
 from pacer.algos import Algorithm, Batch, explained_variance, prepare
 from pacer.config import Config
 from pacer.envs import make_vector_env
@@ -47,12 +48,15 @@ class Worker:
     def __init__(self, spec: WorkerSpec, link: Link) -> None:
         cfg = spec.config
         self.cfg, self.spec, self.link = cfg, spec, link
-        self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps)
+        self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps,
+                                   kwargs=cfg.env.kwargs)
         self.kind = action_kind(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())
+        self.norm = normalize.norm_of(self.model)
         link.pull(self.local_params)
-        self.collector = Collector(self.env, self.model, self.kind, spec.seed, cfg.env.termination_reward)
+        scaler = normalize.RewardScaler(self.env.num_envs, cfg.algo.gamma) if cfg.algo.scale_rewards else None
+        self.collector = Collector(self.env, self.model, self.kind, spec.seed, cfg.env.termination_reward, scaler)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
         self.first_reported = False
@@ -71,11 +75,15 @@ class Worker:
         """One rollout and its updates; returns what happened, as plain numbers."""
         tic = time.perf_counter()
         self.link.pull(self.local_params)
+        if self.norm is not None:  # fixed for the whole rollout and its updates: what collected is what learns
+            self.norm.load(self.link.obs_stats())
         self.timings["sync"] += time.perf_counter() - tic
         if self.spec.algorithm.targets == "mc":
             rollout = self.collector.collect_episodes()
         else:
             rollout = self.collector.collect(self.cfg.algo.n_steps)
+        if self.norm is not None:
+            self.link.observe(normalize.moments(rollout.obs[rollout.valid]))
         tic = time.perf_counter()
         batch = prepare(rollout, self.cfg.algo, self.spec.algorithm.targets)
         self.timings["returns"] += time.perf_counter() - tic

@@ -8,9 +8,12 @@ on torch >= 2, where `zero_grad()` sets them to None instead of zeroing in place
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from pacer import normalize
 from pacer.config import Config
 from pacer.runtime import optim
 from pacer.runtime.shared import SharedState
@@ -44,6 +47,14 @@ class HogwildLink:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
+
+    def observe(self, moments: Any) -> None:
+        assert self.shared.obs_moments is not None
+        row = self.shared.obs_moments[self.rank].numpy()  # this worker's own row: it is the only writer
+        row[:] = normalize.combine(row, moments)
+
+    def obs_stats(self) -> Any:
+        return self.shared.obs_stats()
 
     def add(self, steps: int, episodes: int, updates: int) -> None:
         self.shared.add(self.rank, steps, episodes, updates)

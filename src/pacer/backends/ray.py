@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pacer import normalize
 from pacer.config import Config
 from pacer.errors import PacerError
 from pacer.reports import Report
@@ -136,7 +137,8 @@ class RayBackend:
         if self.params_version != self.version:  # once per version, whoever asks
             self.params_ref = self.ray.put([p.detach().numpy().copy() for p in self.params])
             self.params_version = self.version
-        ref = self.actors[rank].iterate.remote(self.version, [self.params_ref], self.shared.counters()["env_steps"])
+        ref = self.actors[rank].iterate.remote(self.version, [self.params_ref], self.shared.counters()["env_steps"],
+                                               self.shared.obs_stats())
         self.calls[rank] = (ref, time.monotonic())
 
     def poll(self, timeout: float) -> list[Report]:
@@ -160,7 +162,7 @@ class RayBackend:
 
         del self.calls[rank]
         try:
-            (mode, update), report = self.ray.get(ref)
+            (mode, update, moments), report = self.ray.get(ref)
         except errors.RayTaskError as exc:  # the actor's own code raised: its traceback comes with it
             self._lose(rank, f"worker {rank} failed:\n{str(exc).rstrip()}")
             return None
@@ -168,6 +170,9 @@ class RayBackend:
             self._lose(rank, f"worker {rank}'s actor died ({type(exc).__name__}: its process or node is gone)")
             return None
         self._apply(rank, mode, update)
+        if moments is not None and self.shared.obs_moments is not None:
+            row = self.shared.obs_moments[rank].numpy()
+            row[:] = normalize.combine(row, moments)
         self.answered.add(rank)
         self.shared.add(rank, report.env_steps, len(report.episode_returns), report.updates)
         self.shared.beat(rank)

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pacer import normalize
 from pacer.reports import Report
 from pacer.runtime import optim
 from pacer.usercode import unwrap
 from pacer.worker import Worker, WorkerSpec
 
-Update = tuple[str, list[Any]]  # ("grad" or "delta", one NumPy array (or None) per parameter)
+# ("grad" or "delta", one NumPy array (or None) per parameter, the rollouts' observation moments or None)
+Update = tuple[str, list[Any], Any]
 
 
 class ActorLink:
@@ -39,11 +41,19 @@ class ActorLink:
         self.grads: list[Any] = []
         self.steps_seen = 0
         self.optimizer: torch.optim.Optimizer | None = None  # delta mode: this actor's own, kept across rollouts
+        self.stats: Any = None  # the run's observation moments, as the driver sent them
+        self.moments: Any = None  # this rollout's, for the driver
 
-    def receive(self, version: int, params: list[np.ndarray] | None, env_steps: int) -> None:
+    def receive(self, version: int, params: list[np.ndarray] | None, env_steps: int, stats: Any) -> None:
         if params is not None:
             self.received, self.received_version = params, version
-        self.steps_seen = env_steps
+        self.steps_seen, self.stats = env_steps, stats
+
+    def observe(self, moments: Any) -> None:
+        self.moments = moments if self.moments is None else normalize.combine(self.moments, moments)
+
+    def obs_stats(self) -> Any:
+        return self.stats
 
     def pull(self, params: list[nn.Parameter]) -> int:
         """At a rollout's start, load the parameters received with the call; later in the rollout (between
@@ -68,12 +78,13 @@ class ActorLink:
         self.optimizer.step()
 
     def take_update(self, params: list[nn.Parameter]) -> Update:
+        moments, self.moments = self.moments, None
         if self.mode == "grad":
             grads, self.grads = self.grads, []
-            return ("grad", grads)
+            return ("grad", grads, moments)
         delta = [(p.detach() - s).numpy() for p, s in zip(params, self.start, strict=True)]
         self.loaded_version = -1  # the next call's parameters replace this rollout's local learning
-        return ("delta", delta)
+        return ("delta", delta, moments)
 
     def add(self, steps: int, episodes: int, updates: int) -> None:
         pass  # the driver counts, from the report
@@ -100,7 +111,7 @@ class WorkerActor:
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
 
-    def iterate(self, version: int, params: list[Any], env_steps: int) -> tuple[Update, Report]:
+    def iterate(self, version: int, params: list[Any], env_steps: int, stats: Any = None) -> tuple[Update, Report]:
         import ray
 
         if self.worker is None:  # built on the first call, so that a failure comes back as that call's error
@@ -108,7 +119,7 @@ class WorkerActor:
         link = self.worker.link
         assert isinstance(link, ActorLink)
         fresh = params[0] is not None and version != link.received_version
-        link.receive(version, ray.get(params[0]) if fresh else None, env_steps)
+        link.receive(version, ray.get(params[0]) if fresh else None, env_steps, stats)
         report = self.worker.iterate()
         return link.take_update(self.worker.local_params), report
 

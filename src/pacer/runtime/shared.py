@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pacer import normalize
 from pacer.config import Config
 from pacer.runtime import optim
 
@@ -62,6 +63,9 @@ class SharedState:
     """Set by the supervisor to hold every worker between rollouts (evaluation with `runtime.pause_for_eval`)."""
     waiting: Any
     """int8 array [workers]: 1 while worker w is held by `pause`."""
+    obs_moments: torch.Tensor | None = None
+    """float64 [workers + 1, 1 + 2 * obs_dim] with `model.normalize_input: running`: row w is worker w's
+    observation moments (pacer/normalize.py), the last row those of earlier sessions; None otherwise."""
 
     def add(self, rank: int, steps: int, episodes: int, updates: int) -> None:
         width = len(self.counts) // len(COUNTERS)
@@ -108,9 +112,17 @@ class SharedState:
         """What worker `rank` needs: the parameters, its optimizer state, the counters and flags."""
         return dataclasses.replace(self, model=None, optimizer_states=[self.optimizer_slot(rank)])
 
+    def obs_stats(self) -> Any:
+        """The run's observation moments: every worker's row combined (None without running normalization)."""
+        return None if self.obs_moments is None else normalize.total(self.obs_moments.numpy())
+
     def snapshot(self) -> dict[str, torch.Tensor]:
-        """A private copy of the parameters, for evaluation and checkpoints while workers keep writing."""
+        """A private copy of the parameters (and the observation statistics as of now), for evaluation and
+        checkpoints while workers keep writing."""
         assert self.model is not None, "the model is the parent's"
+        norm = normalize.norm_of(self.model)
+        if norm is not None and self.obs_moments is not None:
+            norm.load(self.obs_stats())
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
@@ -119,11 +131,15 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
     slots = 1 if cfg.algo.shared_optimizer else workers
     params = list(model.parameters())
     states = [optim.new_state(cfg.algo.optimizer, params) for _ in range(slots)]
+    norm = normalize.norm_of(model)
+    obs_moments = None if norm is None else torch.zeros(workers + 1, 1 + 2 * norm.mean.numel(), dtype=torch.float64)
     if in_shared_memory:
         model.share_memory()
         for state in states:
             optim.share_state(state)
+        if obs_moments is not None:
+            obs_moments.share_memory_()
     return SharedState(model=model, params=params, optimizer_states=states,
                        counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
                        heartbeats=ctx.Array("d", workers, lock=False), stop=Flag(ctx), pause=Flag(ctx),
-                       waiting=ctx.Array("b", workers, lock=False))
+                       waiting=ctx.Array("b", workers, lock=False), obs_moments=obs_moments)
