@@ -24,7 +24,9 @@ class Run:
     def __init__(self, run_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.run_dir = run_dir
         self.own = OwnFiles()
-        full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **self.own.env, **(env or {})}
+        # PYTHONFAULTHANDLER: a run that hangs is sent SIGABRT and prints every thread's stack (see wait)
+        full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "PYTHONFAULTHANDLER": "1",
+                    **self.own.env, **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run_dir), *BASE,
                                       *args], start_new_session=True, env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
@@ -86,16 +88,32 @@ class Run:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            state = self._diagnose()
+            os.kill(self.proc.pid, signal.SIGABRT)  # the fault handler prints where each thread is
+            time.sleep(2.0)
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.reader.join(timeout=5)
-            raise AssertionError(f"the run did not exit within {timeout} s; its stderr:\n{self.stderr}") from None
+            raise AssertionError(f"the run did not exit within {timeout} s ({state}); its stderr:\n{self.stderr}"
+                                 ) from None
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.reader.join(timeout=5)
         return self.proc.returncode
+
+    def _diagnose(self) -> str:
+        """The hung run's signal masks (blocked, ignored, caught: hex bit sets) and how far it trained."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+        except OSError:
+            status = []
+        masks = " ".join(line.replace("\t", "") for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+        metrics = self.run_dir / "metrics.jsonl"
+        rows = metrics.read_text().splitlines() if metrics.exists() else []
+        steps = json.loads(rows[-1])["env_steps"] if rows else None
+        return f"{masks}; {len(rows)} metric rows, last env_steps {steps}; workers {self.workers()}"
 
     def leftovers(self, settle: float = 5.0) -> tuple[list[tuple[int, str]], set[str]]:
         """Processes of the session (zombies included) and the run's own /dev/shm entries and /tmp/pymp-* dirs
