@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pacer.config import Config, merge, nest
+from pacer.config import AlgoConfig, Config, merge, nest
 from pacer.errors import PacerError, did_you_mean
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -45,6 +45,53 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "gamma": 0.999, "gae_lambda": 0.98, "entropy_coef": 0.01},
         "runtime": {"total_steps": 1_000_000, "eval_every": 100_000},
     },
+    "lunarlander-continuous": {
+        "env": {"id": "LunarLander-v3", "kwargs": {"continuous": True}, "envs_per_worker": 16},
+        "model": {"normalize_input": "running", "init": "orthogonal", "log_std_init": -0.5},
+        "algo": {"name": "ppo", "n_steps": 256, "minibatches": 32, "lr": 3e-4, "lr_schedule": "constant",
+                 "gamma": 0.999, "gae_lambda": 0.98, "entropy_coef": 0.0, "scale_rewards": True},
+        "runtime": {"total_steps": 2_000_000, "eval_every": 100_000},
+    },
+    "halfcheetah": {
+        "env": {"id": "HalfCheetah-v5", "envs_per_worker": 8},
+        "model": {"normalize_input": "running", "init": "orthogonal"},
+        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 32, "lr": 3e-4,
+                 "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
+        "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
+    },
+    "hopper": {
+        "env": {"id": "Hopper-v5", "envs_per_worker": 8},
+        "model": {"normalize_input": "running", "init": "orthogonal"},
+        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 32, "lr": 3e-4,
+                 "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
+        "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
+    },
+    # a2c and a3c: one update per short rollout. On pacer's runtime both run asynchronously (Hogwild); a3c shares
+    # its optimizer's statistics between workers (shared RMSprop, as in the A3C paper), a2c keeps one per worker.
+    "cartpole-a2c": {
+        "env": {"id": "CartPole-v1", "envs_per_worker": 8},
+        "algo": {"name": "a2c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": False,
+                 "gae_lambda": 1.0, "entropy_coef": 0.0},
+        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
+    },
+    "cartpole-a3c": {
+        "env": {"id": "CartPole-v1", "envs_per_worker": 8},
+        "algo": {"name": "a3c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": True,
+                 "gae_lambda": 1.0, "entropy_coef": 0.0},
+        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
+    },
+    "acrobot-a2c": {
+        "env": {"id": "Acrobot-v1", "envs_per_worker": 8},
+        "algo": {"name": "a2c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": False,
+                 "gae_lambda": 1.0, "entropy_coef": 0.01},
+        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
+    },
+    "acrobot-a3c": {
+        "env": {"id": "Acrobot-v1", "envs_per_worker": 8},
+        "algo": {"name": "a3c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": True,
+                 "gae_lambda": 1.0, "entropy_coef": 0.01},
+        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
+    },
 }
 
 
@@ -61,13 +108,13 @@ def choose(config: dict[str, Any] | None, preset: str | None) -> str | None:
     wanted = nest(config or {})
     env = wanted.get("env", {})
     env_id, kwargs = env.get("id", "CartPole-v1"), env.get("kwargs") or {}
-    algo = wanted.get("algo", {}).get("name")
+    algo = wanted.get("algo", {}).get("name", AlgoConfig.name)
     for name, body in PRESETS.items():
         if name in AUTO_EXCLUDED or body["env"]["id"] != env_id:
             continue
         if (body["env"].get("kwargs") or {}) != kwargs:  # LunarLander-v3 vs LunarLander-v3 continuous=True
             continue
-        if algo is None or body.get("algo", {}).get("name", "ppo") == algo:
+        if body.get("algo", {}).get("name", AlgoConfig.name) == algo:
             return name
     return None
 

@@ -1,0 +1,90 @@
+"""Presets picked for the env and algorithm a run asks for; the stop-when-solved target; env kwargs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+from pacer.config import Config
+from pacer.envs import spaces_of, stop_target
+from pacer.errors import PacerError
+from pacer.presets import announce, choose, resolve
+
+
+@pytest.mark.parametrize(("config", "picked"), [
+    (None, None),  # CartPole with PPO: the defaults are tuned for it
+    ({"env": {"id": "LunarLander-v3"}}, "lunarlander"),
+    ({"env.id": "LunarLander-v3", "env.kwargs.continuous": True}, "lunarlander-continuous"),
+    ({"env": {"id": "HalfCheetah-v5"}}, "halfcheetah"),
+    ({"env": {"id": "Hopper-v5"}}, "hopper"),
+    ({"env": {"id": "Acrobot-v1"}}, "acrobot"),
+    ({"env": {"id": "Acrobot-v1"}, "algo": {"name": "a3c"}}, "acrobot-a3c"),
+    ({"env": {"id": "CartPole-v1"}, "algo": {"name": "a2c"}}, "cartpole-a2c"),
+    ({"env": {"id": "CartPole-v1"}, "algo": {"name": "mc"}}, None),  # classic-da2c is only chosen by name
+    ({"env": {"id": "LunarLander-v3"}, "algo": {"name": "a2c"}}, None),  # no preset for that pair
+    ({"env": {"id": "MountainCar-v0"}}, None),
+], ids=str)
+def test_auto_picks_the_preset_of_the_env_and_algorithm(config: dict | None, picked: str | None) -> None:
+    assert choose(config, "auto") == picked
+    assert choose(config, "none") is None
+    line = announce(config, "auto")
+    assert (line is None) == (picked is None)
+    if picked:
+        assert line == (f"pacer: using preset {picked!r}, tuned for {resolve(None, picked).env.id} "
+                        "(--preset none for the plain defaults)")
+
+
+def test_the_config_overrides_the_preset_it_picked() -> None:
+    cfg = resolve({"env": {"id": "LunarLander-v3"}, "algo": {"lr": 1e-4}}, "auto")
+    assert cfg.algo.lr == 1e-4 and cfg.algo.n_steps == 256  # the preset's n_steps, the config's lr
+    assert resolve({"env": {"id": "LunarLander-v3"}}, "none").algo.n_steps == Config().algo.n_steps
+
+
+def test_the_cli_says_which_preset_it_picked(tmp_path: Path) -> None:
+    """`pacer train --env Acrobot-v1` trains with 'acrobot'; with --preset none, with the defaults."""
+    def run(*extra: str) -> tuple[str, str]:
+        out = subprocess.run([sys.executable, "-m", "pacer", "train", "--env", "Acrobot-v1", "--backend", "inline",
+                              "--workers", "1", "--total-steps", "64", "--no-progress", "--set",
+                              "log.tensorboard=false", "--set", "runtime.final_eval_episodes=0", "--run-dir",
+                              str(tmp_path / f"run{len(extra)}"), *extra], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stderr, (tmp_path / f"run{len(extra)}" / "config.yaml").read_text()
+
+    err, saved = run()
+    assert "pacer: using preset 'acrobot', tuned for Acrobot-v1 (--preset none for the plain defaults)" in err
+    assert "envs_per_worker: 16" in saved
+    err, saved = run("--preset", "none")
+    assert "using preset" not in err and "envs_per_worker: 32" in saved
+
+
+@pytest.mark.parametrize(("env_id", "setting", "target"), [
+    ("CartPole-v1", "auto", 475.0), ("Acrobot-v1", "auto", -100.0), ("LunarLander-v3", "auto", 200.0),
+    ("Pendulum-v1", "auto", None), ("helpers:make_cartpole", "auto", None),
+    ("Pendulum-v1", -200.0, -200.0), ("CartPole-v1", None, None),
+])
+def test_stop_target(env_id: str, setting: float | str | None, target: float | None) -> None:
+    assert stop_target(env_id, setting) == target
+
+
+def test_stop_at_return_values() -> None:
+    assert Config.from_dict({"runtime": {"stop_at_return": "auto"}}).runtime.stop_at_return == "auto"
+    assert Config.from_dict({"runtime": {"stop_at_return": "3e2"}}).runtime.stop_at_return == 300.0
+    with pytest.raises(PacerError, match=r"^runtime.stop_at_return must be a number, 'auto' or null; got 'soon'$"):
+        Config.from_dict({"runtime": {"stop_at_return": "soon"}})
+    # 'auto' without evaluations is simply no early stop; an explicit number needs them
+    Config.from_dict({"runtime": {"eval_every": 0}})
+
+
+def test_env_kwargs_reach_the_env() -> None:
+    _, discrete = spaces_of("LunarLander-v3")
+    _, continuous = spaces_of("LunarLander-v3", None, {"continuous": True})
+    assert isinstance(discrete, gym.spaces.Discrete) and isinstance(continuous, gym.spaces.Box)
+    with pytest.raises(PacerError, match=r"^cannot make CartPole-v1 with env.kwargs \{'colour': 'red'"):
+        spaces_of("CartPole-v1", None, {"colour": "red"})
+    with pytest.raises(PacerError, match=r"^env.kwargs.f must be plain data"):
+        Config.from_dict({"env": {"kwargs": {"f": object()}}})
