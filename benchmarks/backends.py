@@ -117,6 +117,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from pacer.bench import record
 
+    record.begin()
     result = solve() if kind == "solve" else cluster()
     print("wrote", record.write(f"backends-{kind}", result))
 

@@ -122,11 +122,15 @@ def soak(minutes: float, out: Path) -> dict[str, Any]:
 
 def main() -> None:
     mode, amount = sys.argv[1], float(sys.argv[2])
+    sys.path.insert(0, str(ROOT / "src"))
+    from pacer.bench.record import git_commit
+
+    commit = git_commit()  # before this run writes anything
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = ROOT / "runs" / f"soak-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     record = {"kills": kills, "cycles": cycles, "soak": soak}[mode](int(amount) if mode != "soak" else amount, out)
-    record.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpus=os.cpu_count(),
+    record.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpus=os.cpu_count(), commit=commit,
                   command=f"python benchmarks/soak.py {mode} {sys.argv[2]}")
     path = ROOT / "benchmarks" / "results" / f"soak-{mode}-{stamp}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -100,3 +100,14 @@ def test_a_short_compare_runs_end_to_end(tmp_path: Path) -> None:
     assert record["throughput"]["pacer"]["steps_per_s"] > 0 and record["throughput"]["sb3-a2c"]["steps_per_s"] > 0
     assert "solve_time sb3-a2c / pacer" in record["ratios"] or not sb3_run["solved"]
     assert (out / "compare-CartPole-v1.png").stat().st_size > 10_000
+
+
+def test_a_record_carries_the_commit_seen_before_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pacer.bench import record
+
+    monkeypatch.setattr(record, "_COMMIT_AT_START", [])
+    monkeypatch.setattr(record, "git_commit", lambda: "abc123")
+    record.begin()
+    monkeypatch.setattr(record, "git_commit", lambda: "abc123-dirty")  # the run's own files made the tree dirty
+    saved = json.loads(record.write("probe", {}, tmp_path).read_text())
+    assert saved["commit"] == "abc123"

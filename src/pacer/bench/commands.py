@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    record.begin()
     kind = args.bench
     png: Path | None = None
     result: dict[str, Any]

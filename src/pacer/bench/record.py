@@ -64,14 +64,25 @@ def command() -> str:
     return f"{shlex.quote(sys.argv[0])} {args}"
 
 
+_COMMIT_AT_START: list[str | None] = []
+
+
+def begin() -> None:
+    """Read the git commit now, before the benchmark writes any file (run dirs, plots, the record itself would
+    otherwise make a clean tree look '-dirty'); `write` records this one."""
+    _COMMIT_AT_START[:] = [git_commit()]
+
+
 def write(kind: str, payload: dict[str, Any], out_dir: Path = RESULTS_DIR) -> Path:
-    """benchmarks/results/<kind>-<date>.json with the context that makes the numbers meaningful."""
+    """benchmarks/results/<kind>-<date>.json with the context that makes the numbers meaningful. The commit is the
+    one `begin()` saw (else the current one)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = out_dir / f"{kind}-{stamp}.json"
     record = {"kind": kind, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
               "command": command(),
-              "machine": machine(), "versions": versions(), "commit": git_commit(), **payload}
+              "machine": machine(), "versions": versions(),
+              "commit": _COMMIT_AT_START[0] if _COMMIT_AT_START else git_commit(), **payload}
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 
