@@ -17,6 +17,14 @@ BASE = ["--no-progress", "--envs-per-worker", "4", "--workers", "2", "--set", "l
         "--set", "runtime.final_eval_episodes=2"]
 
 
+def as_from_a_terminal() -> None:
+    """preexec_fn: SIGINT and SIGTERM at their defaults, as a command typed at a terminal gets them. A test run in
+    the background of a script (`make test &`) inherits SIGINT ignored, and pacer keeps an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 class Run:
     """A `pacer train` process in a new session (so it can be signalled as a terminal would, as a group), with a
     TMPDIR of its own (so its /tmp/pymp-* dirs are told apart from other runs')."""
@@ -29,7 +37,7 @@ class Run:
                     **self.own.env, **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run_dir), *BASE,
                                       *args], start_new_session=True, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
         self.own.watch_session(self.proc.pid)
         self.lines: list[tuple[float, str]] = []
         self.reader = threading.Thread(target=self._read, daemon=True)

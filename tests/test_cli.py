@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import pacer
+from faults import as_from_a_terminal
 from leftovers import OwnFiles, session_processes
 from pacer import checkpoint
 
@@ -60,7 +61,8 @@ def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path, monkeypat
     # a new session, signalled as a group: exactly what a terminal does on Ctrl-C
     proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run), "--total-steps",
                              "100000000", "--no-progress", "--envs-per-worker", "4"],
-                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_from_a_terminal)
     try:
         deadline = time.monotonic() + 60
         metrics = run / "metrics.jsonl"

@@ -187,3 +187,20 @@ def test_a_stop_request_interrupts(tmp_path: Path) -> None:
     run.supervisor.stop_requested = lambda: run.backend.polls >= 3
     assert run.run() == "interrupted"
     assert run.backend.polls == 3
+
+
+def test_the_time_limit_counts_training_not_evaluation(tmp_path: Path) -> None:
+    """An evaluation that takes 0.3 s (each) does not use up a 0.2 s training-time limit."""
+    run = Run(tmp_path, {"total_steps": 10**6, "time_limit": 0.2, "eval_every": 50}, steps=10, poll_s=0.01,
+              evals=[0.0] * 100)
+    evaluate = run.supervisor.evaluate
+
+    def slow(episodes: int) -> np.ndarray:
+        time.sleep(0.3)
+        return evaluate(episodes)
+
+    run.supervisor.evaluate = slow
+    tic = time.monotonic()
+    assert run.run() == "time_limit"
+    assert len(run.evaluated_at) >= 3  # with the evaluations counted it would stop after the first
+    assert time.monotonic() - tic >= 0.2 + 0.3 * len(run.evaluated_at) - 0.05

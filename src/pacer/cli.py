@@ -94,11 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_IGN:  # inherited as ignored (nohup-like launchers): it stays ignored
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = _run(argv)
     finally:
-        signal.signal(signal.SIGTERM, previous)  # called from Python (tests), leave the handler as it was
+        if previous is not None:  # called from Python (tests), leave the handler as it was
+            signal.signal(signal.SIGTERM, previous)
     # only now, with the run's objects (and any exception's traceback) gone, is it safe to stop the helpers
     from pacer.runtime.processes import stop_helpers
 

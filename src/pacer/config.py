@@ -129,7 +129,8 @@ class RuntimeConfig:
     total_episodes: int | None = field(default=None, metadata={"min": 1})
     """Also stop after this many finished episodes (the classic setup counts episodes, not steps)."""
     time_limit: float | None = field(default=None, metadata={"min": 0.0})
-    """Stop after this many seconds of training."""
+    """Stop after this many seconds of training in this session (evaluation time excluded; a resumed run gets the
+    limit afresh)."""
     seed: int = field(default=0, metadata={"min": 0})
     """Base seed; worker i uses seed + i."""
     eval_every: int = field(default=25_000, metadata={"min": 0})

@@ -63,7 +63,7 @@ class Supervisor:
     def run(self) -> str:
         """Supervise until the run should end; returns why ('total_steps', 'time_limit', 'target_return')."""
         rt = self.cfg.runtime
-        session_start = time.monotonic()
+        session_start, eval_before = time.monotonic(), self.clock.eval_time
         while True:
             if self.stop_requested():
                 return "interrupted"
@@ -87,7 +87,9 @@ class Supervisor:
                 return "total_steps"
             if rt.total_episodes is not None and self.shared.counters()["episodes"] >= rt.total_episodes:
                 return "total_episodes"
-            if rt.time_limit is not None and now - session_start >= rt.time_limit:
+            # the limit is on training time: evaluations (and confirmations) do not use it up
+            trained = now - session_start - (self.clock.eval_time - eval_before)
+            if rt.time_limit is not None and trained >= rt.time_limit:
                 return "time_limit"
             if self.target is not None and eval_mean is not None and eval_mean >= self.target and self._confirm():
                 return "target_return"

@@ -58,6 +58,15 @@ def add_parser(sub: Any) -> None:
                            help="also run SB3 PPO with its default rgb_array rendering for this many seeds")
             p.add_argument("--throughput-seconds", type=float, default=10.0)
 
+    tm = kinds.add_parser("timed", parents=[common],
+                          help="greedy return after a fixed training time, pacer vs SB3 PPO (MuJoCo; bench extra)")
+    tm.add_argument("--env", default="HalfCheetah-v5")
+    tm.add_argument("--seeds", type=int, default=1)
+    tm.add_argument("--pacer-seconds", type=float, default=300.0)
+    tm.add_argument("--sb3-seconds", type=float, default=1500.0)
+    tm.add_argument("--eval-every", type=int, default=50_000)
+    tm.add_argument("--eval-episodes", type=int, default=10)
+
     sc = kinds.add_parser("scaling", parents=[common], help="speed-up over worker counts, Amdahl fit")
     sc.add_argument("--env", default="LunarLander-v3")
     sc.add_argument("--preset", default="lunarlander")
@@ -71,7 +80,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pacer.bench import plots, record, suite, throughput
+    from pacer.bench import plots, record, suite, throughput, timed
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -96,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
         png = args.out / f"compare-{args.env}.png"
         args.out.mkdir(parents=True, exist_ok=True)
         plots.compare_curves(result, png)
+    elif kind == "timed":
+        if importlib.util.find_spec("stable_baselines3") is None:
+            raise PacerError("timed needs Stable-Baselines3: pip install -e '.[bench]'")
+        result = timed.timed(args.env, list(range(args.seeds)), args.runs_dir, log, args.pacer_seconds,
+                             args.sb3_seconds, args.eval_every, args.eval_episodes)
+        png = args.out / f"timed-{args.env}.png"
+        args.out.mkdir(parents=True, exist_ok=True)
+        plots.timed_curves(result, png)
     elif kind == "scaling":
         result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset)
         png = args.out / f"scaling-{args.env}.png"

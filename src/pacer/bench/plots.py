@@ -51,6 +51,31 @@ def compare_curves(record: dict[str, Any], out: Path) -> Path:
     return out
 
 
+def timed_curves(record: dict[str, Any], out: Path) -> Path:
+    """Greedy return against training time since the command started: pacer's and SB3's runs of `bench timed`."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, rs in record["runs"].items():
+        for i, run in enumerate(rs):
+            curve = run.get("curve") or []
+            if curve:
+                ax.plot([p[0] for p in curve], [p[2] for p in curve], color=COLORS.get(name, "black"), alpha=0.8,
+                        lw=1.2, marker=".", label=name if i == 0 else None)
+    for seconds, name in ((record["pacer_s"], "pacer"), (record["sb3_s"], "sb3-ppo")):
+        ax.axvline(seconds, color=COLORS[name], ls=":", lw=1)
+    published = record.get("published")
+    if published:
+        ax.axhline(published["mean"], color="gray", ls="--", lw=1,
+                   label=f"zoo's published PPO, 1M steps ({published['mean']:.0f})")
+    ax.set(xscale="log", xlabel="seconds of training since the command started (evaluation excluded)",
+           ylabel=f"{record['eval_episodes']}-episode greedy mean", title=f"{record['env']}: return against time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def speedup_curve(record: dict[str, Any], out: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))

@@ -105,14 +105,30 @@ def steady_rate(rows: list[dict[str, Any]]) -> float | None:
     return round((last["env_steps"] - first["env_steps"]) / seconds, 1) if seconds > 0 else None
 
 
+def pacer_timed(run_dir: Path, seed: int, seconds: float, eval_every: int, eval_episodes: int,
+                settings: dict[str, Any] | None = None) -> Run:
+    """Train for `seconds` of training time (the env's preset, no early stop), evaluating every `eval_every` steps
+    with the workers held; `final_return` is the greedy mean of the final parameters."""
+    run = pacer_train(run_dir, seed, {
+        **(settings or {}), "runtime.time_limit": seconds, "runtime.stop_at_return": None,
+        "runtime.total_steps": 10**12, "runtime.eval_every": eval_every, "runtime.eval_episodes": eval_episodes,
+        "runtime.pause_for_eval": True, "runtime.final_eval_episodes": eval_episodes, "log.checkpoint_every": 0},
+        timeout=seconds * 3 + 300)
+    if "error" not in run:
+        run["final_return"] = json.loads((run_dir / "summary.json").read_text()).get("eval_mean")
+    return run
+
+
 def sb3(algo: str, env: str, seed: int, mode: str, *, target: float | None = None, eval_every: int = 0,
-        cap_s: float = 600.0, steps: int = 100_000, render_mode: str = "none") -> Run:
+        cap_s: float = 600.0, steps: int = 100_000, render_mode: str = "none",
+        eval_episodes: int = EVAL_EPISODES) -> Run:
     """Stable-Baselines3 with the rl-zoo hyperparameters (pacer.bench.sb3), timed like pacer's runs."""
     cmd = [sys.executable, "-m", "pacer.bench.sb3", "--algo", algo, "--env", env, "--seed", str(seed),
            "--mode", mode, "--render-mode", render_mode]
     if mode == "solve":
-        cmd += ["--target", str(target), "--eval-every", str(eval_every), "--eval-episodes", str(EVAL_EPISODES),
-                "--max-seconds", str(cap_s)]
+        cmd += ["--target", str(target)]
+    if mode in ("solve", "timed"):
+        cmd += ["--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes), "--max-seconds", str(cap_s)]
     else:
         cmd += ["--steps", str(steps)]
     t0, done = _run(cmd, timeout=cap_s * 3 + 300)
@@ -127,6 +143,9 @@ def sb3(algo: str, env: str, seed: int, mode: str, *, target: float | None = Non
                 "env_steps": out["env_steps"], "eval_time_s": out["eval_time_s"], "steps_per_s": out["steps_per_s"],
                 "startup_s": round(offset, 3), "hyperparams": out.get("hyperparams"),
                 "curve": [[round(offset + t, 3), steps_, mean] for t, steps_, mean in out.get("curve", [])]}
+    if mode == "timed":
+        run["final_return"] = out.get("final_return")
+        run["wall_s"] = round(offset + out["train_time_s"], 3)
     if mode == "solve":
         run["target"] = target
         run["solved"] = bool(out["solved"])

@@ -1,6 +1,7 @@
 """Stable-Baselines3 A2C/PPO with rl-baselines3-zoo hyperparameters, timed and judged by pacer's own evaluator.
 
     python -m pacer.bench.sb3 --algo ppo --env CartPole-v1 --mode solve --target 475 --eval-every 10000
+    python -m pacer.bench.sb3 --algo ppo --env HalfCheetah-v5 --mode timed --max-seconds 1500 --eval-every 50000
 
 The last line of stdout is one JSON object; everything else goes to stderr. Times are time.time() epoch seconds.
 """
@@ -36,6 +37,8 @@ from pacer.training import EVAL_SEED_OFFSET
 # rl-baselines3-zoo hyperparams/a2c.yml and hyperparams/ppo.yml (DLR-RM/rl-baselines3-zoo @ 22e3ff2, 2026-04-23),
 # copied as written; "lin_X" is a linear schedule from X to 0. The zoo renamed its LunarLander-v2 entries to
 # LunarLander-v3 in June 2025 (#495) without changing any value, so these are also the older v2 numbers.
+MUJOCO_POLICY = {"log_std_init": -2, "ortho_init": False, "activation_fn": nn.ReLU,
+                 "net_arch": {"pi": [256, 256], "vf": [256, 256]}}
 ZOO: dict[str, dict[str, dict[str, Any]]] = {
     "a2c": {
         "CartPole-v1": {"n_envs": 8, "n_timesteps": 500_000, "policy": "MlpPolicy", "ent_coef": 0.0},
@@ -52,6 +55,15 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
                            "batch_size": 64, "gae_lambda": 0.98, "gamma": 0.999, "n_epochs": 4, "ent_coef": 0.01},
         "Acrobot-v1": {"normalize": True, "n_envs": 16, "n_timesteps": 1_000_000, "policy": "MlpPolicy",
                        "n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0},
+        # The zoo's tuned MuJoCo entries (named HalfCheetah-v3/-v4, Hopper-v3/-v4 there), applied to v5.
+        "HalfCheetah-v5": {"normalize": True, "n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy",
+                           "batch_size": 64, "n_steps": 512, "gamma": 0.98, "learning_rate": 2.0633e-05,
+                           "ent_coef": 0.000401762, "clip_range": 0.1, "n_epochs": 20, "gae_lambda": 0.92,
+                           "max_grad_norm": 0.8, "vf_coef": 0.58096, "policy_kwargs": MUJOCO_POLICY},
+        "Hopper-v5": {"normalize": True, "n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy",
+                      "batch_size": 32, "n_steps": 512, "gamma": 0.999, "learning_rate": 9.80828e-05,
+                      "ent_coef": 0.00229519, "clip_range": 0.2, "n_epochs": 5, "gae_lambda": 0.99,
+                      "max_grad_norm": 0.7, "vf_coef": 0.835671, "policy_kwargs": MUJOCO_POLICY},
     },
 }
 NOT_ALGO_KWARGS = {"n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs"}  # zoo keys that are not A2C/PPO's
@@ -144,7 +156,7 @@ class BenchCallback(BaseCallback):
         mean = self.evaluate()
         self.curve.append([round(now - self.train_started_at - self.eval_time, 3), self.num_timesteps, round(mean, 2)])
         print(f"eval at {self.num_timesteps} steps: {mean:.2f}", file=sys.stderr)
-        if mean >= self.args.target:
+        if self.args.target is not None and mean >= self.args.target:
             self.solved_at = now
             self._stop(now)  # before adding this evaluation's time: it is not part of the run up to solving
         self.eval_time += time.time() - now
@@ -175,9 +187,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     callback = BenchCallback(args, evaluate)
     # Schedules run over the zoo's n_timesteps, as in the zoo; a longer throughput run stretches them.
-    total = hp["n_timesteps"] if args.mode == "solve" else max(hp["n_timesteps"], args.steps)
+    total = max(hp["n_timesteps"], args.steps) if args.mode == "throughput" else hp["n_timesteps"]
     callback.train_started_at = time.time()
     model.learn(total_timesteps=total, callback=callback)
+    final = None
+    if args.mode == "timed":  # the policy as it is when the time (or the zoo's step budget) ran out
+        final = evaluate()
+        print(f"final evaluation at {callback.num_timesteps} steps: {final:.2f}", file=sys.stderr)
     venv.close()
 
     assert callback.end is not None
@@ -197,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "solved_at": round(callback.solved_at, 3) if callback.solved_at is not None else None,
         "eval_time_before_solve_s": round(end_eval, 3) if solved else None,
         "solve_env_steps": end_steps if solved else None,
-        "curve": callback.curve,
+        "curve": callback.curve, "final_return": None if final is None else round(final, 2),
         "versions": {"sb3": sb3.__version__, "torch": torch.__version__, "gymnasium": gym.__version__},
     }
 
@@ -208,7 +224,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--algo", choices=sorted(ZOO), required=True)
     parser.add_argument("--env", required=True, help=f"one of {', '.join(ZOO['ppo'])}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mode", choices=["solve", "throughput"], required=True)
+    parser.add_argument("--mode", choices=["solve", "timed", "throughput"], required=True,
+                        help="solve: until --target; timed: --max-seconds of training, then a final evaluation; "
+                        "throughput: --steps env steps")
     parser.add_argument("--target", type=float, help="solve mode: stop when the greedy evaluation mean reaches it")
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps over all envs (solve mode)")
     parser.add_argument("--eval-episodes", type=int, default=100)
@@ -221,6 +239,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"no zoo hyperparameters for {args.algo} on {args.env}; have {', '.join(ZOO[args.algo])}")
     if args.mode == "solve" and args.target is None:
         parser.error("--mode solve needs --target")
+    if args.mode == "timed" and args.max_seconds is None:
+        parser.error("--mode timed needs --max-seconds")
     if args.eval_every <= 0 or args.eval_episodes <= 0 or args.steps <= 0:
         parser.error("--eval-every, --eval-episodes and --steps must be positive")
     return args
@@ -232,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result line
         result = run(args)
-    print(json.dumps(result), flush=True)
+    print(json.dumps(result, default=str), flush=True)  # default: the policy's activation class, by name
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def signals_deferred() -> Iterator[None]:
         return
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in _not_ignored((signal.SIGINT, signal.SIGTERM))}
     try:
         yield
     finally:
@@ -60,10 +60,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C once the run has stopped cleanly (the CLI exits 143 on it, 130 on Ctrl-C)."""
 
 
+def _not_ignored(signals: tuple[int, ...]) -> list[int]:
+    """The signals this process was not told to ignore. A program started with SIGINT ignored (a background job
+    of a non-interactive shell) keeps ignoring it, as Python itself does; pacer never takes such a signal over."""
+    return [sig for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 class StopSignals:
     """While a run is supervised, Ctrl-C and SIGTERM never raise: the first asks for a stop (the supervisor sees
     it at its next loop), a later one sets FORCE (stop waiting for workers, kill them). An exception raised at an
-    arbitrary point could land in a finalizer, where Python drops it, or half-way through a start or a write."""
+    arbitrary point could land in a finalizer, where Python drops it, or half-way through a start or a write.
+    A signal the process inherited as ignored stays ignored."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -77,7 +84,7 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):  # our handler never raises, so each swap is safe
+            for sig in _not_ignored((signal.SIGINT, signal.SIGTERM)):  # our handler never raises: each swap is safe
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
