@@ -111,3 +111,33 @@ def test_a_record_carries_the_commit_seen_before_the_run(tmp_path: Path, monkeyp
     monkeypatch.setattr(record, "git_commit", lambda: "abc123-dirty")  # the run's own files made the tree dirty
     saved = json.loads(record.write("probe", {}, tmp_path).read_text())
     assert saved["commit"] == "abc123"
+
+
+@pytest.mark.timeout(120)
+def test_the_env_only_limit_steps_the_env_in_each_process() -> None:
+    from pacer.bench.throughput import env_limit
+
+    rate = env_limit("CartPole-v1", workers=2, envs=4, seconds=0.3)
+    assert rate > 1_000  # NumPy CartPole: far more than this even on a busy machine
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_short_timed_mujoco_compare_runs_end_to_end(tmp_path: Path) -> None:
+    """`pacer bench timed` on HalfCheetah-v5: both frameworks train, are evaluated, get a final return."""
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("mujoco")
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "pacer", "bench", "timed", "--env", "HalfCheetah-v5",
+                           "--pacer-seconds", "20", "--sb3-seconds", "20", "--eval-every", "5000",
+                           "--eval-episodes", "2", "--out", str(out), "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(next(out.glob("timed-HalfCheetah-v5-*.json")).read_text())
+    for name in ("pacer", "sb3-ppo"):
+        run = record["runs"][name][0]
+        assert "error" not in run and isinstance(run["final_return"], float) and run["curve"], run
+    pacer_run = record["runs"]["pacer"][0]
+    assert pacer_run["env_steps"] > record["runs"]["sb3-ppo"][0]["env_steps"]  # 2 processes, batched envs
+    assert record["published"]["mean"] == 5819.099
+    assert (out / "timed-HalfCheetah-v5.png").stat().st_size > 10_000

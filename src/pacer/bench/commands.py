@@ -40,6 +40,8 @@ def add_parser(sub: Any) -> None:
     tp.add_argument("--seconds", type=float, default=8.0, help="training time per grid point")
     tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any config key for every grid point, e.g. --set algo.epochs=1 (repeatable)")
+    tp.add_argument("--env-limit", action="store_true",
+                    help="after each point, the env-only limit: the same processes x envs stepping random actions")
 
     for name, text in (("solve", "time from the command to a solved policy, several seeds"),
                        ("compare", "solve and throughput against Stable-Baselines3 A2C/PPO (needs the bench extra)")):
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if kind == "throughput":
         settings = _settings(args.set)
         result = {"settings": settings, "points": throughput.grid(args.env, args.backends, args.workers, args.envs,
-                                                                  args.seconds, args.preset, log, settings)}
+                                                                  args.seconds, args.preset, log, settings,
+                                                                  args.env_limit)}
     elif kind == "solve":
         result = suite.solve(args.env, list(range(args.seeds)), args.runs_dir, log, args.cap, _settings(args.set))
         s = result["summary"]["pacer"]

@@ -39,14 +39,59 @@ def measure(env: str, backend: str, workers: int, envs: int, seconds: float, pre
             "parent_core_share": round(summary["parent_cpu_s"] / max(result.wall_time, 1e-9), 3)}
 
 
+def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], seed: int) -> tuple[int, float]:
+    """Entry point of an env-only process: step a batch of envs with random actions; returns (steps, seconds)."""
+    import time
+
+    import numpy as np
+
+    from pacer.envs import make_vector_env
+
+    venv = make_vector_env(env, envs, kwargs=kwargs)
+    venv.reset(seed=seed)
+    venv.action_space.seed(seed)
+    actions = [venv.action_space.sample() for _ in range(64)]  # drawn up front: the policy's cost is not the env's
+    steps, tic = 0, time.perf_counter()
+    while time.perf_counter() - tic < seconds:
+        for batch in actions:
+            venv.step(np.asarray(batch))
+        steps += 64 * envs
+    elapsed = time.perf_counter() - tic
+    venv.close()
+    return steps, elapsed
+
+
+def env_limit(env: str, workers: int, envs: int, seconds: float, kwargs: dict[str, Any] | None = None) -> float:
+    """Env steps/s of `workers` processes that only step the same env batch as training does (random actions, no
+    model): the most any trainer could reach with that many processes."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        results = pool.starmap(_step_randomly, [(env, envs, seconds, kwargs or {}, 1000 + i) for i in range(workers)])
+    return round(sum(steps / elapsed for steps, elapsed in results), 1)
+
+
+def _env_kwargs(env: str, preset: str | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    from pacer.config import merge, nest
+    from pacer.presets import resolve
+
+    return dict(resolve(merge(nest(settings or {}), {"env": {"id": env}}), preset).env.kwargs)
+
+
 def grid(env: str, backends: list[str], workers: list[int], envs: list[int], seconds: float,
-         preset: str | None = None, log: Any = print,
-         settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+         preset: str | None = None, log: Any = print, settings: dict[str, Any] | None = None,
+         with_env_limit: bool = False) -> list[dict[str, Any]]:
+    """Each point trains for `seconds`; with `with_env_limit`, right after it the env-only limit of the same
+    workers x envs is measured (the same machine state), and the point carries their ratio."""
     points = []
     for backend in backends:
         for n in workers:
             for e in envs:
                 point = measure(env, backend, n, e, seconds, preset, settings)
+                if with_env_limit:
+                    limit = env_limit(env, n, e, seconds, _env_kwargs(env, preset, settings))
+                    point["env_limit_steps_per_s"] = limit
+                    point["share_of_env_limit"] = round((point["steps_per_s"] or 0.0) / limit, 3) if limit else None
                 log(format_point(point))
                 points.append(point)
     return points
@@ -55,5 +100,7 @@ def grid(env: str, backends: list[str], workers: list[int], envs: list[int], sec
 def format_point(p: dict[str, Any]) -> str:
     split = " ".join(f"{k} {v:.0%}" for k, v in p["worker_split"].items() if v >= 0.005)
     rate = f"{p['steps_per_s']:>11,.0f}" if p["steps_per_s"] else "        n/a"
+    limit = (f" | env-only limit {p['env_limit_steps_per_s']:,.0f} steps/s ({p['share_of_env_limit']:.0%} of it)"
+             if p.get("env_limit_steps_per_s") else "")
     return (f"{p['backend']:>6} {p['workers']:>2} x {p['envs_per_worker']:>4} envs: {rate} steps/s | "
-            f"worker time: {split} | parent {p['parent_core_share']:.0%} of a core")
+            f"worker time: {split} | parent {p['parent_core_share']:.0%} of a core{limit}")
