@@ -98,6 +98,24 @@ def test_workers_run_on_both_nodes_and_leave_no_actor(cluster: Any, tmp_path: Pa
     assert again.env_steps >= 10000 and all_cpus_free()
 
 
+def test_observation_statistics_gather_every_actors_observations(cluster: Any, tmp_path: Path) -> None:
+    """Running observation normalization on Ray: the driver merges each actor's moments (one row per worker), the
+    actors normalize with the run's statistics, the checkpoint's model carries them."""
+    from pacer import normalize
+
+    cfg = config(tmp_path, cluster, "norm")
+    cfg["env"]["id"] = "Pendulum-v1"
+    cfg["model"] = {"normalize_input": "running"}
+    cfg["algo"] = {"scale_rewards": True}
+    result = pacer.train(cfg, preset="none")
+    saved = checkpoint.load(result.checkpoint)
+    moments = saved["obs_moments"].numpy()
+    assert moments[:2, 0].sum() == result.env_steps and all(moments[:2, 0] > 0)
+    mean, _ = normalize.mean_var(normalize.total(moments))
+    assert abs(saved["model"]["obs_norm.mean"].numpy() - mean).max() < 1e-6
+    assert all_cpus_free()
+
+
 def test_an_actor_that_raises_shows_its_traceback_and_is_restarted(cluster: Any, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(tmp_path, cluster, "raises")

@@ -13,7 +13,11 @@ from pacer.runtime.signals import FORCE, StopSignals, signals_deferred
 
 @pytest.fixture
 def sigint_restored() -> Iterator[None]:
+    """Python's own handlers for the test (this process may have inherited SIGINT ignored: `make test &` in a
+    script), the previous ones after it."""
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
     signal.signal(signal.SIGINT, before[0])
     signal.signal(signal.SIGTERM, before[1])
