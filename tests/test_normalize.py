@@ -54,6 +54,10 @@ def test_reward_scaling_skips_rows_that_are_not_transitions() -> None:
     scaler = normalize.RewardScaler(num_envs=2, gamma=0.9)
     scaler(np.array([1.0, 5.0]), np.array([False, False]), np.array([True, False]))
     assert scaler.stats[0] == 1 and list(scaler.returns) == [1.0, 0.0]
+    # every env on its reset step at once (MuJoCo envs truncate together): nothing counts, nothing breaks
+    out = scaler(np.array([3.0, 3.0]), np.array([False, False]), np.array([False, False]))
+    assert scaler.stats[0] == 1 and list(scaler.returns) == [1.0, 0.0] and np.isfinite(out).all()
+    assert normalize.moments(np.zeros((0, 3)))[0] == 0 and len(normalize.moments(np.zeros((0, 3)))) == 7
 
 
 def test_orthogonal_init() -> None:

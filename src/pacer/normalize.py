@@ -29,9 +29,10 @@ def empty(dim: int) -> NDArray[np.float64]:
 
 def moments(x: NDArray[Any]) -> NDArray[np.float64]:
     """[count, mean, M2] of the rows of `x` ([n, *obs_shape], flattened per row)."""
-    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    if len(flat) == 0:
-        return empty(flat.shape[1])
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:  # e.g. every env on its reset step at once (MuJoCo's envs all truncate at step 1000)
+        return empty(int(np.prod(x.shape[1:])))
+    flat = x.reshape(len(x), -1)
     mean = flat.mean(axis=0)
     return np.concatenate([[len(flat)], mean, ((flat - mean) ** 2).sum(axis=0)])
 
