@@ -27,11 +27,13 @@ def test_amdahl_fit_recovers_a_known_serial_fraction() -> None:
     assert suite.amdahl_fit({1: 1.0, 2: 2.0}) == 0.0  # perfect scaling: no serial part
 
 
-def test_solve_time_is_the_first_evaluation_at_target() -> None:
-    run = {"curve": [[1.0, 1000, 100.0], [2.0, 2000, 480.0], [3.0, 3000, 500.0]]}
-    assert runs.with_solve(run, 475.0)["solve_s"] == 2.0
-    assert run["solve_env_steps"] == 2000 and run["solved"]
-    assert not runs.with_solve({"curve": [[1.0, 1000, 100.0]]}, 475.0)["solved"]
+def test_solve_time_is_the_time_to_the_confirmed_stop_without_evaluations() -> None:
+    run = {"stop_reason": "target_return", "wall_s": 9.5, "eval_time_s": 3.25, "env_steps": 40_000}
+    assert runs.solved_at_stop(run, 475.0)["solve_s"] == 6.25
+    assert run["solve_env_steps"] == 40_000 and run["solved"]
+    unsolved = runs.solved_at_stop({"stop_reason": "time_limit", "wall_s": 9.5, "eval_time_s": 1.0,
+                                    "env_steps": 10}, 475.0)
+    assert not unsolved["solved"] and unsolved["solve_s"] is None
 
 
 def test_steady_rate_excludes_start_up_and_evaluation_time() -> None:

@@ -34,7 +34,7 @@ def compare_curves(record: dict[str, Any], out: Path) -> Path:
                         alpha=0.8, lw=1.2, label=name if i == 0 else None)
     ax.axhline(record["target"], color="black", ls=":", lw=1, label=f"solved ({record['target']:g})")
     ax.set(xscale="log", xlabel="seconds since the command started (evaluation excluded)",
-           ylabel="100-episode greedy mean", title=f"{record['env']}: time to solve")
+           ylabel="greedy evaluation mean", title=f"{record['env']}: time to solve")
     ax.legend(fontsize=8)
     if panels == 2:
         ax = axes[0][1]

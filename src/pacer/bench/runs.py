@@ -72,21 +72,23 @@ def pacer_train(run_dir: Path, seed: int, settings: dict[str, Any], preset: str 
 
 def pacer_solve(run_dir: Path, seed: int, target: float, eval_every: int, cap_s: float,
                 preset: str | None = None, settings: dict[str, Any] | None = None) -> Run:
-    """Train until a 100-episode greedy evaluation reaches `target`, the config's step budget is spent, or
-    `cap_s` seconds pass."""
+    """Train as a user would (the env's preset unless `preset` says otherwise) until a greedy evaluation reaches
+    `target` and a 100-episode evaluation confirms it (the run then stops), the step budget is spent, or `cap_s`
+    seconds of training pass."""
     run = pacer_train(run_dir, seed, {
         **(settings or {}), "runtime.stop_at_return": target, "runtime.eval_every": eval_every,
-        "runtime.eval_episodes": EVAL_EPISODES, "runtime.pause_for_eval": True, "runtime.time_limit": cap_s,
+        "runtime.confirm_episodes": EVAL_EPISODES, "runtime.pause_for_eval": True, "runtime.time_limit": cap_s,
         "runtime.final_eval_episodes": 0, "log.checkpoint_every": 0}, preset, timeout=cap_s * 3 + 120)
-    return with_solve(run, target)
+    return solved_at_stop(run, target)
 
 
-def with_solve(run: Run, target: float) -> Run:
-    hit = next((point for point in run.get("curve", []) if point[2] >= target), None)
+def solved_at_stop(run: Run, target: float) -> Run:
+    """A run solved when it stopped on its confirmed target; the time to that is the command's time to the stop
+    with every evaluation (and the confirming one) taken out."""
     run["target"] = target
-    run["solved"] = hit is not None
-    run["solve_s"] = hit[0] if hit else None
-    run["solve_env_steps"] = hit[1] if hit else None
+    run["solved"] = run.get("stop_reason") == "target_return"
+    run["solve_s"] = round(run["wall_s"] - run["eval_time_s"], 3) if run["solved"] else None
+    run["solve_env_steps"] = run["env_steps"] if run["solved"] else None
     return run
 
 
