@@ -39,14 +39,19 @@ soak: $(STAMP)  ## repeated faults and endurance (about 40 minutes): counts go t
 	$(BIN)/python benchmarks/soak.py soak 30
 	$(BIN)/python -m pytest -q -m soak tests/test_faults.py  # the tight timing bounds (a quiet machine)
 
-bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about an hour): JSON + PNG in benchmarks/results/
-	$(PIP) install -c constraints.txt -e '.[bench]'
+bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 2.5 hours): JSON + PNG in benchmarks/results/
+	$(PIP) install -c constraints.txt -e '.[bench,mujoco]'
 	$(BIN)/pacer bench coldstart
 	$(BIN)/pacer bench throughput --env CartPole-v1 --backends inline,local --workers 1,2 --envs 32,256 --seconds 6
 	$(BIN)/pacer bench throughput --env CartPole-v1 --backends local --workers 2 --envs 256,1024 --seconds 6 \
 		--set algo.epochs=1 --set algo.minibatches=1
+	$(BIN)/pacer bench throughput --env LunarLander-v3 --backends local --workers 2 --envs 16 --seconds 15 \
+		--preset lunarlander --env-limit
 	$(BIN)/pacer bench scaling --env LunarLander-v3 --workers 1,2,4 --seconds 15 --repeats 3
-	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 3 --render-default-seeds 1 --cap 600
+	$(BIN)/pacer bench scaling --env HalfCheetah-v5 --preset halfcheetah --workers 1,2,4 --seconds 15 --repeats 3
+	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 5 --cap 600
+	$(BIN)/pacer bench timed --env HalfCheetah-v5 --pacer-seconds 300 --sb3-seconds 1500
+	$(BIN)/pacer bench timed --env Hopper-v5 --pacer-seconds 300 --sb3-seconds 1500
 	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800
 
 lint: $(STAMP)
