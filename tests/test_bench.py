@@ -89,7 +89,7 @@ def test_a_short_compare_runs_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "results"
     done = subprocess.run([sys.executable, "-m", "pacer", "bench", "compare", "--env", "CartPole-v1", "--seeds", "1",
-                           "--algos", "a2c", "--classic-cap", "10", "--cap", "90", "--throughput-seconds", "3",
+                           "--algos", "a2c", "--classic-cap", "10", "--cap", "90", "--throughput-seconds", "8",
                            "--out", str(out), "--runs-dir", str(tmp_path / "runs")],
                           capture_output=True, text=True, timeout=560)
     assert done.returncode == 0, done.stderr[-2000:]
