@@ -17,12 +17,14 @@ setsid .venv/bin/pacer train --total-steps 10000000000 --time-limit 14400 --no-p
     --set runtime.stop_at_return=null --set log.tensorboard=false --run-dir "$WORK/load" > "$WORK/load.log" 2>&1 &
 LOAD=$!
 sleep 20
+if ! kill -0 "$LOAD" 2>/dev/null; then echo "the load run is not running: $WORK/load.log"; exit 1; fi
 LINES=()
 for i in $(seq 1 "$RUNS"); do
   t0=$(date +%s)
   make test > "$WORK/test$i.log" 2>&1
   rc=$?
   t1=$(date +%s)
+  kill -0 "$LOAD" 2>/dev/null || { echo "the load run ended during run $i: $WORK/load.log"; exit 1; }
   line="run $i exit $rc $((t1 - t0)) s load $(cut -d' ' -f1-3 /proc/loadavg) | $(grep -E '(passed|failed)' "$WORK/test$i.log" | tail -n 1)"
   echo "$line"
   LINES+=("$line")
