@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pacer import checkpoint, normalize
+from pacer import checkpoint
 from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
 from pacer.config import Config, load_yaml, merge, nest, save_yaml
@@ -26,8 +26,7 @@ from pacer.evaluation import run_episodes
 from pacer.metrics import Metrics
 from pacer.model import action_kind, make_model
 from pacer.presets import announce, resolve
-from pacer.runtime import optim
-from pacer.runtime import shared as shared_state
+from pacer.resume import check_resume, checkpoint_payload, restore_run
 from pacer.runtime.signals import StopSignals
 from pacer.supervisor import Clock, Supervisor
 from pacer.worker import WorkerSpec
@@ -63,7 +62,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
             raise PacerError(f"cannot resume {str(run_dir)!r}: it holds no config.yaml from an earlier run")
         saved = checkpoint.load(checkpoint.find(run_dir))
         cfg = Config.from_dict(load_yaml(run_dir / "config.yaml")).replace(dotted)
-        _check_resume(saved, cfg, run_dir)
+        check_resume(saved, cfg, run_dir)
     else:
         if isinstance(config, Config):
             cfg = resolve(config, preset).replace(dotted)
@@ -86,7 +85,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     clock = Clock()
     worker_states: list[Any] = [None] * cfg.runtime.workers
     if saved is not None:
-        worker_states = _restore(saved, shared, cfg, clock)
+        worker_states = restore_run(saved, shared, cfg, clock)
     left_out = _left_out(worker_states)
     if left_out:
         _stderr(f"pacer: note: this resume is not bit-exact: the checkpoint left out objects of {cfg.env.id}'s "
@@ -112,7 +111,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         if left_out:
             _stderr(f"pacer: note: {cfg.env.id}'s state holds objects that are not plain data ({left_out}): "
                     "left out of the checkpoint, so a resume starts fresh episodes (not bit-exact)")
-        checkpoint.save(path, _payload(cfg, shared, clock, workers))
+        checkpoint.save(path, checkpoint_payload(cfg, shared, clock, workers))
         return path
 
     def save_periodic(name: str) -> None:
@@ -175,29 +174,6 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
     return result
 
 
-def _check_resume(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
-    """Refuse a resume whose saved state does not fit the config, or whose budget is spent."""
-    # the saved weights and optimizer state are only meaningful for what they were trained with
-    trained, now = saved.get("config") or {}, cfg.to_dict()
-    kept = ["env.id", "algo.name", "algo.optimizer", "algo.shared_optimizer", *(f"model.{k}" for k in now["model"])]
-    if not cfg.algo.shared_optimizer:
-        kept.append("runtime.workers")  # one optimizer state per worker
-    for key in kept:
-        section, _, name = key.partition(".")
-        after = now[section][name]
-        before = trained.get(section, {}).get(name, after)  # not in the checkpoint: nothing to compare
-        if before != after:
-            why = ("with algo.shared_optimizer false, each worker has its own optimizer state"
-                   if name == "workers" else "a resume keeps the env, algorithm, optimizer and model")
-            raise PacerError(f"cannot resume {str(run_dir)!r} with {key}={after!r}: it was trained with "
-                             f"{before!r} ({why}); drop the override, or start a new run")
-    steps, episodes = int(saved["counters"]["env_steps"]), int(saved["counters"]["episodes"])
-    episode_budget = cfg.runtime.total_episodes
-    if steps >= cfg.runtime.total_steps or (episode_budget is not None and episodes >= episode_budget):
-        raise PacerError(f"the run already spent its budget ({steps} env steps, {episodes} episodes): pass a "
-                         "larger --total-steps (or runtime.total_episodes) to train further")
-
-
 def _new_run_dir(cfg: Config) -> Path:
     if cfg.log.run_dir is not None:
         path = Path(cfg.log.run_dir)
@@ -237,49 +213,6 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _payload(cfg: Config, shared: shared_state.SharedState, clock: Clock, workers: list[Any]) -> dict[str, Any]:
-    return {
-        "workers": [checkpoint.to_tensors(state) for state in workers],
-        "model": shared.snapshot(),
-        "optimizer": {"kind": cfg.algo.optimizer,
-                      "states": [[{k: v.clone() for k, v in e.items()} for e in s] for s in shared.optimizer_states]},
-        "counters": shared.counters(),
-        "obs_moments": None if shared.obs_moments is None else shared.obs_moments.clone(),
-        "wall_time": clock.elapsed(),
-        "eval_time": clock.eval_time,
-        "config": cfg.to_dict(),
-        "rng": checkpoint.rng_state(),
-    }
-
-
-def _restore(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Config, clock: Clock) -> list[Any]:
-    """Load a checkpoint into the shared state; returns each worker's saved state (None where there is none)."""
-    try:
-        assert shared.model is not None
-        shared.model.load_state_dict(saved["model"])
-    except RuntimeError as exc:
-        # the first line only names the model's class; the next one says which parameter does not fit
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise PacerError(f"checkpoint does not fit this run's model ({lines[min(1, len(lines) - 1)]}): was the "
-                         "env or the model changed since it was saved?") from None
-    states = saved["optimizer"]["states"]
-    if saved["optimizer"]["kind"] != cfg.algo.optimizer or len(states) != len(shared.optimizer_states):
-        raise PacerError("checkpoint optimizer state does not match the config (optimizer kind, or worker count "
-                         "with per-worker optimizers): keep algo.optimizer and runtime.workers when resuming")
-    for target, source in zip(shared.optimizer_states, states, strict=True):
-        optim.load_state(target, source)
-    shared.set_counters(saved["counters"])
-    _restore_obs_moments(saved.get("obs_moments"), shared)
-    clock.before = float(saved["wall_time"])
-    clock.eval_time = clock.eval_before = float(saved.get("eval_time", 0.0))
-    checkpoint.set_rng_state(saved["rng"])
-    saved_workers = saved.get("workers") or []
-    # a periodic checkpoint, another worker count, or env settings the saved envs do not have: fresh workers
-    if len(saved_workers) != cfg.runtime.workers or (saved.get("config") or {}).get("env") != cfg.to_dict()["env"]:
-        return [None] * cfg.runtime.workers
-    return [None if state is None else checkpoint.to_arrays(state) for state in saved_workers]
-
-
 def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_cpu: float,
                    placement: dict[int, dict[str, Any]]) -> None:
     first_steps = metrics.first_env_step_at
@@ -295,15 +228,3 @@ def _write_summary(result: TrainResult, clock: Clock, metrics: Metrics, parent_c
         "workers": [{"rank": rank, **where} for rank, where in sorted(placement.items())],  # host (node) of each
     }
     (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _restore_obs_moments(saved: torch.Tensor | None, shared: shared_state.SharedState) -> None:
-    """Row for row when the worker count is the same (a bit-exact resume); else all in the earlier-sessions row."""
-    rows = shared.obs_moments
-    if rows is None or saved is None:
-        return
-    if saved.shape == rows.shape:
-        rows.copy_(saved)
-        return
-    rows.zero_()
-    rows[-1] = torch.from_numpy(normalize.total(saved.numpy()))
