@@ -13,6 +13,28 @@ from typing import Any
 from pacer.config import AlgoConfig, Config, merge, nest
 from pacer.errors import PacerError, did_you_mean
 
+
+def _mujoco(env_id: str) -> dict[str, Any]:
+    """PPO for MuJoCo locomotion: normalized observations and rewards, orthogonal init (not yet tuned)."""
+    return {
+        "env": {"id": env_id, "envs_per_worker": 8},
+        "model": {"normalize_input": "running", "init": "orthogonal"},
+        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 32, "lr": 3e-4,
+                 "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
+        "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
+    }
+
+
+def _one_step(env_id: str, algo: str, entropy_coef: float) -> dict[str, Any]:
+    """a2c/a3c: 8-step rollouts, RMSprop, one update each; a3c shares the optimizer state, a2c does not."""
+    return {
+        "env": {"id": env_id, "envs_per_worker": 8},
+        "algo": {"name": algo, "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": algo == "a3c",
+                 "gae_lambda": 1.0, "entropy_coef": entropy_coef},
+        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The classic Monte-Carlo distributed advantage actor-critic, as in the textbook notebook: one CartPole per
     # worker stepped with a batch-1 forward pass, one Adam per worker over the shared model, whole episodes,
@@ -55,46 +77,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "gamma": 0.999, "gae_lambda": 0.98, "entropy_coef": 0.0, "scale_rewards": True},
         "runtime": {"total_steps": 2_000_000, "eval_every": 100_000},
     },
-    "halfcheetah": {
-        "env": {"id": "HalfCheetah-v5", "envs_per_worker": 8},
-        "model": {"normalize_input": "running", "init": "orthogonal"},
-        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 32, "lr": 3e-4,
-                 "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
-        "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
-    },
-    "hopper": {
-        "env": {"id": "Hopper-v5", "envs_per_worker": 8},
-        "model": {"normalize_input": "running", "init": "orthogonal"},
-        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 32, "lr": 3e-4,
-                 "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
-        "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
-    },
+    "halfcheetah": _mujoco("HalfCheetah-v5"),
+    "hopper": _mujoco("Hopper-v5"),
     # a2c and a3c: one update per short rollout. On pacer's runtime both run asynchronously (Hogwild); a3c shares
     # its optimizer's statistics between workers (shared RMSprop, as in the A3C paper), a2c keeps one per worker.
-    "cartpole-a2c": {
-        "env": {"id": "CartPole-v1", "envs_per_worker": 8},
-        "algo": {"name": "a2c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": False,
-                 "gae_lambda": 1.0, "entropy_coef": 0.0},
-        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
-    },
-    "cartpole-a3c": {
-        "env": {"id": "CartPole-v1", "envs_per_worker": 8},
-        "algo": {"name": "a3c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": True,
-                 "gae_lambda": 1.0, "entropy_coef": 0.0},
-        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
-    },
-    "acrobot-a2c": {
-        "env": {"id": "Acrobot-v1", "envs_per_worker": 8},
-        "algo": {"name": "a2c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": False,
-                 "gae_lambda": 1.0, "entropy_coef": 0.01},
-        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
-    },
-    "acrobot-a3c": {
-        "env": {"id": "Acrobot-v1", "envs_per_worker": 8},
-        "algo": {"name": "a3c", "n_steps": 8, "lr": 1e-3, "optimizer": "rmsprop", "shared_optimizer": True,
-                 "gae_lambda": 1.0, "entropy_coef": 0.01},
-        "runtime": {"total_steps": 500_000, "eval_every": 20_000},
-    },
+    "cartpole-a2c": _one_step("CartPole-v1", "a2c", entropy_coef=0.0),
+    "cartpole-a3c": _one_step("CartPole-v1", "a3c", entropy_coef=0.0),
+    "acrobot-a2c": _one_step("Acrobot-v1", "a2c", entropy_coef=0.01),
+    "acrobot-a3c": _one_step("Acrobot-v1", "a3c", entropy_coef=0.01),
 }
 
 
