@@ -59,7 +59,7 @@ def test_the_cli_says_which_preset_it_picked(tmp_path: Path) -> None:
     assert "pacer: using preset 'acrobot', tuned for Acrobot-v1 (--preset none for the plain defaults)" in err
     assert "envs_per_worker: 16" in saved
     err, saved = run("--preset", "none")
-    assert "using preset" not in err and "envs_per_worker: 32" in saved
+    assert "using preset" not in err and "envs_per_worker: 256" in saved
 
 
 @pytest.mark.parametrize(("env_id", "setting", "target"), [

@@ -15,11 +15,12 @@ from pacer.errors import PacerError, did_you_mean
 
 
 def _mujoco(env_id: str) -> dict[str, Any]:
-    """PPO for MuJoCo locomotion: normalized observations and rewards, orthogonal init (not yet tuned)."""
+    """PPO for MuJoCo locomotion: normalized observations and rewards, orthogonal init. Minibatches tuned on
+    HalfCheetah-v5 seed 101 for the greedy return after 300 s of training: 16 gave 4,646, 8 gave 4,478."""
     return {
         "env": {"id": env_id, "envs_per_worker": 8},
         "model": {"normalize_input": "running", "init": "orthogonal"},
-        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 32, "lr": 3e-4,
+        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 16, "lr": 3e-4,
                  "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
         "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
     }
@@ -49,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "runtime": {"workers": 7, "total_episodes": 7000, "total_steps": 10_000_000, "eval_every": 50_000},
     },
     "acrobot": {
-        # as validated in BENCHMARKS.md, not the later CartPole defaults (32 envs, 8 minibatches)
+        # as validated in BENCHMARKS.md, not the later CartPole defaults (256 envs, 8 minibatches)
         "env": {"id": "Acrobot-v1", "envs_per_worker": 16},
         "algo": {"minibatches": 4},
         "runtime": {"total_steps": 300_000, "eval_every": 50_000},
