@@ -82,6 +82,24 @@ def test_a_paused_worker_waits_until_resumed_and_says_so() -> None:
     assert not held.is_alive() and state.waiting[1] == 0
 
 
+@pytest.mark.parametrize("kind", ["solve", "timed"])
+def test_pacer_runs_train_the_env_they_are_given(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regression: with no preset named, the runs trained the default env (CartPole) whatever env was asked."""
+    commands: list[list[str]] = []
+
+    def fake_run(cmd: list[str], timeout: float) -> tuple[float, subprocess.CompletedProcess[str]]:
+        commands.append(cmd)
+        return 0.0, subprocess.CompletedProcess(cmd, 1, "", "failed")
+
+    monkeypatch.setattr(runs, "_run", fake_run)
+    if kind == "solve":
+        run = runs.pacer_solve(tmp_path, "LunarLander-v3", 0, 200.0, 50_000, 60.0)
+    else:
+        run = runs.pacer_timed(tmp_path, "LunarLander-v3", 0, 60.0, 50_000, 5)
+    assert "error" in run
+    assert commands[0][commands[0].index("--env") + 1] == "LunarLander-v3"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_short_compare_runs_end_to_end(tmp_path: Path) -> None:
@@ -142,5 +160,6 @@ def test_a_short_timed_mujoco_compare_runs_end_to_end(tmp_path: Path) -> None:
     assert record["runs"]["pacer"][0]["curve"]  # SB3 may not reach its first evaluation in 20 s on a busy machine
     pacer_run = record["runs"]["pacer"][0]
     assert pacer_run["env_steps"] > record["runs"]["sb3-ppo"][0]["env_steps"]  # 2 processes, batched envs
+    assert "id: HalfCheetah-v5" in (Path(pacer_run["run_dir"]) / "config.yaml").read_text()
     assert record["published"]["mean"] == 5819.099
     assert (out / "timed-HalfCheetah-v5.png").stat().st_size > 10_000

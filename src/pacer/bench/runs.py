@@ -39,9 +39,12 @@ def _run(cmd: list[str], timeout: float) -> tuple[float, subprocess.CompletedPro
 
 
 def pacer_train(run_dir: Path, seed: int, settings: dict[str, Any], preset: str | None = None,
-                timeout: float = 3600.0) -> Run:
-    """`pacer train` with `--set key=value` settings; returns its times relative to the command's start."""
+                timeout: float = 3600.0, env: str | None = None) -> Run:
+    """`pacer train [--env ENV]` with `--set key=value` settings (without `env`, the preset's or the default env);
+    returns its times relative to the command's start."""
     cmd = [sys.executable, "-m", "pacer", "train", "--no-progress", "--run-dir", str(run_dir), "--seed", str(seed)]
+    if env is not None:
+        cmd += ["--env", env]
     if preset is not None:
         cmd += ["--preset", preset]
     for key, value in settings.items():
@@ -70,15 +73,15 @@ def pacer_train(run_dir: Path, seed: int, settings: dict[str, Any], preset: str 
             "worker_time_s": summary.get("worker_time_s"), "parent_cpu_s": summary.get("parent_cpu_s")}
 
 
-def pacer_solve(run_dir: Path, seed: int, target: float, eval_every: int, cap_s: float,
+def pacer_solve(run_dir: Path, env: str, seed: int, target: float, eval_every: int, cap_s: float,
                 preset: str | None = None, settings: dict[str, Any] | None = None) -> Run:
-    """Train as a user would (the env's preset unless `preset` says otherwise) until a greedy evaluation reaches
-    `target` and a 100-episode evaluation confirms it (the run then stops), the step budget is spent, or `cap_s`
-    seconds of training pass."""
+    """Train `env` as a user would (`pacer train --env ENV`: its preset unless `preset` says otherwise) until a
+    greedy evaluation reaches `target` and a 100-episode evaluation confirms it (the run then stops), the step
+    budget is spent, or `cap_s` seconds of training pass."""
     run = pacer_train(run_dir, seed, {
         **(settings or {}), "runtime.stop_at_return": target, "runtime.eval_every": eval_every,
         "runtime.confirm_episodes": EVAL_EPISODES, "runtime.pause_for_eval": True, "runtime.time_limit": cap_s,
-        "runtime.final_eval_episodes": 0, "log.checkpoint_every": 0}, preset, timeout=cap_s * 3 + 120)
+        "runtime.final_eval_episodes": 0, "log.checkpoint_every": 0}, preset, timeout=cap_s * 3 + 120, env=env)
     return solved_at_stop(run, target)
 
 
@@ -107,15 +110,15 @@ def steady_rate(rows: list[dict[str, Any]]) -> float | None:
     return round((last["env_steps"] - first["env_steps"]) / seconds, 1) if seconds > 0 else None
 
 
-def pacer_timed(run_dir: Path, seed: int, seconds: float, eval_every: int, eval_episodes: int,
+def pacer_timed(run_dir: Path, env: str, seed: int, seconds: float, eval_every: int, eval_episodes: int,
                 settings: dict[str, Any] | None = None) -> Run:
-    """Train for `seconds` of training time (the env's preset, no early stop), evaluating every `eval_every` steps
+    """Train `env` for `seconds` of training time (its preset, no early stop), evaluating every `eval_every` steps
     with the workers held; `final_return` is the greedy mean of the final parameters."""
     run = pacer_train(run_dir, seed, {
         **(settings or {}), "runtime.time_limit": seconds, "runtime.stop_at_return": None,
         "runtime.total_steps": 10**12, "runtime.eval_every": eval_every, "runtime.eval_episodes": eval_episodes,
         "runtime.pause_for_eval": True, "runtime.final_eval_episodes": eval_episodes, "log.checkpoint_every": 0},
-        timeout=seconds * 3 + 300)
+        timeout=seconds * 3 + 300, env=env)
     if "error" not in run:
         run["final_return"] = json.loads((run_dir / "summary.json").read_text()).get("eval_mean")
     return run

@@ -40,7 +40,7 @@ def solve(env: str, seeds: list[int], root: Path, log: Log = print, cap_s: float
     cap = cap_s or t["cap_s"]
     out = []
     for seed in seeds:
-        run = runs.pacer_solve(_run_dir(root, f"pacer-{env}-s{seed}"), seed, t["target"], t["eval_every"], cap,
+        run = runs.pacer_solve(_run_dir(root, f"pacer-{env}-s{seed}"), env, seed, t["target"], t["eval_every"], cap,
                                t["preset"], settings)
         log(format_run(run))
         out.append(run)
@@ -57,7 +57,7 @@ def compare(env: str, seeds: list[int], root: Path, log: Log = print, algos: tup
     cap = cap_s or t["cap_s"]
     by: dict[str, list[dict[str, Any]]] = {"pacer": [], **{f"sb3-{a}": [] for a in algos}}
     for seed in seeds:
-        run = runs.pacer_solve(_run_dir(root, f"pacer-{env}-s{seed}"), seed, t["target"], t["eval_every"], cap,
+        run = runs.pacer_solve(_run_dir(root, f"pacer-{env}-s{seed}"), env, seed, t["target"], t["eval_every"], cap,
                                t["preset"])
         log(format_run(run))
         by["pacer"].append(run)

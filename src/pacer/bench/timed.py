@@ -31,7 +31,7 @@ def timed(env: str, seeds: list[int], root: Path, log: Callable[[str], None] = p
     by: dict[str, list[dict[str, Any]]] = {"pacer": [], "sb3-ppo": []}
     for seed in seeds:
         run_dir = root / f"pacer-{env}-s{seed}-{time.strftime('%H%M%S')}"
-        run = runs.pacer_timed(run_dir, seed, pacer_s, eval_every, eval_episodes)
+        run = runs.pacer_timed(run_dir, env, seed, pacer_s, eval_every, eval_episodes)
         log(format_timed(run, pacer_s))
         by["pacer"].append(run)
         run = runs.sb3("ppo", env, seed, "timed", eval_every=eval_every, cap_s=sb3_s, eval_episodes=eval_episodes)
