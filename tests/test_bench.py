@@ -133,6 +133,29 @@ def test_a_record_carries_the_commit_seen_before_the_run(tmp_path: Path, monkeyp
     assert saved["commit"] == "abc123"
 
 
+@pytest.mark.timeout(60)
+def test_a_changed_result_file_leaves_the_commit_clean_and_a_changed_source_file_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One benchmark's plot (a tracked file under benchmarks/results) must not mark the next record '-dirty'."""
+    from pacer.bench import record
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "plot.png").write_text("old")
+    (tmp_path / "code.py").write_text("old")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks" / "results" / "plot.png").write_text("new")
+    clean = record.git_commit()
+    assert clean is not None and len(clean) == 40
+    (tmp_path / "code.py").write_text("new")
+    assert record.git_commit() == clean + "-dirty"
+
+
 @pytest.mark.timeout(120)
 def test_the_env_only_limit_steps_the_env_in_each_process() -> None:
     from pacer.bench.throughput import env_limit

@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,10 @@ def versions() -> dict[str, str | None]:
 def git_commit() -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10)
+        # results (records, plots) are outputs, not code: one benchmark's plot must not make the next one's
+        # record '-dirty'
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                f":(top,exclude){RESULTS_DIR.as_posix()}"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if head.returncode != 0:
@@ -87,7 +90,8 @@ def write(kind: str, payload: dict[str, Any], out_dir: Path = RESULTS_DIR) -> Pa
     return path
 
 
-def median(values: list[float | None] | list[float]) -> float | None:
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the values that exist (None: missing), or None if none do."""
     clean = sorted(v for v in values if v is not None)
     if not clean:
         return None
