@@ -49,7 +49,7 @@ bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 2.5 hou
 		--preset lunarlander --env-limit
 	$(BIN)/pacer bench scaling --env LunarLander-v3 --workers 1,2,4 --seconds 15 --repeats 3
 	$(BIN)/pacer bench scaling --env HalfCheetah-v5 --preset halfcheetah --workers 1,2,4 --seconds 15 --repeats 3
-	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 5 --cap 600
+	$(BIN)/pacer bench compare --env LunarLander-v3 --seeds 5 --algos ppo --cap 600
 	$(BIN)/pacer bench timed --env HalfCheetah-v5 --pacer-seconds 300 --sb3-seconds 1500
 	$(BIN)/pacer bench timed --env Hopper-v5 --pacer-seconds 300 --sb3-seconds 1500
 	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800

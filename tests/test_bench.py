@@ -100,6 +100,25 @@ def test_pacer_runs_train_the_env_they_are_given(kind: str, tmp_path: Path, monk
     assert commands[0][commands[0].index("--env") + 1] == "LunarLander-v3"
 
 
+def test_compare_and_scaling_measure_the_config_pacer_train_picks_for_the_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regression: with no preset named, compare's throughput ran LunarLander with CartPole's defaults."""
+    from pacer.bench import throughput
+
+    points: list[tuple[int, str | None]] = []
+
+    def fake_measure(env: str, backend: str, workers: int, envs: int, seconds: float,
+                     preset: str | None = None) -> dict[str, object]:
+        points.append((envs, preset))
+        return {"steps_per_s": 1.0}
+
+    monkeypatch.setattr(throughput, "measure", fake_measure)
+    monkeypatch.setattr(throughput, "format_point", lambda point: "")
+    monkeypatch.setattr(runs, "sb3", lambda *args, **kwargs: {"steps_per_s": 1.0})
+    suite.compare_throughput("LunarLander-v3", None, ("ppo",), 1.0, lambda line: None)
+    suite.scaling("LunarLander-v3", [1], 1.0, 1, lambda line: None)
+    assert points == [(16, "auto"), (16, "auto")]  # the lunarlander preset's 16 envs, not the default 256
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_short_compare_runs_end_to_end(tmp_path: Path) -> None:

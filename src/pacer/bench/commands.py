@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
 
     tp = kinds.add_parser("throughput", parents=[common], help="env-steps/s over a grid, with per-phase split")
     tp.add_argument("--env", default="CartPole-v1")
-    tp.add_argument("--preset", default=None)
+    tp.add_argument("--preset", default="auto", help="default: the one `pacer train --env ENV` picks")
     tp.add_argument("--backends", type=_words, default=["inline", "local"])
     tp.add_argument("--workers", type=_ints, default=[1, 2])
     tp.add_argument("--envs", type=_ints, default=[16, 64, 256], help="envs per worker")
@@ -71,7 +71,7 @@ def add_parser(sub: Any) -> None:
 
     sc = kinds.add_parser("scaling", parents=[common], help="speed-up over worker counts, Amdahl fit")
     sc.add_argument("--env", default="LunarLander-v3")
-    sc.add_argument("--preset", default="lunarlander")
+    sc.add_argument("--preset", default="auto", help="default: the one `pacer train --env ENV` picks")
     sc.add_argument("--workers", type=_ints, default=[1, 2, 4])
     sc.add_argument("--seconds", type=float, default=20.0)
     sc.add_argument("--repeats", type=int, default=3)

@@ -106,7 +106,8 @@ def compare_throughput(env: str, preset: str | None, algos: tuple[str, ...], sec
                        log: Log) -> dict[str, Any]:
     from pacer.presets import resolve
 
-    cfg = resolve(None, preset).replace({"env.id": env})
+    preset = preset or "auto"  # the config `pacer train --env ENV` runs, as in the solve runs
+    cfg = resolve({"env": {"id": env}}, preset)
     point = throughput.measure(env, "local", cfg.runtime.workers, cfg.env.envs_per_worker, seconds, preset)
     log("  pacer (its config for this env) " + throughput.format_point(point))
     out: dict[str, Any] = {"pacer": point}
@@ -170,13 +171,14 @@ def format_run(run: dict[str, Any]) -> str:
 
 
 def scaling(env: str, workers: list[int], seconds: float, repeats: int, log: Log = print,
-            preset: str | None = "lunarlander") -> dict[str, Any]:
-    """Throughput for each worker count, repeated in alternation; speed-up, efficiency, Amdahl fit."""
+            preset: str | None = "auto") -> dict[str, Any]:
+    """Throughput for each worker count, repeated in alternation; speed-up, efficiency, Amdahl fit. `preset`:
+    'auto' is what `pacer train --env ENV` picks."""
     import os
 
     from pacer.presets import resolve
 
-    envs = resolve(None, preset).env.envs_per_worker
+    envs = resolve({"env": {"id": env}}, preset).env.envs_per_worker
     rates: dict[int, list[float]] = {n: [] for n in workers}
     for _ in range(repeats):
         for n in workers:
