@@ -90,3 +90,28 @@ def make_crashing_cartpole() -> gym.Env:
 
 def make_hanging_cartpole() -> gym.Env:
     return FaultyCartPole("hang")
+
+
+class Blind(gym.Env):
+    """An env with no render modes at all."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):  # type: ignore[no-untyped-def]
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):  # type: ignore[no-untyped-def]
+        self.t += 1
+        return self.observation_space.sample(), 1.0, self.t >= 10, False, {}
+
+
+def make_blind() -> gym.Env:
+    return Blind()
+
+
+def make_rendering_cartpole(render_mode: str | None = None) -> gym.Env:
+    """A factory that passes the render mode on, as docs/models.md asks."""
+    return gym.make("CartPole-v1", render_mode=render_mode)

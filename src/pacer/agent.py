@@ -27,7 +27,8 @@ class Agent:
     """'discrete' or 'gaussian'."""
     action_space: Any
     obs_shape: tuple[int, ...]
-    checkpoint: Path
+    checkpoint: Path | None = None
+    """Where the parameters came from (None: a model still training)."""
 
     @torch.no_grad()
     def act(self, obs: Any, greedy: bool = True) -> NDArray[Any]:
@@ -71,7 +72,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
 @dataclass(frozen=True)
 class EvalResult:
     returns: NDArray[np.float64]
-    checkpoint: Path
+    checkpoint: Path | None
 
     @property
     def mean(self) -> float:

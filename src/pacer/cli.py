@@ -82,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print machine-readable output")
     ev.add_argument("--hang-timeout", type=float, default=10.0, metavar="SECONDS",
                     help="an evaluation process that makes no env step for this long is killed (default 10)")
+    ev.add_argument("--video", type=Path, metavar="DIR", help="also write the episodes as mp4 files into DIR "
+                    "(episode-000.mp4, ...; needs the video extra)")
+    ev.add_argument("--render", action="store_true", help="also play the episodes in a window (needs a display)")
+    ev.add_argument("--video-episodes", type=int, metavar="N",
+                    help="record or show only the first N episodes (default: every episode evaluated)")
+
+    ex = sub.add_parser("export", help="write the greedy policy as an ONNX file (or a torch.export program)")
+    ex.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    ex.add_argument("--out", type=Path, help="the file to write (default: policy.onnx, or policy.pt2 with "
+                    "--format torch)")
+    ex.add_argument("--format", choices=["onnx", "torch"], default="onnx",
+                    help="onnx (needs the export extra) or torch (torch.export.save)")
+    ex.add_argument("--check", type=int, default=1000, metavar="N", help="compare onnxruntime's greedy actions "
+                    "with pacer's on N random observations, when onnxruntime is installed (0: skip)")
 
     pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG")
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
@@ -117,7 +131,8 @@ def _run(argv: list[str] | None) -> int:
         if extra:  # reported here, where the subcommand is known, so that the hint names its --help
             where = " ".join(["pacer", args.command, *([args.bench] if args.command == "bench" else [])])
             raise PacerError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
-        return {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}[args.command](args)
+        commands = {"train": _train, "eval": _eval, "export": _export, "plot": _plot, "bench": _bench}
+        return commands[args.command](args)
     except Terminated:
         print("pacer: terminated; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
         return EXIT_SIGTERM
@@ -204,9 +219,26 @@ def _eval(args: argparse.Namespace) -> int:
         raise PacerError(f"--workers must be >= 1, got {args.workers}")
     if not args.hang_timeout > 0:
         raise PacerError(f"--hang-timeout must be > 0 seconds, got {args.hang_timeout}")
-    from pacer.agent import evaluate  # after the checks: it imports torch (~2 s)
+    shown = args.episodes if args.video_episodes is None else args.video_episodes
+    if not 1 <= shown <= args.episodes:
+        raise PacerError(f"--video-episodes must be between 1 and --episodes ({args.episodes}), got {shown}")
+    if args.render:
+        from pacer.video import require_display
 
-    result = evaluate(args.source, episodes=args.episodes, greedy=not args.stochastic, workers=args.workers,
+        require_display()  # before loading anything
+    from pacer.agent import evaluate, load  # after the checks: it imports torch (~2 s)
+
+    agent = load(args.source)
+    if args.video is not None:  # first: a missing extra or an env that cannot render is reported at once
+        from pacer.video import record
+
+        for video in record(agent, args.video, shown, args.seed, greedy=not args.stochastic):
+            print(f"wrote {video.path}: {video.frames} frames, return {video.episode_return:.2f}")
+    if args.render:
+        from pacer.video import watch
+
+        watch(agent, shown, args.seed, greedy=not args.stochastic)
+    result = evaluate(agent, episodes=args.episodes, greedy=not args.stochastic, workers=args.workers,
                       seed=args.seed, hang_timeout=args.hang_timeout)
     if args.json:
         print(json.dumps({"checkpoint": str(result.checkpoint), "episodes": len(result.returns),
@@ -220,6 +252,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    if args.check < 0:
+        raise PacerError(f"--check must be >= 0, got {args.check}")
+    from pacer.agent import load
+    from pacer.export import FORMATS, check_onnx, export
+
+    out = args.out if args.out is not None else Path(f"policy{FORMATS[args.format]}")
+    agent = load(args.source)
+    done = export(agent, out, args.format)
+    print(f"wrote {done.path}: {done.inputs} -> {done.outputs}")
+    if args.format == "onnx" and args.check:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            print("(not checked: onnxruntime is not installed)")
+            return 0
+        differ, largest = check_onnx(agent, done.path, args.check)
+        if differ:
+            raise PacerError(f"onnxruntime's greedy actions differ from pacer's on {differ} of {args.check} random "
+                             f"observations (largest difference {largest:.3g})")
+        print(f"checked: onnxruntime's greedy actions match pacer's on {args.check:,} random observations "
+              f"(largest difference {largest:.2g})")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pacer.bench.commands import run
 
@@ -227,7 +284,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from pacer.plot import plot_runs
+    from pacer.curves import plot_runs
 
     print(f"wrote {plot_runs(args.runs, args.out, args.x)}")
     return 0

@@ -166,6 +166,9 @@ class LogConfig:
     """Save a checkpoint every this many env steps (0: only the final one)."""
     keep_checkpoints: int = field(default=3, metadata={"min": 1})
     """How many periodic checkpoints to keep (plus `final`)."""
+    video_every: int = field(default=0, metadata={"min": 0})
+    """Record one greedy episode to videos/step_<N>.mp4 in the run directory every this many env steps, and
+    videos/final.mp4 at the end (0: never; needs the video extra)."""
     progress: bool = True
     """Show a live progress bar."""
     tensorboard: bool = True

@@ -71,11 +71,14 @@ def check_env_id(env_id: Any) -> None:
 def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mode: str | None = None,
                     kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """One environment; `kwargs` go to `gym.make` (or to the factory). Training envs never render: LunarLander's
-    rgb_array mode piles up particle bodies."""
+    rgb_array mode piles up particle bodies. A factory gets `render_mode` only when one is asked for and it takes
+    that argument (whether the env then renders is the caller's check: `env.render_mode`)."""
     kwargs = dict(kwargs or {})
     if callable(env_id) or ":" in env_id:
         factory = resolve_import(env_id, "env factory")
         check_signature(factory, (), "env factory", "factory()", kwargs)
+        if render_mode is not None and _accepts(factory, "render_mode"):
+            kwargs["render_mode"] = render_mode
         env = factory(**kwargs)
         if not isinstance(env, gym.Env):
             raise PacerError(f"env factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
@@ -89,6 +92,14 @@ def make_single_env(env_id: Any, max_episode_steps: int | None = None, render_mo
         return gym.make(env_id, **kwargs)
     except TypeError as exc:  # an env kwarg its constructor does not take
         raise PacerError(f"cannot make {env_id} with env.kwargs {dict(kwargs)}: {exc}") from None
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except ValueError:
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class PacerError(Exception):
@@ -20,3 +21,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if not matches:
         return ""
     return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
+
+
+def make_output_dir(path: Path) -> Path:
+    """Create a directory to write into, or say in one line which file is in the way (mkdir would only say
+    'File exists'); other failures (permissions, a full disk) are OSErrors the command reports as they are."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+        raise PacerError(f"cannot write into {str(path)!r}: {str(blocker)!r} is a file, not a directory") from None
+    return path

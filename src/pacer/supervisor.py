@@ -7,9 +7,11 @@ touches the hot path: workers count their own steps and update the model without
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +23,7 @@ from pacer.metrics import Metrics
 from pacer.runtime.shared import SharedState
 
 POLL_S = 0.1
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,17 +47,18 @@ class Clock:
 class Supervisor:
     def __init__(self, cfg: Config, shared: SharedState, backend: Backend, metrics: Metrics, clock: Clock,
                  evaluate: Callable[[int], NDArray[np.float64]], checkpoint: Callable[[str], object],
-                 target: float | None = None) -> None:
+                 target: float | None = None, record: Callable[[str], object] | None = None) -> None:
         """`evaluate(episodes)` returns the greedy returns of the current parameters; `target` is the mean
-        return that stops the run once confirmed (None: no early stop)."""
+        return that stops the run once confirmed (None: no early stop); `record(name)` films a greedy episode."""
         self.cfg, self.shared, self.backend, self.metrics, self.clock = cfg, shared, backend, metrics, clock
-        self.evaluate, self.checkpoint, self.target = evaluate, checkpoint, target
+        self.evaluate, self.checkpoint, self.target, self.record = evaluate, checkpoint, target, record
         self.confirmed: NDArray[np.float64] | None = None
         """The confirming evaluation's returns, once the target is reached (the final parameters' score)."""
         steps = shared.counters()["env_steps"]
         rt, log = cfg.runtime, cfg.log
         self.next_eval = _next_multiple(steps, rt.eval_every)
         self.next_checkpoint = _next_multiple(steps, log.checkpoint_every)
+        self.next_video = _next_multiple(steps, log.video_every if record is not None else 0)
         self.next_row = 0.0
         self.last_eval: float | None = None
         self.restarts = 0
@@ -79,6 +83,9 @@ class Supervisor:
             if self.cfg.log.checkpoint_every and steps >= self.next_checkpoint:
                 self.checkpoint(f"step_{steps}")
                 self.next_checkpoint = _next_multiple(steps, self.cfg.log.checkpoint_every)
+            if self.record is not None and steps >= self.next_video:
+                self.timed(functools.partial(self.record, f"step_{steps}"))
+                self.next_video = _next_multiple(steps, self.cfg.log.video_every)
             now = time.monotonic()
             if eval_mean is not None or now >= self.next_row:
                 self.row(eval_mean)
@@ -143,9 +150,13 @@ class Supervisor:
         return solved
 
     def _timed_evaluation(self, episodes: int) -> NDArray[np.float64]:
+        return self.timed(lambda: self.evaluate(episodes))
+
+    def timed(self, work: Callable[[], T]) -> T:
+        """Run evaluation work (an evaluation, a video), its time and CPU kept apart from training's."""
         tic, cpu = time.monotonic(), time.process_time()
         try:
-            return self.evaluate(episodes)
+            return work()
         finally:
             self.clock.eval_time += time.monotonic() - tic
             self.clock.eval_cpu += time.process_time() - cpu

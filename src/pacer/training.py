@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pacer import checkpoint
+from pacer.agent import Agent
 from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
 from pacer.config import Config, load_yaml, merge, nest, save_yaml
@@ -29,6 +30,7 @@ from pacer.presets import announce, resolve
 from pacer.resume import check_resume, checkpoint_payload, restore_run
 from pacer.runtime.signals import StopSignals
 from pacer.supervisor import Clock, Supervisor
+from pacer.video import check_can_record, record
 from pacer.worker import WorkerSpec
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse training seeds
@@ -74,6 +76,8 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
             cfg = resolve(wanted, preset)
         run_dir = _new_run_dir(cfg)
     check_env_id(cfg.env.id)
+    if cfg.log.video_every:
+        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
     algorithm = get_algo(cfg.algo.name)
     obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
     kind = action_kind(act_space)
@@ -104,6 +108,14 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         return run_episodes(eval_model, kind, cfg.env.id, episodes, cfg.runtime.seed + EVAL_SEED_OFFSET,
                             greedy=True, max_episode_steps=cfg.env.max_episode_steps, env_kwargs=cfg.env.kwargs)
 
+    def record_video(name: str) -> None:
+        eval_model.load_state_dict(shared.snapshot())
+        agent = Agent(eval_model, cfg, kind, act_space, tuple(obs_space.shape or ()))
+        try:
+            record(agent, run_dir / "videos", 1, cfg.runtime.seed + EVAL_SEED_OFFSET, names=[name])
+        except OSError as exc:  # like a checkpoint: a full disk should not end the run
+            _stderr(f"pacer: warning: video {name} not written: {exc}")
+
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"
         workers = [backend.final_states.get(rank) for rank in range(cfg.runtime.workers)] if name == "final" else []
@@ -128,7 +140,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         _stderr(f"pacer: stops once a greedy evaluation of {cfg.env.id} reaches {target:g} ({source}), confirmed on "
                 f"{cfg.runtime.confirm_episodes} episodes; runtime.stop_at_return=null trains to the budget")
     supervisor = Supervisor(cfg, shared, backend, metrics, clock, evaluate, save_periodic,
-                            target if cfg.runtime.eval_every else None)
+                            target if cfg.runtime.eval_every else None, record_video if cfg.log.video_every else None)
     user_threads = torch.get_num_threads()
     # The parent evaluates while workers run: more threads here only fight the workers for cores.
     torch.set_num_threads(cfg.runtime.threads_per_worker)
@@ -156,6 +168,8 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         raise stopped_by
     signals.raise_if_received()  # after a clean stop and a final checkpoint: the caller decides what it means
 
+    if cfg.log.video_every:
+        supervisor.timed(lambda: record_video("final"))
     eval_returns = supervisor.confirmed  # a run that stopped solved was just scored, on these very parameters
     if eval_returns is None and cfg.runtime.final_eval_episodes:
         tic = time.monotonic()

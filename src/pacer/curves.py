@@ -1,13 +1,19 @@
-"""Learning curves from run directories' metrics, as a PNG (needs the `plot` extra: matplotlib)."""
+"""Learning curves from run directories' metrics: a matplotlib figure, or a PNG (needs the `plot` extra)."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pacer.errors import PacerError
+from pacer.errors import PacerError, make_output_dir
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+AXES = {"env_steps": "environment steps", "time": "wall time (s)"}
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -30,31 +36,46 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     raise PacerError(f"no metrics.jsonl or metrics.csv in {str(run_dir)!r}")
 
 
-def plot_runs(run_dirs: list[Path], out: Path, x: str = "env_steps") -> Path:
-    """Recent training return (line) and greedy evaluations (dots) of each run against `x`."""
+def plot(run_dirs: Sequence[str | Path] | str | Path, x: str = "env_steps") -> Figure:
+    """Learning curves of one or more runs as a matplotlib figure: the training return (mean of the last 100
+    episodes, a line) and the greedy evaluations (dots) against `x` ('env_steps' or 'time'). In a notebook the
+    figure shows inline; elsewhere `.savefig(path)` it."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise PacerError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+    if x not in AXES:
+        raise PacerError(f"x must be one of {', '.join(AXES)}, got {x!r}")
+    runs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(run) for run in run_dirs]
+    if not runs:
+        raise PacerError("plot needs at least one run directory")
+    curves = [(run.name, read_metrics(run)) for run in runs]  # every run is read before a figure exists
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for run in run_dirs:
-        rows = read_metrics(run)
-        label = run.name
+    plt.close(fig)  # pyplot forgets it: a notebook shows the returned figure once, and scripts leak nothing
+    for label, rows in curves:
         train = [(r[x], r["return_recent"]) for r in rows if r.get("return_recent") is not None]
         evals = [(r[x], r["eval_return"]) for r in rows if r.get("eval_return") is not None]
         line = ax.plot(*zip(*train, strict=True), label=f"{label} (training, last 100 episodes)")[0] if train else None
         if evals:
             ax.plot(*zip(*evals, strict=True), "o", ms=4, color=line.get_color() if line else None,
                     label=f"{label} (greedy evaluation)")
-    ax.set_xlabel({"env_steps": "environment steps", "time": "wall time (s)"}.get(x, x))
+    ax.set_xlabel(AXES[x])
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return fig
+
+
+def plot_runs(run_dirs: list[Path], out: Path, x: str = "env_steps") -> Path:
+    """`pacer plot`: the figure of `plot`, saved as an image (PNG, or what `out`'s suffix names)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # the command never opens a window; `plot` itself leaves a notebook's backend alone
+    except ImportError:
+        raise PacerError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+    fig = plot(run_dirs, x)
+    make_output_dir(out.parent)
     fig.savefig(out)
-    plt.close(fig)
     return out

@@ -1,0 +1,164 @@
+"""A trained policy outside Python: an ONNX graph (onnxruntime, C++, C#, the browser) or a torch.export program.
+
+The graph maps raw observations, float32 [batch, *obs_shape], to the greedy action, the policy's output and the
+value. Observation normalization is part of the model, so it is part of the graph; nothing else is needed to act.
+  Discrete actions: `action` int64 [batch] (the argmax), `logits` float32 [batch, n], `value` float32 [batch].
+  Box actions:      `action` float32 [batch, d] (the mean clipped to the action bounds, as `Agent.act` does),
+                    `mean` float32 [batch, d] (unclipped), `value` float32 [batch].
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from pacer import __version__
+from pacer.agent import Agent
+from pacer.errors import PacerError, make_output_dir
+
+FORMATS = {"onnx": ".onnx", "torch": ".pt2"}
+
+
+class GreedyPolicy(nn.Module):
+    """The agent's model with its greedy action on top: what an exported file computes."""
+
+    low: Tensor
+    high: Tensor
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.model = agent.model
+        self.discrete = agent.kind == "discrete"
+        if not self.discrete:
+            space = agent.action_space
+            self.register_buffer("low", torch.as_tensor(space.low, dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(space.high, dtype=torch.float32))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        pi, value = self.model(obs)
+        if self.discrete:
+            return pi.argmax(-1), pi, value
+        # minimum/maximum, not clamp: ONNX's Clip takes scalar bounds only, and each action dim has its own
+        return torch.maximum(torch.minimum(pi, self.high), self.low), pi, value
+
+
+def output_names(agent: Agent) -> list[str]:
+    return ["action", "logits" if agent.kind == "discrete" else "mean", "value"]
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    format: str
+    inputs: str
+    outputs: str
+
+
+def export(agent: Agent, out: str | Path, fmt: str = "onnx") -> Exported:
+    """Write the agent's greedy policy to `out` (atomically: a file that exists is complete)."""
+    if fmt not in FORMATS:
+        raise PacerError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401  (torch.onnx's exporter needs both)
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise PacerError("ONNX export needs onnx and onnxscript: pip install -e '.[export]'") from None
+    out = Path(out)
+    make_output_dir(out.parent)
+    # the temporary file is made first: an unwritable place fails now, not after the export's seconds of work
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=FORMATS[fmt])
+    os.close(fd)
+    partial = Path(name)
+    policy = GreedyPolicy(agent).eval()
+    example = torch.zeros((2, *agent.obs_shape))  # batch 2: a batch of 1 could be specialized into the graph
+    batch = torch.export.Dim("batch")
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            if fmt == "onnx":
+                program = torch.onnx.export(policy, (example,), None, dynamo=True, input_names=["obs"],
+                                            output_names=output_names(agent), dynamic_shapes=({0: batch},),
+                                            verbose=False)
+                assert program is not None
+                program.model.metadata_props.update(metadata(agent))
+                program.save(str(partial))
+            else:
+                torch.export.save(torch.export.export(policy, (example,), dynamic_shapes=({0: batch},)), partial)
+        os.replace(partial, out)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError | PacerError):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise PacerError(f"cannot export {type(agent.model).__name__} with {fmt}: {type(exc).__name__}: {first}"
+                         ) from None
+    shape = ", ".join(["batch", *map(str, agent.obs_shape)])
+    n = agent.action_space.n if agent.kind == "discrete" else agent.action_space.shape[0]
+    action = "int64[batch]" if agent.kind == "discrete" else f"float32[batch, {n}]"
+    names = output_names(agent)
+    return Exported(path=out, format=fmt, inputs=f"obs float32[{shape}]",
+                    outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]")
+
+
+def metadata(agent: Agent) -> dict[str, str]:
+    """What a user of the file needs to know, stored in the ONNX model's metadata_props."""
+    return {"pacer.version": __version__, "pacer.env": str(agent.config.env.id), "pacer.action_kind": agent.kind,
+            "pacer.action_space": str(agent.action_space), "pacer.outputs": ",".join(output_names(agent))}
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch.onnx logs and warns about things irrelevant here (torchvision ops it skips, deprecations)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def random_observations(agent: Agent, count: int, seed: int) -> NDArray[np.float32]:
+    """`count` observations drawn from the env's observation space (uniform where bounded, normal where not)."""
+    from pacer.envs import spaces_of
+
+    env = agent.config.env
+    space = spaces_of(env.id, env.max_episode_steps, env.kwargs)[0]
+    space.seed(seed)
+    return np.stack([space.sample() for _ in range(count)]).astype(np.float32)
+
+
+def onnx_actions(path: str | Path, obs: NDArray[np.float32]) -> NDArray[Any]:
+    """The exported graph's greedy actions for a batch of observations, run by onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise PacerError("running an ONNX file needs onnxruntime: pip install onnxruntime") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actions: NDArray[Any] = session.run(["action"], {"obs": obs})[0]
+    return actions
+
+
+def check_onnx(agent: Agent, path: str | Path, count: int = 2000, seed: int = 0) -> tuple[int, float]:
+    """Compare the graph's greedy actions with `agent.act` on `count` random observations: (actions that differ,
+    largest absolute difference)."""
+    obs = random_observations(agent, count, seed)
+    theirs, ours = onnx_actions(path, obs), agent.act(obs)
+    if agent.kind == "discrete":
+        return int((theirs != ours).sum()), float(np.abs(theirs - ours).max())
+    diff = np.abs(theirs - ours)
+    return int((diff > 1e-4).any(axis=-1).sum()), float(diff.max())

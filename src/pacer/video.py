@@ -1,0 +1,170 @@
+"""Watching an agent: episodes rendered to mp4 files, or to a window where there is a display.
+
+Videos are written by imageio through the ffmpeg binary that imageio-ffmpeg bundles (no system ffmpeg), H.264 in
+yuv420p so that every player opens them. There is one frame per action: frame t shows the state the agent acted on
+at step t, so a video has exactly as many frames as its episode has steps. Each file is written under a temporary
+name and renamed when complete, so a video that exists plays.
+
+Rendering happens only here, on an env made for it: training envs never render (LunarLander's rgb_array mode piles
+up particle bodies when nothing draws them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from pacer.envs import make_single_env
+from pacer.errors import PacerError, make_output_dir
+
+if TYPE_CHECKING:
+    from pacer.agent import Agent
+
+DEFAULT_FPS = 30  # for envs whose metadata gives no render_fps
+
+
+@dataclass(frozen=True)
+class Video:
+    path: Path
+    frames: int
+    """Frames written: the episode's length in steps."""
+    episode_return: float
+
+
+def require_video_extra() -> Any:
+    """imageio's v2 API, or a one-line error naming the extra that provides it and its ffmpeg."""
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (the bundled ffmpeg binary imageio writes mp4 with)
+    except ImportError:
+        raise PacerError("video needs imageio and imageio-ffmpeg: pip install -e '.[video]'") from None
+    return imageio
+
+
+def env_name(env_id: Any) -> str:
+    return getattr(env_id, "__qualname__", None) or str(env_id)
+
+
+def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,
+               kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+    """One env that renders in `mode` ('rgb_array' or 'human'), or a one-line error saying why it cannot."""
+    if mode == "rgb_array" and not _display_named():
+        # pygame-drawn envs init SDL's video, which probes for a display and complains on stderr where there is none
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    with warnings.catch_warnings():  # gym.make only warns about a render mode the env lacks: we check it below
+        warnings.simplefilter("ignore")
+        try:
+            env = make_single_env(env_id, max_episode_steps, render_mode=mode, kwargs=kwargs)
+        except gym.error.DependencyNotInstalled as exc:
+            raise PacerError(f"rendering {env_name(env_id)} needs a package that is not installed ("
+                             f"{str(exc).splitlines()[0]}); pip install -e '.[video]'") from None
+    modes = list(env.metadata.get("render_modes") or [])
+    if env.render_mode == mode and mode in modes:
+        return env
+    env.close()
+    if mode in modes:  # the env could, but a factory did not pass the mode on
+        raise PacerError(f"env factory {env_name(env_id)} made an env that does not render: let it take "
+                         f"render_mode=None and pass it to the env (e.g. gym.make(..., render_mode=render_mode))")
+    raise PacerError(f"env {env_name(env_id)} cannot render {mode!r} frames (its render modes: {modes})")
+
+
+def check_can_record(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None
+                     ) -> None:
+    """Before a run that records videos starts: the extra is installed and the env renders frames."""
+    require_video_extra()
+    render_env(env_id, "rgb_array", max_episode_steps, kwargs).close()
+
+
+def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: bool = True,
+           names: list[str] | None = None) -> list[Video]:
+    """Play `episodes` episodes (episode i from seed + i, as `pacer eval` seeds them) and write episode i to
+    `out_dir/episode-<i>.mp4`, or to `out_dir/<names[i]>.mp4`."""
+    names = names or [f"episode-{i:03d}" for i in range(episodes)]
+    imageio = require_video_extra()
+    out_dir = Path(out_dir)
+    make_output_dir(out_dir)  # an unwritable place fails here, before any rendering
+    cfg = agent.config.env
+    env = render_env(cfg.id, "rgb_array", cfg.max_episode_steps, cfg.kwargs)
+    fps = int(env.metadata.get("render_fps") or DEFAULT_FPS)
+    videos = []
+    try:
+        for i in range(episodes):
+            videos.append(_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps))
+    finally:
+        env.close()
+    return videos
+
+
+def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: int, greedy: bool, fps: int
+                    ) -> Video:
+    partial = path.with_name(f".{path.stem}.partial.mp4")  # ffmpeg picks the container from the suffix
+    writer = imageio.get_writer(partial, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                macro_block_size=1, ffmpeg_log_level="error")
+    frames, total = 0, 0.0
+    try:
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            writer.append_data(_even(env.render()))
+            frames += 1
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, greedy=greedy))
+            total += float(reward)
+            done = bool(terminated or truncated)
+        writer.close()
+        os.replace(partial, path)
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return Video(path=path, frames=frames, episode_return=total)
+
+
+def _even(frame: Any) -> NDArray[np.uint8]:
+    """yuv420p needs even width and height: pad an odd edge with one black row or column (never rescale)."""
+    frame = np.asarray(frame, dtype=np.uint8)
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise PacerError(f"render() returned an array of shape {frame.shape}, not an RGB image [height, width, 3]")
+    pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
+    return np.pad(frame[:, :, :3], pad) if any(p[1] for p in pad[:2]) else frame[:, :, :3]
+
+
+def _display_named() -> bool:
+    """Whether a window can open: on Linux and the BSDs an X11 or Wayland display must be named."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def require_display() -> None:
+    """A one-line error where no window can open."""
+    if _display_named():
+        return
+    raise PacerError("--render needs a display and there is none here (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+                     "write videos instead: pacer eval RUN --video DIR")
+
+
+def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[float]:
+    """Play episodes in a window (the env's 'human' render mode); their returns."""
+    require_display()
+    cfg = agent.config.env
+    env = render_env(cfg.id, "human", cfg.max_episode_steps, cfg.kwargs)
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, greedy=greedy))
+                total += float(reward)
+                done = bool(terminated or truncated)
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
