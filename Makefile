@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
+PICTURES := runs/pictures/LunarLander-v3
 
-.PHONY: setup train test test-ray test-notebook test-slow soak bench lint typecheck check clean
+.PHONY: setup train test test-ray test-notebook test-slow soak bench pictures lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +54,15 @@ bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 2.5 hou
 	$(BIN)/pacer bench timed --env HalfCheetah-v5 --pacer-seconds 300 --sb3-seconds 1500
 	$(BIN)/pacer bench timed --env Hopper-v5 --pacer-seconds 300 --sb3-seconds 1500
 	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800
+
+pictures: $(STAMP)  ## the README's pictures (docs/images): train LunarLander, film a greedy episode, plot the curve
+	$(PIP) install -c constraints.txt -e '.[video,box2d,plot]'
+	rm -rf $(PICTURES)
+	$(BIN)/pacer train --env LunarLander-v3 --seed 0 --run-dir $(PICTURES) --no-progress
+	$(BIN)/pacer eval $(PICTURES) --episodes 10 --video-episodes 1 --video $(PICTURES)/videos
+	$(BIN)/pacer plot $(PICTURES) --out docs/images/learning-curve.png
+	$(BIN)/python docs/pictures.py $(PICTURES)/videos/episode-000.mp4 docs/images/lunarlander.gif
+	du -ch docs/images/* | tail -n 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -147,13 +147,17 @@ def test_onnx_greedy_actions_match_pacer_on_2000_random_observations(env: str, r
     assert props["pacer.env"] == env and props["pacer.outputs"].startswith("action,")
 
 
-def test_onnx_graph_normalizes_observations_itself(tmp_path: Path) -> None:
+def test_onnx_graph_normalizes_observations_and_clips_actions_itself(tmp_path: Path) -> None:
+    from pacer.export import check_onnx, export, random_observations
+
     run = tiny_run(tmp_path / "run", "Pendulum-v1", normalize="running")
     agent = pacer.load(run)
-    agent.model.obs_norm.mean.fill_(5.0)  # far from zero: a graph without the normalization would disagree
-    agent.model.obs_norm.var.fill_(4.0)
-    from pacer.export import check_onnx, export
-
+    with torch.no_grad():
+        agent.model.obs_norm.mean.fill_(5.0)  # far from zero: a graph without the normalization would disagree
+        agent.model.obs_norm.var.fill_(4.0)
+        agent.model.pi_head.weight.mul_(10.0)  # means far outside [-2, 2]: pacer clips them, so must the graph
+    clipped = np.abs(agent.act(random_observations(agent, 500, 0))) == 2.0
+    assert 0.2 < clipped.mean() < 0.98  # both cases are exercised
     differ, largest = check_onnx(agent, export(agent, tmp_path / "p.onnx").path, count=500)
     assert differ == 0 and largest <= 1e-4
 
