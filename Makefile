@@ -56,7 +56,6 @@ bench: $(STAMP)  ## the benchmark suite against Stable-Baselines3 (about 2.5 hou
 	$(BIN)/pacer bench compare --env CartPole-v1 --seeds 5 --classic-cap 800
 
 pictures: $(STAMP)  ## the README's pictures (docs/images): train LunarLander, film a greedy episode, plot the curve
-	$(PIP) install -c constraints.txt -e '.[video,box2d,plot]'
 	rm -rf $(PICTURES)
 	$(BIN)/pacer train --env LunarLander-v3 --seed 0 --run-dir $(PICTURES) --no-progress
 	$(BIN)/pacer eval $(PICTURES) --episodes 10 --video-episodes 1 --video $(PICTURES)/videos
@@ -65,7 +64,7 @@ pictures: $(STAMP)  ## the README's pictures (docs/images): train LunarLander, f
 	du -ch docs/images/* | tail -n 1
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests docs scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import imageio.v2 as imageio
 from PIL import Image
@@ -22,7 +23,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=300)
     parser.add_argument("--every", type=int, default=2)
     args = parser.parse_args()
-    reader = imageio.get_reader(args.video)
+    if args.every < 1 or args.width < 1:
+        parser.error("--every and --width must be >= 1")
+    reader: Any = imageio.get_reader(args.video)  # an iterator of frames (its stubs say otherwise)
     fps = reader.get_meta_data()["fps"]
     frames = []
     for index, frame in enumerate(reader):
@@ -31,6 +34,8 @@ def main() -> None:
             height = round(image.height * args.width / image.width)
             frames.append(image.resize((args.width, height), Image.Resampling.LANCZOS))
     reader.close()
+    if not frames:
+        parser.error(f"{args.video} has no frames")
     # one palette for every frame (from the middle one): no flicker, and the GIF compresses well
     palette = frames[len(frames) // 2].quantize(colors=32)
     frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]

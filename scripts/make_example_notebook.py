@@ -60,13 +60,7 @@ result = pacer.train({
 })
 print(result.stop_reason, result.env_steps, "env steps; greedy return", result.eval_mean)"""),
     ("markdown", "The learning curve, inline."),
-    ("code", """%matplotlib inline
-import matplotlib.pyplot as plt
-from pacer.plot import read_metrics
-
-rows = read_metrics(result.run_dir)
-plt.plot([r["env_steps"] for r in rows], [r["return_recent"] for r in rows])
-plt.xlabel("env steps"); plt.ylabel("mean return of recent episodes"); plt.show()"""),
+    ("code", """pacer.plot([result.run_dir])  # a matplotlib figure: it shows inline"""),
     ("markdown", """Evaluate: the run's config says its env and model were passed by value (`by-value:__main__:...`), so
 they are passed again here."""),
     ("code", """evaluation = pacer.evaluate(result.run_dir, episodes=20, workers=2, env=Corridor, model=SmallNet)

@@ -115,3 +115,27 @@ def make_blind() -> gym.Env:
 def make_rendering_cartpole(render_mode: str | None = None) -> gym.Env:
     """A factory that passes the render mode on, as docs/models.md asks."""
     return gym.make("CartPole-v1", render_mode=render_mode)
+
+
+class BrokenRenderer(gym.Wrapper):  # type: ignore[type-arg]
+    """CartPole whose render() fails: at its `fail_at`-th call with a bug, or always for a missing package."""
+
+    def __init__(self, render_mode: str | None, fail_at: int | None) -> None:
+        super().__init__(gym.make("CartPole-v1", render_mode=render_mode))
+        self.fail_at, self.calls = fail_at, 0
+
+    def render(self):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.fail_at is None:
+            raise gym.error.DependencyNotInstalled("pygame is not installed, run `pip install pygame`")
+        if self.calls >= self.fail_at:
+            raise RuntimeError("renderer bug")
+        return super().render()
+
+
+def make_buggy_renderer(render_mode: str | None = None) -> gym.Env:
+    return BrokenRenderer(render_mode, fail_at=5)
+
+
+def make_renderer_without_pygame(render_mode: str | None = None) -> gym.Env:
+    return BrokenRenderer(render_mode, fail_at=None)

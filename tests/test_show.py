@@ -6,6 +6,8 @@ episode lengths, the exported graph against `Agent.act`), which does not need a 
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import pytest
 import torch
 
 import pacer
+import pacer.export
+import pacer.video
 from pacer.cli import main
 from pacer.envs import make_single_env
 
@@ -103,6 +107,7 @@ def test_training_records_greedy_videos_and_its_envs_never_render(tmp_path: Path
     videos = list((result.run_dir / "videos").iterdir())
     steps = sorted(int(p.stem.removeprefix("step_")) for p in videos if p.name != "final.mp4")
     assert len(steps) >= 2 and steps[0] >= 500 and (result.run_dir / "videos" / "final.mp4") in videos, videos
+    assert steps[-1] < 1500  # the budget's end is final.mp4 alone, not also a step_N.mp4 of the same parameters
     for path in videos:
         assert imageio_ffmpeg.count_frames_and_secs(str(path))[0] > 0
     # rendering envs: one to check at the start, one per video; every other env (training's) renders nothing
@@ -148,7 +153,7 @@ def test_onnx_greedy_actions_match_pacer_on_2000_random_observations(env: str, r
 
 
 def test_onnx_graph_normalizes_observations_and_clips_actions_itself(tmp_path: Path) -> None:
-    from pacer.export import check_onnx, export, random_observations
+    from pacer.export import compare, export, random_observations
 
     run = tiny_run(tmp_path / "run", "Pendulum-v1", normalize="running")
     agent = pacer.load(run)
@@ -158,7 +163,7 @@ def test_onnx_graph_normalizes_observations_and_clips_actions_itself(tmp_path: P
         agent.model.pi_head.weight.mul_(10.0)  # means far outside [-2, 2]: pacer clips them, so must the graph
     clipped = np.abs(agent.act(random_observations(agent, 500, 0))) == 2.0
     assert 0.2 < clipped.mean() < 0.98  # both cases are exercised
-    differ, largest = check_onnx(agent, export(agent, tmp_path / "p.onnx").path, count=500)
+    differ, largest = compare(agent, export(agent, tmp_path / "p.onnx").path, count=500)
     assert differ == 0 and largest <= 1e-4
 
 
@@ -175,6 +180,99 @@ def test_torch_format_is_a_torch_export_program(runs: dict[str, Path], tmp_path:
     np.testing.assert_allclose(action, agent.act(obs), atol=1e-6)
 
 
+def test_eval_json_with_videos_keeps_stdout_json(runs: dict[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", str(runs["CartPole-v1"]), "--episodes", "1", "--video", str(tmp_path / "v"), "--json",
+                 "--workers", "1"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert json.loads(captured.out)["episodes"] == 1  # stdout is the JSON document alone
+    assert f"wrote {tmp_path / 'v' / 'episode-000.mp4'}: " in captured.err
+
+
+def test_eval_render_plays_then_evaluates(runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    watched: list[int] = []
+    real_watch = pacer.video.watch
+    monkeypatch.setattr(pacer.video, "watch",
+                        lambda agent, n, *args, **kw: watched.append(n) or real_watch(agent, n, *args, **kw))
+    code = main(["eval", str(runs["CartPole-v1"]), "--episodes", "2", "--video-episodes", "1", "--render",
+                 "--workers", "1"])
+    assert code == 0 and watched == [1]
+    assert "2 greedy episodes" in capsys.readouterr().out
+
+
+def test_a_renderer_that_breaks_mid_episode_leaves_no_video(tmp_path: Path) -> None:
+    from pacer.video import record
+
+    agent = pacer.load(tiny_run(tmp_path / "run", "helpers:make_buggy_renderer", steps=200))
+    with pytest.raises(RuntimeError, match="renderer bug"):  # a bug in the user's renderer keeps its traceback
+        record(agent, tmp_path / "v", 1, seed=0)
+    assert list((tmp_path / "v").iterdir()) == []  # no partial file
+
+
+def test_training_goes_on_when_a_video_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = pacer.train({
+        "env": {"id": "helpers:make_buggy_renderer", "envs_per_worker": 2},
+        "algo": {"name": "a2c", "n_steps": 8},
+        "runtime": {"backend": "inline", "workers": 1, "total_steps": 600, "eval_every": 0,
+                    "final_eval_episodes": 0},
+        "log": {"run_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False, "report_every": 0.0,
+                "video_every": 250, "checkpoint_every": 0},
+    }, preset="none")
+    assert result.env_steps >= 600 and (result.run_dir / "checkpoints" / "final.pt").is_file()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "not written" in line]
+    assert len(warnings) == 3 and warnings[-1] == "pacer: warning: video final not written: RuntimeError: renderer bug"
+    assert list((result.run_dir / "videos").iterdir()) == []
+
+
+def test_a_renderer_whose_package_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tiny_run(tmp_path / "run", "helpers:make_renderer_without_pygame", steps=200)
+    capsys.readouterr()
+    code = main(["eval", str(run), "--episodes", "1", "--video", str(tmp_path / "v")])
+    one_line_error(code, capsys, "rendering helpers:make_renderer_without_pygame needs a package that is not "
+                   "installed (pygame is not installed, run `pip install pygame`); pip install -e '.[video]'")
+    assert list((tmp_path / "v").iterdir()) == []
+    code = main(["train", "--env", "helpers:make_renderer_without_pygame", "--backend", "inline", "--set",
+                 "log.video_every=100", "--run-dir", str(tmp_path / "never")])
+    one_line_error(code, capsys, "rendering helpers:make_renderer_without_pygame needs a package")
+    assert not (tmp_path / "never").exists()
+
+
+def test_an_export_that_fails_is_one_line_and_leaves_nothing(runs: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def unsupported(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("unsupported operator\n(a long explanation)")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    code = main(["export", str(runs["CartPole-v1"]), "--out", str(tmp_path / "p.onnx")])
+    one_line_error(code, capsys, "cannot export MLPActorCritic with onnx: RuntimeError: unsupported operator")
+    assert list(tmp_path.iterdir()) == []
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        assert [p.name for p in tmp_path.iterdir()] == [f".p.onnx.{os.getpid()}.partial.onnx"]  # Ctrl-C removes it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted)
+    assert main(["export", str(runs["CartPole-v1"]), "--out", str(tmp_path / "p.onnx")]) == 130
+    assert capsys.readouterr().err.strip() == "pacer: interrupted"  # no checkpoint talk: only train saves one
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_fails_its_check_is_removed(runs: dict[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(pacer.export, "compare", lambda *args, **kwargs: (3, 0.5))
+    out = tmp_path / "p.onnx"
+    code = main(["export", str(runs["CartPole-v1"]), "--out", str(out), "--check", "100"])
+    one_line_error(code, capsys, f"onnxruntime's greedy actions from '{out}' differ from pacer's on 3 of 100 random "
+                   "observations (largest difference 0.5); the file was removed")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_command_checks_its_file_against_pacer(runs: dict[str, Path], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sub" / "policy.onnx"
@@ -182,6 +280,25 @@ def test_export_command_checks_its_file_against_pacer(runs: dict[str, Path], tmp
     text = capsys.readouterr().out
     assert "checked: onnxruntime's greedy actions match pacer's on 300 random observations" in text
     assert sorted(p.name for p in out.parent.iterdir()) == ["policy.onnx"]  # no temporary file left
+    assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # permissions as any written file's
+    assert main(["export", str(runs["Pendulum-v1"]), "--out", str(tmp_path / "p.pt2"), "--format", "torch",
+                 "--check", "300"]) == 0
+    text = capsys.readouterr().out
+    assert "checked: torch.export.load's greedy actions match pacer's on 300 random observations" in text
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_plot_command_names_the_file_it_wrote(runs: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plot", str(runs["CartPole-v1"]), "--out", str(tmp_path / "curve")]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'curve.png'}\n" and (tmp_path / "curve.png").is_file()
+    code = main(["plot", str(runs["CartPole-v1"]), "--out", str(tmp_path / "curve.txt")])
+    one_line_error(code, capsys, f"cannot save a plot as '.txt' ('{tmp_path / 'curve.txt'}'); use one of: ")
 
 
 # bad input: one line each, exit code 2
@@ -260,11 +377,17 @@ def test_video_episodes_out_of_range(runs: dict[str, Path], tmp_path: Path,
 
 def test_plot_returns_a_figure_and_leaves_the_backend_alone(runs: dict[str, Path]) -> None:
     import matplotlib
+    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
     backend = matplotlib.get_backend()
-    fig = pacer.plot([runs["CartPole-v1"], runs["Pendulum-v1"]], x="time")
-    assert isinstance(fig, Figure) and matplotlib.get_backend() == backend
+    matplotlib.use("svg")  # not the default: a plot() that switched backends would show here
+    try:
+        fig = pacer.plot([runs["CartPole-v1"], runs["Pendulum-v1"]], x="time")
+        assert isinstance(fig, Figure) and matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == []  # pyplot holds no reference: nothing leaks, a notebook shows it once
+    finally:
+        matplotlib.use(backend)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "wall time (s)"
     labels = [line.get_label() for line in ax.get_lines()]

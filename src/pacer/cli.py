@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "--format torch)")
     ex.add_argument("--format", choices=["onnx", "torch"], default="onnx",
                     help="onnx (needs the export extra) or torch (torch.export.save)")
-    ex.add_argument("--check", type=int, default=1000, metavar="N", help="compare onnxruntime's greedy actions "
-                    "with pacer's on N random observations, when onnxruntime is installed (0: skip)")
+    ex.add_argument("--check", type=int, default=1000, metavar="N", help="run the file (onnxruntime, when "
+                    "installed, or torch.export.load) and compare its greedy actions with pacer's on N random "
+                    "observations; a file that disagrees is removed (0: skip)")
 
     pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG")
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
@@ -125,19 +126,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     """Parse and run a command; every error from here on, parsing included, is one line on stderr."""
+    command = None
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
+        command = args.command
         if extra:  # reported here, where the subcommand is known, so that the hint names its --help
             where = " ".join(["pacer", args.command, *([args.bench] if args.command == "bench" else [])])
             raise PacerError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         commands = {"train": _train, "eval": _eval, "export": _export, "plot": _plot, "bench": _bench}
         return commands[args.command](args)
-    except Terminated:
-        print("pacer: terminated; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
-        return EXIT_SIGTERM
-    except KeyboardInterrupt:
-        print("\npacer: interrupted; the run stopped cleanly and saved a final checkpoint", file=sys.stderr)
+    except (Terminated, KeyboardInterrupt) as stop:
+        saved = "; the run stopped cleanly and saved a final checkpoint" if command == "train" else ""
+        if isinstance(stop, Terminated):
+            print(f"pacer: terminated{saved}", file=sys.stderr)
+            return EXIT_SIGTERM
+        print(f"\npacer: interrupted{saved}", file=sys.stderr)
         return EXIT_SIGINT
     except PacerError as exc:
         print(f"pacer: error: {exc}", file=sys.stderr)
@@ -233,7 +237,8 @@ def _eval(args: argparse.Namespace) -> int:
         from pacer.video import record
 
         for video in record(agent, args.video, shown, args.seed, greedy=not args.stochastic):
-            print(f"wrote {video.path}: {video.frames} frames, return {video.episode_return:.2f}")
+            print(f"wrote {video.path}: {video.frames} frames, return {video.episode_return:.2f}",
+                  file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the JSON alone
     if args.render:
         from pacer.video import watch
 
@@ -256,24 +261,14 @@ def _export(args: argparse.Namespace) -> int:
     if args.check < 0:
         raise PacerError(f"--check must be >= 0, got {args.check}")
     from pacer.agent import load
-    from pacer.export import FORMATS, check_onnx, export
+    from pacer.export import FORMATS, check_file, export
 
     out = args.out if args.out is not None else Path(f"policy{FORMATS[args.format]}")
     agent = load(args.source)
     done = export(agent, out, args.format)
     print(f"wrote {done.path}: {done.inputs} -> {done.outputs}")
-    if args.format == "onnx" and args.check:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            print("(not checked: onnxruntime is not installed)")
-            return 0
-        differ, largest = check_onnx(agent, done.path, args.check)
-        if differ:
-            raise PacerError(f"onnxruntime's greedy actions differ from pacer's on {differ} of {args.check} random "
-                             f"observations (largest difference {largest:.3g})")
-        print(f"checked: onnxruntime's greedy actions match pacer's on {args.check:,} random observations "
-              f"(largest difference {largest:.2g})")
+    if args.check:
+        print(check_file(agent, done, args.check))
     return 0
 
 

@@ -168,7 +168,8 @@ class LogConfig:
     """How many periodic checkpoints to keep (plus `final`)."""
     video_every: int = field(default=0, metadata={"min": 0})
     """Record one greedy episode to videos/step_<N>.mp4 in the run directory every this many env steps, and
-    videos/final.mp4 at the end (0: never; needs the video extra)."""
+    videos/final.mp4 at the end (instead of a step_<N>.mp4 at the budget's end; 0: never; needs the video extra).
+    A video that cannot be written is a warning; the run goes on."""
     progress: bool = True
     """Show a live progress bar."""
     tensorboard: bool = True

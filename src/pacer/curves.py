@@ -6,7 +6,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pacer.errors import PacerError, make_output_dir
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 AXES = {"env_steps": "environment steps", "time": "wall time (s)"}
+Axis = Literal["env_steps", "time"]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     raise PacerError(f"no metrics.jsonl or metrics.csv in {str(run_dir)!r}")
 
 
-def plot(run_dirs: Sequence[str | Path] | str | Path, x: str = "env_steps") -> Figure:
+def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps") -> Figure:
     """Learning curves of one or more runs as a matplotlib figure: the training return (mean of the last 100
     episodes, a line) and the greedy evaluations (dots) against `x` ('env_steps' or 'time'). In a notebook the
     figure shows inline; elsewhere `.savefig(path)` it."""
@@ -62,13 +63,15 @@ def plot(run_dirs: Sequence[str | Path] | str | Path, x: str = "env_steps") -> F
     ax.set_xlabel(AXES[x])
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[1]:  # runs without any episode yet draw nothing to name
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_runs(run_dirs: list[Path], out: Path, x: str = "env_steps") -> Path:
-    """`pacer plot`: the figure of `plot`, saved as an image (PNG, or what `out`'s suffix names)."""
+def plot_runs(run_dirs: list[Path], out: Path, x: Axis = "env_steps") -> Path:
+    """`pacer plot`: the figure of `plot`, saved as an image in the format `out`'s suffix names (PNG when it has
+    none, adding .png); the path written."""
     try:
         import matplotlib
 
@@ -76,6 +79,12 @@ def plot_runs(run_dirs: list[Path], out: Path, x: str = "env_steps") -> Path:
     except ImportError:
         raise PacerError("plotting needs matplotlib: pip install -e '.[plot]'") from None
     fig = plot(run_dirs, x)
+    formats = fig.canvas.get_supported_filetypes()
+    if not out.suffix:
+        out = out.with_name(out.name + ".png")
+    if out.suffix[1:].lower() not in formats:
+        raise PacerError(f"cannot save a plot as {out.suffix!r} ({str(out)!r}); use one of: "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
     make_output_dir(out.parent)
     fig.savefig(out)
     return out

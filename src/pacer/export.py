@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,38 +77,43 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx") -> Exported:
             raise PacerError("ONNX export needs onnx and onnxscript: pip install -e '.[export]'") from None
     out = Path(out)
     make_output_dir(out.parent)
-    # the temporary file is made first: an unwritable place fails now, not after the export's seconds of work
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=FORMATS[fmt])
-    os.close(fd)
-    partial = Path(name)
-    policy = GreedyPolicy(agent).eval()
-    example = torch.zeros((2, *agent.obs_shape))  # batch 2: a batch of 1 could be specialized into the graph
-    batch = torch.export.Dim("batch")
+    # a hidden name in the target's directory (same file system, so the rename is atomic), opened as files are
+    # (the umask gives the permissions a plain write would); made first: an unwritable place fails now
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial{FORMATS[fmt]}")
     try:
-        with _quiet_exporter(), torch.no_grad():
-            if fmt == "onnx":
-                program = torch.onnx.export(policy, (example,), None, dynamo=True, input_names=["obs"],
-                                            output_names=output_names(agent), dynamic_shapes=({0: batch},),
-                                            verbose=False)
-                assert program is not None
-                program.model.metadata_props.update(metadata(agent))
-                program.save(str(partial))
-            else:
-                torch.export.save(torch.export.export(policy, (example,), dynamic_shapes=({0: batch},)), partial)
+        partial.open("wb").close()
+        _write(agent, partial, fmt)
         os.replace(partial, out)
+    except (OSError, PacerError):
+        raise
     except Exception as exc:
-        partial.unlink(missing_ok=True)
-        if isinstance(exc, OSError | PacerError):
-            raise
         first = (str(exc).strip().splitlines() or [""])[0]
         raise PacerError(f"cannot export {type(agent.model).__name__} with {fmt}: {type(exc).__name__}: {first}"
                          ) from None
+    finally:  # whatever stopped it, Ctrl-C included, leaves no partial file
+        partial.unlink(missing_ok=True)
     shape = ", ".join(["batch", *map(str, agent.obs_shape)])
     n = agent.action_space.n if agent.kind == "discrete" else agent.action_space.shape[0]
     action = "int64[batch]" if agent.kind == "discrete" else f"float32[batch, {n}]"
     names = output_names(agent)
     return Exported(path=out, format=fmt, inputs=f"obs float32[{shape}]",
                     outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]")
+
+
+def _write(agent: Agent, path: Path, fmt: str) -> None:
+    policy = GreedyPolicy(agent).eval()
+    example = torch.zeros((2, *agent.obs_shape))  # batch 2: a batch of 1 could be specialized into the graph
+    batch = torch.export.Dim("batch")
+    with _quiet_exporter(), torch.no_grad():
+        if fmt == "torch":
+            torch.export.save(torch.export.export(policy, (example,), dynamic_shapes=({0: batch},)), path)
+            return
+        program = torch.onnx.export(policy, (example,), None, dynamo=True, input_names=["obs"],
+                                    output_names=output_names(agent), dynamic_shapes=({0: batch},), verbose=False)
+        if program is None:  # only when given a file name, which this call is not
+            raise PacerError("torch.onnx.export returned no program")
+        program.model.metadata_props.update(metadata(agent))
+        program.save(str(path))
 
 
 def metadata(agent: Agent) -> dict[str, str]:
@@ -142,23 +146,51 @@ def random_observations(agent: Agent, count: int, seed: int) -> NDArray[np.float
     return np.stack([space.sample() for _ in range(count)]).astype(np.float32)
 
 
-def onnx_actions(path: str | Path, obs: NDArray[np.float32]) -> NDArray[Any]:
-    """The exported graph's greedy actions for a batch of observations, run by onnxruntime."""
+def run_file(path: str | Path, fmt: str, obs: NDArray[np.float32]) -> list[NDArray[Any]]:
+    """An exported file's outputs (action, logits or mean, value) for a batch of observations, run by onnxruntime
+    or by torch.export's loader."""
+    if fmt == "torch":
+        program = torch.export.load(path).module()
+        with torch.no_grad():
+            return [out.numpy() for out in program(torch.as_tensor(obs))]
     try:
         import onnxruntime
     except ImportError:
         raise PacerError("running an ONNX file needs onnxruntime: pip install onnxruntime") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actions: NDArray[Any] = session.run(["action"], {"obs": obs})[0]
-    return actions
+    outputs: list[NDArray[Any]] = session.run(None, {"obs": obs})
+    return outputs
 
 
-def check_onnx(agent: Agent, path: str | Path, count: int = 2000, seed: int = 0) -> tuple[int, float]:
-    """Compare the graph's greedy actions with `agent.act` on `count` random observations: (actions that differ,
-    largest absolute difference)."""
+def compare(agent: Agent, path: str | Path, fmt: str = "onnx", count: int = 2000, seed: int = 0
+            ) -> tuple[int, float]:
+    """Compare the file's greedy actions with `agent.act` on `count` random observations: (actions that differ,
+    largest absolute difference of the policy's outputs: the logits where actions are discrete, else the actions).
+    Box actions differ when they are more than 1e-4 apart."""
     obs = random_observations(agent, count, seed)
-    theirs, ours = onnx_actions(path, obs), agent.act(obs)
+    action, policy_out, _ = run_file(path, fmt, obs)
+    ours = agent.act(obs)
     if agent.kind == "discrete":
-        return int((theirs != ours).sum()), float(np.abs(theirs - ours).max())
-    diff = np.abs(theirs - ours)
+        with torch.no_grad():
+            logits = agent.model(torch.as_tensor(obs))[0].numpy()
+        return int((action != ours).sum()), float(np.abs(policy_out - logits).max())
+    diff = np.abs(action - ours)
     return int((diff > 1e-4).any(axis=-1).sum()), float(diff.max())
+
+
+def check_file(agent: Agent, exported: Exported, count: int) -> str:
+    """`pacer export --check`: the comparison's verdict in one line; a file that disagrees is removed."""
+    runner = "torch.export.load"
+    if exported.format == "onnx":
+        runner = "onnxruntime"
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "(not checked: onnxruntime is not installed)"
+    differ, largest = compare(agent, exported.path, exported.format, count)
+    if differ:
+        exported.path.unlink(missing_ok=True)
+        raise PacerError(f"{runner}'s greedy actions from {str(exported.path)!r} differ from pacer's on {differ} of "
+                         f"{count} random observations (largest difference {largest:.3g}); the file was removed")
+    return (f"checked: {runner}'s greedy actions match pacer's on {count:,} random observations "
+            f"(largest difference {largest:.2g})")

@@ -83,7 +83,8 @@ class Supervisor:
             if self.cfg.log.checkpoint_every and steps >= self.next_checkpoint:
                 self.checkpoint(f"step_{steps}")
                 self.next_checkpoint = _next_multiple(steps, self.cfg.log.checkpoint_every)
-            if self.record is not None and steps >= self.next_video:
+            # at the budget's end final.mp4 films these very parameters: no step_N.mp4 twin
+            if self.record is not None and steps >= self.next_video and steps < rt.total_steps:
                 self.timed(functools.partial(self.record, f"step_{steps}"))
                 self.next_video = _next_multiple(steps, self.cfg.log.video_every)
             now = time.monotonic()

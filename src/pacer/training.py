@@ -113,8 +113,9 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         agent = Agent(eval_model, cfg, kind, act_space, tuple(obs_space.shape or ()))
         try:
             record(agent, run_dir / "videos", 1, cfg.runtime.seed + EVAL_SEED_OFFSET, names=[name])
-        except OSError as exc:  # like a checkpoint: a full disk should not end the run
-            _stderr(f"pacer: warning: video {name} not written: {exc}")
+        except Exception as exc:  # a video is a view of the run: a full disk or a renderer's bug does not end it
+            first = (str(exc).strip().splitlines() or [""])[0]
+            _stderr(f"pacer: warning: video {name} not written: {type(exc).__name__}: {first}")
 
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"

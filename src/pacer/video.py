@@ -2,8 +2,9 @@
 
 Videos are written by imageio through the ffmpeg binary that imageio-ffmpeg bundles (no system ffmpeg), H.264 in
 yuv420p so that every player opens them. There is one frame per action: frame t shows the state the agent acted on
-at step t, so a video has exactly as many frames as its episode has steps. Each file is written under a temporary
-name and renamed when complete, so a video that exists plays.
+at step t, so a video has exactly as many frames as its episode has steps (the state after the last action is not
+shown). Each file is written under a temporary name, decoded once to count its frames, and renamed when complete, so
+a video that exists plays.
 
 Rendering happens only here, on an env made for it: training envs never render (LunarLander's rgb_array mode piles
 up particle bodies when nothing draws them).
@@ -11,10 +12,11 @@ up particle bodies when nothing draws them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,19 +56,34 @@ def env_name(env_id: Any) -> str:
     return getattr(env_id, "__qualname__", None) or str(env_id)
 
 
+@contextlib.contextmanager
+def headless() -> Iterator[None]:
+    """Where no display is named, pygame-drawn envs render through SDL's dummy video driver (SDL would otherwise
+    probe for a display and complain on stderr); the variable is restored afterwards."""
+    if _display_named() or "SDL_VIDEODRIVER" in os.environ:
+        yield
+        return
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    try:
+        yield
+    finally:
+        os.environ.pop("SDL_VIDEODRIVER", None)
+
+
+def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
+    return PacerError(f"rendering {env_name(env_id)} needs a package that is not installed "
+                      f"({str(exc).splitlines()[0]}); pip install -e '.[video]'")
+
+
 def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,
                kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """One env that renders in `mode` ('rgb_array' or 'human'), or a one-line error saying why it cannot."""
-    if mode == "rgb_array" and not _display_named():
-        # pygame-drawn envs init SDL's video, which probes for a display and complains on stderr where there is none
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    with warnings.catch_warnings():  # gym.make only warns about a render mode the env lacks: we check it below
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # gym.make warns about a render mode the env lacks: we say so below
+        warnings.filterwarnings("ignore", message=".*render_mode.*")
         try:
             env = make_single_env(env_id, max_episode_steps, render_mode=mode, kwargs=kwargs)
         except gym.error.DependencyNotInstalled as exc:
-            raise PacerError(f"rendering {env_name(env_id)} needs a package that is not installed ("
-                             f"{str(exc).splitlines()[0]}); pip install -e '.[video]'") from None
+            raise _missing_dependency(env_id, exc) from None
     modes = list(env.metadata.get("render_modes") or [])
     if env.render_mode == mode and mode in modes:
         return env
@@ -77,11 +94,26 @@ def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,
     raise PacerError(f"env {env_name(env_id)} cannot render {mode!r} frames (its render modes: {modes})")
 
 
+def frame(env: gym.Env, env_id: Any) -> NDArray[np.uint8]:
+    """The env's current frame, ready for yuv420p; a renderer that needs a missing package (pygame is imported
+    only at the first render()) is a one-line error."""
+    try:
+        return _even(env.render())
+    except gym.error.DependencyNotInstalled as exc:
+        raise _missing_dependency(env_id, exc) from None
+
+
 def check_can_record(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None
                      ) -> None:
-    """Before a run that records videos starts: the extra is installed and the env renders frames."""
+    """Before a run that records videos starts: the extra is installed and the env renders a frame."""
     require_video_extra()
-    render_env(env_id, "rgb_array", max_episode_steps, kwargs).close()
+    with headless():
+        env = render_env(env_id, "rgb_array", max_episode_steps, kwargs)
+        try:
+            env.reset(seed=0)
+            frame(env, env_id)
+        finally:
+            env.close()
 
 
 def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: bool = True,
@@ -89,42 +121,49 @@ def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: 
     """Play `episodes` episodes (episode i from seed + i, as `pacer eval` seeds them) and write episode i to
     `out_dir/episode-<i>.mp4`, or to `out_dir/<names[i]>.mp4`."""
     names = names or [f"episode-{i:03d}" for i in range(episodes)]
+    if len(names) != episodes:
+        raise PacerError(f"record: {len(names)} names for {episodes} episodes")
     imageio = require_video_extra()
     out_dir = Path(out_dir)
     make_output_dir(out_dir)  # an unwritable place fails here, before any rendering
     cfg = agent.config.env
-    env = render_env(cfg.id, "rgb_array", cfg.max_episode_steps, cfg.kwargs)
-    fps = int(env.metadata.get("render_fps") or DEFAULT_FPS)
-    videos = []
-    try:
-        for i in range(episodes):
-            videos.append(_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps))
-    finally:
-        env.close()
-    return videos
+    with headless():
+        env = render_env(cfg.id, "rgb_array", cfg.max_episode_steps, cfg.kwargs)
+        fps = float(env.metadata.get("render_fps") or DEFAULT_FPS)
+        try:
+            return [_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps)
+                    for i in range(episodes)]
+        finally:
+            env.close()
 
 
-def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: int, greedy: bool, fps: int
+def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: int, greedy: bool, fps: float
                     ) -> Video:
+    import imageio_ffmpeg
+
     partial = path.with_name(f".{path.stem}.partial.mp4")  # ffmpeg picks the container from the suffix
-    writer = imageio.get_writer(partial, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-                                macro_block_size=1, ffmpeg_log_level="error")
     frames, total = 0, 0.0
     try:
-        obs, _ = env.reset(seed=seed)
-        done = False
-        while not done:
-            writer.append_data(_even(env.render()))
-            frames += 1
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, greedy=greedy))
-            total += float(reward)
-            done = bool(terminated or truncated)
-        writer.close()
+        writer = imageio.get_writer(partial, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                    macro_block_size=1, ffmpeg_log_level="error")
+        try:
+            obs, _ = env.reset(seed=seed)
+            done = False
+            while not done:
+                writer.append_data(frame(env, agent.config.env.id))
+                frames += 1
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, greedy=greedy))
+                total += float(reward)
+                done = bool(terminated or truncated)
+        finally:
+            writer.close()
+        # ffmpeg decodes what it wrote: a file that is renamed into place plays, whole
+        decoded = imageio_ffmpeg.count_frames_and_secs(str(partial))[0]
+        if decoded != frames:
+            raise PacerError(f"ffmpeg wrote {decoded} of {frames} frames to {str(path)!r}")
         os.replace(partial, path)
-    except BaseException:
-        writer.close()
+    finally:
         partial.unlink(missing_ok=True)
-        raise
     return Video(path=path, frames=frames, episode_return=total)
 
 
@@ -151,7 +190,7 @@ def require_display() -> None:
 
 
 def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[float]:
-    """Play episodes in a window (the env's 'human' render mode); their returns."""
+    """Play episodes in a window (the env's 'human' render mode, which draws at every step); their returns."""
     require_display()
     cfg = agent.config.env
     env = render_env(cfg.id, "human", cfg.max_episode_steps, cfg.kwargs)
@@ -165,6 +204,8 @@ def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[f
                 total += float(reward)
                 done = bool(terminated or truncated)
             returns.append(total)
+    except gym.error.DependencyNotInstalled as exc:
+        raise _missing_dependency(cfg.id, exc) from None
     finally:
         env.close()
     return returns
