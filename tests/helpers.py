@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
@@ -124,7 +126,7 @@ class BrokenRenderer(gym.Wrapper):  # type: ignore[type-arg]
         super().__init__(gym.make("CartPole-v1", render_mode=render_mode))
         self.fail_at, self.calls = fail_at, 0
 
-    def render(self):  # type: ignore[no-untyped-def]
+    def render(self) -> Any:
         self.calls += 1
         if self.fail_at is None:
             raise gym.error.DependencyNotInstalled("pygame is not installed, run `pip install pygame`")
@@ -134,8 +136,10 @@ class BrokenRenderer(gym.Wrapper):  # type: ignore[type-arg]
 
 
 def make_buggy_renderer(render_mode: str | None = None) -> gym.Env:
+    """Renders four frames, then raises: a bug in a user's renderer."""
     return BrokenRenderer(render_mode, fail_at=5)
 
 
 def make_renderer_without_pygame(render_mode: str | None = None) -> gym.Env:
+    """Renders nothing: the package its renderer imports is missing."""
     return BrokenRenderer(render_mode, fail_at=None)

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import pacer
+import pacer.agent
 import pacer.export
 import pacer.video
 from pacer.cli import main
@@ -56,6 +57,12 @@ def episode_length(agent: pacer.Agent, seed: int) -> int:
         steps, done = steps + 1, terminated or truncated
     env.close()
     return steps
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def one_line_error(code: int, capsys: pytest.CaptureFixture[str], message: str) -> str:
@@ -194,13 +201,15 @@ def test_eval_render_plays_then_evaluates(runs: dict[str, Path], monkeypatch: py
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DISPLAY", ":99")
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    watched: list[int] = []
-    real_watch = pacer.video.watch
+    calls: list[tuple[str, int]] = []
+    real_watch, real_evaluate = pacer.video.watch, pacer.agent.evaluate
     monkeypatch.setattr(pacer.video, "watch",
-                        lambda agent, n, *args, **kw: watched.append(n) or real_watch(agent, n, *args, **kw))
+                        lambda agent, n, *args, **kw: calls.append(("watch", n)) or real_watch(agent, n, *args, **kw))
+    monkeypatch.setattr(pacer.agent, "evaluate", lambda agent, **kw: calls.append(("evaluate", kw["episodes"]))
+                        or real_evaluate(agent, **kw))
     code = main(["eval", str(runs["CartPole-v1"]), "--episodes", "2", "--video-episodes", "1", "--render",
                  "--workers", "1"])
-    assert code == 0 and watched == [1]
+    assert code == 0 and calls == [("watch", 1), ("evaluate", 2)]
     assert "2 greedy episodes" in capsys.readouterr().out
 
 
@@ -236,7 +245,7 @@ def test_a_renderer_whose_package_is_missing(tmp_path: Path, capsys: pytest.Capt
                    "installed (pygame is not installed, run `pip install pygame`); pip install -e '.[video]'")
     assert list((tmp_path / "v").iterdir()) == []
     code = main(["train", "--env", "helpers:make_renderer_without_pygame", "--backend", "inline", "--set",
-                 "log.video_every=100", "--run-dir", str(tmp_path / "never")])
+                 "log.video_every=100", "--total-steps", "200", "--run-dir", str(tmp_path / "never")])
     one_line_error(code, capsys, "rendering helpers:make_renderer_without_pygame needs a package")
     assert not (tmp_path / "never").exists()
 
@@ -262,15 +271,26 @@ def test_an_export_that_fails_is_one_line_and_leaves_nothing(runs: dict[str, Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_file_that_fails_its_check_is_removed(runs: dict[str, Path], tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(pacer.export, "compare", lambda *args, **kwargs: (3, 0.5))
+def test_a_file_that_fails_its_check_is_not_written(runs: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "p.onnx"
+    out.write_text("an earlier export")
+    monkeypatch.setattr(pacer.export, "compare", lambda *args, **kwargs: (3, 0.5))
     code = main(["export", str(runs["CartPole-v1"]), "--out", str(out), "--check", "100"])
-    one_line_error(code, capsys, f"onnxruntime's greedy actions from '{out}' differ from pacer's on 3 of 100 random "
-                   "observations (largest difference 0.5); the file was removed")
-    assert list(tmp_path.iterdir()) == []
+    one_line_error(code, capsys, "onnxruntime's greedy actions differ from pacer's on 3 of 100 random observations "
+                   f"(largest difference 0.5); '{out}' was not written")
+    assert list(tmp_path.iterdir()) == [out] and out.read_text() == "an earlier export"  # kept, and no temp file
+
+    def unreadable(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("bad graph\n(details)")
+
+    monkeypatch.undo()  # compare is real again; only the runner it calls fails
+    monkeypatch.setattr(pacer.export, "run_file", unreadable)
+    code = main(["export", str(runs["CartPole-v1"]), "--out", str(out), "--check", "100"])
+    one_line_error(code, capsys, f"onnxruntime cannot run the exported file: ValueError: bad graph; '{out}' was not "
+                   "written")
+    assert list(tmp_path.iterdir()) == [out]
 
 
 def test_export_command_checks_its_file_against_pacer(runs: dict[str, Path], tmp_path: Path,
@@ -285,12 +305,6 @@ def test_export_command_checks_its_file_against_pacer(runs: dict[str, Path], tmp
                  "--check", "300"]) == 0
     text = capsys.readouterr().out
     assert "checked: torch.export.load's greedy actions match pacer's on 300 random observations" in text
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_plot_command_names_the_file_it_wrote(runs: dict[str, Path], tmp_path: Path,

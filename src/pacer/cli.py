@@ -94,11 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "--format torch)")
     ex.add_argument("--format", choices=["onnx", "torch"], default="onnx",
                     help="onnx (needs the export extra) or torch (torch.export.save)")
-    ex.add_argument("--check", type=int, default=1000, metavar="N", help="run the file (onnxruntime, when "
-                    "installed, or torch.export.load) and compare its greedy actions with pacer's on N random "
-                    "observations; a file that disagrees is removed (0: skip)")
+    ex.add_argument("--check", type=int, default=1000, metavar="N", help="before writing, run the file (onnx: "
+                    "with onnxruntime, when installed; torch: with torch.export.load) and compare its greedy actions "
+                    "with pacer's on N random observations; a file that disagrees is not written (0: skip)")
 
-    pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG")
+    pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG (or the format --out's "
+                        "suffix names)")
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     pl.add_argument("--out", type=Path, default=Path("learning-curve.png"))
     pl.add_argument("--x", choices=["env_steps", "time"], default="env_steps", help="horizontal axis")
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     """Parse and run a command; every error from here on, parsing included, is one line on stderr."""
-    command = None
+    command: str | None = None
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
@@ -261,14 +262,13 @@ def _export(args: argparse.Namespace) -> int:
     if args.check < 0:
         raise PacerError(f"--check must be >= 0, got {args.check}")
     from pacer.agent import load
-    from pacer.export import FORMATS, check_file, export
+    from pacer.export import FORMATS, export
 
     out = args.out if args.out is not None else Path(f"policy{FORMATS[args.format]}")
-    agent = load(args.source)
-    done = export(agent, out, args.format)
+    done = export(load(args.source), out, args.format, check=args.check)
     print(f"wrote {done.path}: {done.inputs} -> {done.outputs}")
-    if args.check:
-        print(check_file(agent, done, args.check))
+    if done.verdict is not None:
+        print(done.verdict)
     return 0
 
 

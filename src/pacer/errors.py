@@ -15,6 +15,11 @@ class WorkerFailed(PacerError):
     """A worker (or evaluation) process died, raised or hung; the message says which and why."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line ('' when it has none), for one-line errors and warnings."""
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest choices, or '' when nothing is close."""
     matches = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)

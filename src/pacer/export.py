@@ -10,6 +10,7 @@ value. Observation normalization is part of the model, so it is part of the grap
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import warnings
@@ -25,9 +26,10 @@ from torch import Tensor, nn
 
 from pacer import __version__
 from pacer.agent import Agent
-from pacer.errors import PacerError, make_output_dir
+from pacer.errors import PacerError, first_line, make_output_dir
 
 FORMATS = {"onnx": ".onnx", "torch": ".pt2"}
+RUNNERS = {"onnx": "onnxruntime", "torch": "torch.export.load"}  # what runs a file of each format in the check
 
 
 class GreedyPolicy(nn.Module):
@@ -63,10 +65,14 @@ class Exported:
     format: str
     inputs: str
     outputs: str
+    verdict: str | None = None
+    """The check's result in one line, when one was asked for."""
 
 
-def export(agent: Agent, out: str | Path, fmt: str = "onnx") -> Exported:
-    """Write the agent's greedy policy to `out` (atomically: a file that exists is complete)."""
+def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> Exported:
+    """Write the agent's greedy policy to `out`, atomically: a file that exists is complete. With `check` > 0 the
+    new file is first run on that many random observations and must act as `agent.act` does (see `compare`), or
+    nothing is written (a previous file at `out` stays)."""
     if fmt not in FORMATS:
         raise PacerError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if fmt == "onnx":
@@ -77,19 +83,21 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx") -> Exported:
             raise PacerError("ONNX export needs onnx and onnxscript: pip install -e '.[export]'") from None
     out = Path(out)
     make_output_dir(out.parent)
-    # a hidden name in the target's directory (same file system, so the rename is atomic), opened as files are
-    # (the umask gives the permissions a plain write would); made first: an unwritable place fails now
+    # a hidden name in the target's directory (same file system, so the rename is atomic), created new (O_EXCL: never
+    # through a planted link) with the permissions the umask gives any file; made first, so an unwritable place fails
+    # before the export's seconds of work
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial{FORMATS[fmt]}")
     try:
-        partial.open("wb").close()
-        _write(agent, partial, fmt)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        try:
+            _write(agent, partial, fmt)
+        except (OSError, PacerError):
+            raise
+        except Exception as exc:
+            raise PacerError(f"cannot export {type(agent.model).__name__} with {fmt}: {type(exc).__name__}: "
+                             f"{first_line(exc)}") from None
+        verdict = _check(agent, partial, fmt, check, out) if check else None
         os.replace(partial, out)
-    except (OSError, PacerError):
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise PacerError(f"cannot export {type(agent.model).__name__} with {fmt}: {type(exc).__name__}: {first}"
-                         ) from None
     finally:  # whatever stopped it, Ctrl-C included, leaves no partial file
         partial.unlink(missing_ok=True)
     shape = ", ".join(["batch", *map(str, agent.obs_shape)])
@@ -97,7 +105,8 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx") -> Exported:
     action = "int64[batch]" if agent.kind == "discrete" else f"float32[batch, {n}]"
     names = output_names(agent)
     return Exported(path=out, format=fmt, inputs=f"obs float32[{shape}]",
-                    outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]")
+                    outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]",
+                    verdict=verdict)
 
 
 def _write(agent: Agent, path: Path, fmt: str) -> None:
@@ -178,19 +187,20 @@ def compare(agent: Agent, path: str | Path, fmt: str = "onnx", count: int = 2000
     return int((diff > 1e-4).any(axis=-1).sum()), float(diff.max())
 
 
-def check_file(agent: Agent, exported: Exported, count: int) -> str:
-    """`pacer export --check`: the comparison's verdict in one line; a file that disagrees is removed."""
-    runner = "torch.export.load"
-    if exported.format == "onnx":
-        runner = "onnxruntime"
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return "(not checked: onnxruntime is not installed)"
-    differ, largest = compare(agent, exported.path, exported.format, count)
+def _check(agent: Agent, path: Path, fmt: str, count: int, out: Path) -> str:
+    """The new file against `agent.act`: a one-line verdict, or a PacerError that keeps it from being written."""
+    runner = RUNNERS[fmt]
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        return "(not checked: onnxruntime is not installed)"
+    try:
+        differ, largest = compare(agent, path, fmt, count)
+    except PacerError:
+        raise
+    except Exception as exc:
+        raise PacerError(f"{runner} cannot run the exported file: {type(exc).__name__}: {first_line(exc)}; "
+                         f"{str(out)!r} was not written") from None
     if differ:
-        exported.path.unlink(missing_ok=True)
-        raise PacerError(f"{runner}'s greedy actions from {str(exported.path)!r} differ from pacer's on {differ} of "
-                         f"{count} random observations (largest difference {largest:.3g}); the file was removed")
+        raise PacerError(f"{runner}'s greedy actions differ from pacer's on {differ} of {count} random observations "
+                         f"(largest difference {largest:.3g}); {str(out)!r} was not written")
     return (f"checked: {runner}'s greedy actions match pacer's on {count:,} random observations "
             f"(largest difference {largest:.2g})")

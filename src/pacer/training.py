@@ -22,7 +22,7 @@ from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
 from pacer.config import Config, load_yaml, merge, nest, save_yaml
 from pacer.envs import check_env_id, spaces_of, stop_target
-from pacer.errors import PacerError
+from pacer.errors import PacerError, first_line
 from pacer.evaluation import run_episodes
 from pacer.metrics import Metrics
 from pacer.model import action_kind, make_model
@@ -114,8 +114,7 @@ def train(config: Config | dict[str, Any] | None = None, *, preset: str | None =
         try:
             record(agent, run_dir / "videos", 1, cfg.runtime.seed + EVAL_SEED_OFFSET, names=[name])
         except Exception as exc:  # a video is a view of the run: a full disk or a renderer's bug does not end it
-            first = (str(exc).strip().splitlines() or [""])[0]
-            _stderr(f"pacer: warning: video {name} not written: {type(exc).__name__}: {first}")
+            _stderr(f"pacer: warning: video {name} not written: {type(exc).__name__}: {first_line(exc)}")
 
     def save(name: str) -> Path:
         path = run_dir / "checkpoints" / f"{name}.pt"

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pacer.envs import make_single_env
-from pacer.errors import PacerError, make_output_dir
+from pacer.errors import PacerError, first_line, make_output_dir
 
 if TYPE_CHECKING:
     from pacer.agent import Agent
@@ -72,7 +72,7 @@ def headless() -> Iterator[None]:
 
 def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
     return PacerError(f"rendering {env_name(env_id)} needs a package that is not installed "
-                      f"({str(exc).splitlines()[0]}); pip install -e '.[video]'")
+                      f"({first_line(exc)}); pip install -e '.[video]'")
 
 
 def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,
@@ -141,7 +141,8 @@ def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: 
                     ) -> Video:
     import imageio_ffmpeg
 
-    partial = path.with_name(f".{path.stem}.partial.mp4")  # ffmpeg picks the container from the suffix
+    # hidden, this process's own (two commands may film into one folder); ffmpeg picks the container from the suffix
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.mp4")
     frames, total = 0, 0.0
     try:
         writer = imageio.get_writer(partial, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
@@ -158,7 +159,11 @@ def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: 
         finally:
             writer.close()
         # ffmpeg decodes what it wrote: a file that is renamed into place plays, whole
-        decoded = imageio_ffmpeg.count_frames_and_secs(str(partial))[0]
+        try:
+            decoded = imageio_ffmpeg.count_frames_and_secs(str(partial))[0]
+        except RuntimeError as exc:
+            raise PacerError(f"ffmpeg cannot read back the video it wrote for {str(path)!r}: {first_line(exc)}"
+                             ) from None
         if decoded != frames:
             raise PacerError(f"ffmpeg wrote {decoded} of {frames} frames to {str(path)!r}")
         os.replace(partial, path)
