@@ -31,15 +31,22 @@ from pacer.envs import make_single_env
 ENVS = ["CartPole-v1", "Pendulum-v1", "LunarLander-v3"]
 
 
-def tiny_run(folder: Path, env: Any, steps: int = 2000, normalize: str = "none") -> Path:
+def brief_training(folder: Path, env: Any, steps: int, envs: int = 4, normalize: str = "none",
+                   video_every: int = 0) -> pacer.TrainResult:
+    """A short inline a2c run: no evaluations, no periodic checkpoints."""
     return pacer.train({
-        "env": {"id": env, "envs_per_worker": 4},
+        "env": {"id": env, "envs_per_worker": envs},
         "model": {"normalize_input": normalize},
         "algo": {"name": "a2c", "n_steps": 8},
         "runtime": {"backend": "inline", "workers": 1, "total_steps": steps, "eval_every": 0,
                     "final_eval_episodes": 0},
-        "log": {"run_dir": str(folder), "progress": False, "tensorboard": False, "report_every": 0.0},
-    }, preset="none").run_dir
+        "log": {"run_dir": str(folder), "progress": False, "tensorboard": False, "report_every": 0.0,
+                "video_every": video_every, "checkpoint_every": 0},
+    }, preset="none")
+
+
+def tiny_run(folder: Path, env: Any, steps: int = 2000, normalize: str = "none") -> Path:
+    return brief_training(folder, env, steps, normalize=normalize).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +110,7 @@ def test_training_records_greedy_videos_and_its_envs_never_render(tmp_path: Path
     made: list[Any] = []
     real_make = gym.make
     monkeypatch.setattr(gym, "make", lambda *a, **k: made.append(k.get("render_mode")) or real_make(*a, **k))
-    result = pacer.train({
-        "env": {"id": "LunarLander-v3", "envs_per_worker": 2},
-        "algo": {"name": "a2c", "n_steps": 8},
-        "runtime": {"backend": "inline", "workers": 1, "total_steps": 1500, "eval_every": 0,
-                    "final_eval_episodes": 0},
-        "log": {"run_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False, "report_every": 0.0,
-                "video_every": 500, "checkpoint_every": 0},
-    }, preset="none")
+    result = brief_training(tmp_path / "run", "LunarLander-v3", 1500, envs=2, video_every=500)
     videos = list((result.run_dir / "videos").iterdir())
     steps = sorted(int(p.stem.removeprefix("step_")) for p in videos if p.name != "final.mp4")
     assert len(steps) >= 2 and steps[0] >= 500 and (result.run_dir / "videos" / "final.mp4") in videos, videos
@@ -223,14 +223,7 @@ def test_a_renderer_that_breaks_mid_episode_leaves_no_video(tmp_path: Path) -> N
 
 
 def test_training_goes_on_when_a_video_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = pacer.train({
-        "env": {"id": "helpers:make_buggy_renderer", "envs_per_worker": 2},
-        "algo": {"name": "a2c", "n_steps": 8},
-        "runtime": {"backend": "inline", "workers": 1, "total_steps": 600, "eval_every": 0,
-                    "final_eval_episodes": 0},
-        "log": {"run_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False, "report_every": 0.0,
-                "video_every": 250, "checkpoint_every": 0},
-    }, preset="none")
+    result = brief_training(tmp_path / "run", "helpers:make_buggy_renderer", 600, envs=2, video_every=250)
     assert result.env_steps >= 600 and (result.run_dir / "checkpoints" / "final.pt").is_file()
     warnings = [line for line in capsys.readouterr().err.splitlines() if "not written" in line]
     assert len(warnings) == 3 and warnings[-1] == "pacer: warning: video final not written: RuntimeError: renderer bug"

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from pacer.envs import make_vector_env
-from pacer.errors import WorkerFailed
+from pacer.errors import WorkerFailed, first_line
 from pacer.model import sample
 from pacer.runtime import processes, signals
 from pacer.runtime.channel import EOF_MARK, Channel, Inbox, Sender
@@ -78,7 +78,7 @@ def _one_line(exc: BaseException) -> str:
     """'RuntimeError: boom (helpers.py:87, in step)': the error and the innermost place it came from."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = first_line(exc)
     return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
 

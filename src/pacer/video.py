@@ -57,17 +57,22 @@ def env_name(env_id: Any) -> str:
 
 
 @contextlib.contextmanager
-def headless() -> Iterator[None]:
-    """Where no display is named, pygame-drawn envs render through SDL's dummy video driver (SDL would otherwise
-    probe for a display and complain on stderr); the variable is restored afterwards."""
-    if _display_named() or "SDL_VIDEODRIVER" in os.environ:
-        yield
-        return
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
+def frames_env(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None
+               ) -> Iterator[gym.Env]:
+    """An env that renders rgb_array frames, closed afterwards. Where no display is named, SDL's dummy video driver
+    is set meanwhile: pygame-drawn envs would otherwise probe for a display and complain on stderr."""
+    headless = not _display_named() and "SDL_VIDEODRIVER" not in os.environ
+    if headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
     try:
-        yield
+        env = render_env(env_id, "rgb_array", max_episode_steps, kwargs)
+        try:
+            yield env
+        finally:
+            env.close()
     finally:
-        os.environ.pop("SDL_VIDEODRIVER", None)
+        if headless:
+            os.environ.pop("SDL_VIDEODRIVER", None)
 
 
 def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
@@ -107,13 +112,9 @@ def check_can_record(env_id: Any, max_episode_steps: int | None = None, kwargs: 
                      ) -> None:
     """Before a run that records videos starts: the extra is installed and the env renders a frame."""
     require_video_extra()
-    with headless():
-        env = render_env(env_id, "rgb_array", max_episode_steps, kwargs)
-        try:
-            env.reset(seed=0)
-            frame(env, env_id)
-        finally:
-            env.close()
+    with frames_env(env_id, max_episode_steps, kwargs) as env:
+        env.reset(seed=0)
+        frame(env, env_id)
 
 
 def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: bool = True,
@@ -127,14 +128,10 @@ def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: 
     out_dir = Path(out_dir)
     make_output_dir(out_dir)  # an unwritable place fails here, before any rendering
     cfg = agent.config.env
-    with headless():
-        env = render_env(cfg.id, "rgb_array", cfg.max_episode_steps, cfg.kwargs)
+    with frames_env(cfg.id, cfg.max_episode_steps, cfg.kwargs) as env:
         fps = float(env.metadata.get("render_fps") or DEFAULT_FPS)
-        try:
-            return [_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps)
-                    for i in range(episodes)]
-        finally:
-            env.close()
+        return [_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps)
+                for i in range(episodes)]
 
 
 def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: int, greedy: bool, fps: float
