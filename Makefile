@@ -63,8 +63,9 @@ pictures: $(STAMP)  ## the README's pictures (docs/images): train LunarLander, f
 	$(BIN)/python docs/pictures.py $(PICTURES)/videos/episode-000.mp4 docs/images/lunarlander.gif
 	du -ch docs/images/* | tail -n 1
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the import-layer contracts of pyproject.toml (lint-imports: no cycles, one direction)
 	$(BIN)/ruff check src tests docs scripts
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -8,6 +8,8 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from pacer.algos import LossTerms
+
 
 def make_cartpole() -> gym.Env:
     """An env factory, named as 'helpers:make_cartpole'."""
@@ -51,11 +53,12 @@ def make_broken_model(observation_space: gym.Space, action_space: gym.Space) -> 
     return TinyActorCritic(observation_space, action_space)
 
 
-def constant_loss(model: nn.Module, kind: str, batch: object, cfg: object) -> tuple[Tensor, dict[str, float]]:
+def constant_loss(model: nn.Module, head: object, batch: object, cfg: object) -> LossTerms:
     """A registered 'hand-written training step': pushes the value of every observation towards 1."""
     _, value = model(batch.obs)  # type: ignore[attr-defined]
     loss = (value - torch.ones_like(value)).pow(2).mean()
-    return loss, {"value_loss": loss.item()}
+    zero = torch.zeros(())
+    return LossTerms(policy=zero, value=loss, entropy=zero, stats={"value_loss": loss.item()})
 
 
 class FaultyCartPole(gym.Wrapper):

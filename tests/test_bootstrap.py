@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from pacer.algos import prepare
 from pacer.config import AlgoConfig
 from pacer.envs import make_vector_env
+from pacer.heads import head_for
 from pacer.rollout import Collector
 
 
@@ -48,7 +49,7 @@ class ValueIsTenTimesCount(nn.Module):
 def collect(env_factory: Any, max_episode_steps: int | None, steps: int) -> Any:
     env = make_vector_env(env_factory, 1, max_episode_steps)  # pacer's own construction: NEXT_STEP autoreset
     try:
-        return Collector(env, ValueIsTenTimesCount(), "discrete", seed=0).collect(steps)
+        return Collector(env, ValueIsTenTimesCount(), head_for(env.single_action_space), seed=0).collect(steps)
     finally:
         env.close()
 

@@ -30,7 +30,6 @@ def test_types_and_ranges() -> None:
     assert err({"runtime": {"workers": 0}}) == "runtime.workers must be >= 1, got 0"
     assert err({"algo": {"gamma": 1.5}}) == "algo.gamma must be <= 1.0, got 1.5"
     assert err({"log": {"progress": "yes"}}) == "log.progress must be true or false, got 'yes'"
-    assert err({"runtime": {"backend": "threads"}}) == "unknown backend 'threads'; choose from inline, local, ray"
     assert err({"model": {"hidden": 64}}) == "model.hidden must be a list of integers, got 64"
 
 

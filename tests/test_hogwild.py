@@ -16,7 +16,8 @@ def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0,
     from pacer.envs import spaces_of
     from pacer.model import make_model
 
-    cfg = Config.from_dict({"env": {"envs_per_worker": 2}, "algo": {"n_steps": 4, "lr": lr,
+    cfg = Config.from_dict({"env": {"envs_per_worker": 2}, "algo": {"n_steps": 4, "lr": lr, "epochs": 1,
+                                                                     "minibatches": 1,
                             "shared_optimizer": shared_optimizer, "lr_schedule": "constant",
                                                           "max_grad_norm": max_grad_norm},
                             "runtime": {"backend": "inline", "workers": n}})

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import pytest
 import torch
 from torch import Tensor, nn
 
-from pacer.algos import Batch
+from pacer.algos import Batch, LossFn, LossTerms
 from pacer.algos.losses import a2c_loss, mc_loss, ppo_loss
 from pacer.config import AlgoConfig
+from pacer.heads import Categorical
 
 
 class Fixed(nn.Module):
@@ -29,6 +31,16 @@ LOGITS = [[0.0, 0.0], [math.log(3.0), 0.0]]  # probabilities [.5, .5] and [.75, 
 VALUES = [0.5, -1.0]
 
 
+HEAD = Categorical(gym.spaces.Discrete(2))
+
+
+def terms_of(loss: LossFn, model: nn.Module, data: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
+    """The loss to minimize and the numbers reported, as the worker takes them from the loss's terms."""
+    terms = loss(model, HEAD, data, cfg)
+    assert isinstance(terms, LossTerms)
+    return terms.total(cfg), terms.report()
+
+
 def batch(advantages: list[float], returns: list[float], old_logp: list[float] | None = None) -> Batch:
     return Batch(obs=torch.zeros(2, 4), actions=torch.tensor([0, 1]),
                  logp=torch.tensor(old_logp or [0.0, 0.0]), advantages=torch.tensor(advantages),
@@ -38,7 +50,7 @@ def batch(advantages: list[float], returns: list[float], old_logp: list[float] |
 def test_mc_loss_sums_as_the_classic() -> None:
     model = Fixed(LOGITS, VALUES)
     cfg = AlgoConfig(value_coef=0.1, entropy_coef=0.0)
-    loss, stats = mc_loss(model, "discrete", batch([0, 0], [1.0, 0.0]), cfg)
+    loss, stats = terms_of(mc_loss, model, batch([0, 0], [1.0, 0.0]), cfg)
     logp = [math.log(0.5), math.log(0.25)]
     actor = -(logp[0] * (1.0 - 0.5) + logp[1] * (0.0 - -1.0))
     critic = (0.5 - 1.0) ** 2 + (-1.0 - 0.0) ** 2
@@ -49,7 +61,7 @@ def test_mc_loss_sums_as_the_classic() -> None:
 
 def test_mc_actor_gradient_does_not_reach_the_critic() -> None:
     model = Fixed(LOGITS, VALUES)
-    loss, _ = mc_loss(model, "discrete", batch([0, 0], [1.0, 0.0]), AlgoConfig(value_coef=0.0))
+    loss, _ = terms_of(mc_loss, model, batch([0, 0], [1.0, 0.0]), AlgoConfig(value_coef=0.0))
     loss.backward()
     assert model.values.grad is not None and torch.all(model.values.grad == 0)  # V(s) is detached in the actor
 
@@ -57,7 +69,7 @@ def test_mc_actor_gradient_does_not_reach_the_critic() -> None:
 def test_a2c_loss_means_and_entropy() -> None:
     model = Fixed(LOGITS, VALUES)
     cfg = AlgoConfig(value_coef=0.5, entropy_coef=0.01)
-    loss, stats = a2c_loss(model, "discrete", batch([2.0, -1.0], [1.0, 1.0]), cfg)
+    loss, stats = terms_of(a2c_loss, model, batch([2.0, -1.0], [1.0, 1.0]), cfg)
     logp = [math.log(0.5), math.log(0.25)]
     actor = -(logp[0] * 2.0 + logp[1] * -1.0) / 2
     critic = ((0.5 - 1.0) ** 2 + (-1.0 - 1.0) ** 2) / 2
@@ -83,24 +95,24 @@ def test_ppo_clips_the_ratio(old: list[float], advantages: list[float], surrogat
     """min(ratio * A, clip(ratio) * A), not min(ratio, clip(ratio)) * A: they differ when A < 0."""
     model = Fixed(LOGITS, VALUES)
     cfg = AlgoConfig(clip_range=0.2, value_coef=0.0, entropy_coef=0.0)
-    _, stats = ppo_loss(model, "discrete", batch(advantages, [0.0, 0.0], old), cfg)
+    _, stats = terms_of(ppo_loss, model, batch(advantages, [0.0, 0.0], old), cfg)
     assert stats["actor_loss"] == pytest.approx(-sum(surrogates) / 2, rel=1e-6)
 
 
 def test_ppo_clipped_rows_get_no_policy_gradient() -> None:
     cfg = AlgoConfig(clip_range=0.2, value_coef=0.0, entropy_coef=0.0)
     clipped = Fixed(LOGITS, VALUES)
-    ppo_loss(clipped, "discrete", batch([2.0, -3.0], [0.0, 0.0], OUTSIDE), cfg)[0].backward()
+    terms_of(ppo_loss, clipped, batch([2.0, -3.0], [0.0, 0.0], OUTSIDE), cfg)[0].backward()
     assert clipped.logits.grad is not None and torch.all(clipped.logits.grad == 0)
     unclipped = Fixed(LOGITS, VALUES)
-    ppo_loss(unclipped, "discrete", batch([-2.0, 3.0], [0.0, 0.0], OUTSIDE), cfg)[0].backward()
+    terms_of(ppo_loss, unclipped, batch([-2.0, 3.0], [0.0, 0.0], OUTSIDE), cfg)[0].backward()
     # d(-ratio * A / 2)/d logits = -A/2 * ratio * (onehot(a) - pi):
     # row 0: 1 * 2 * ([1, 0] - [.5, .5]) = [1, -1]; row 1: -1.5 * .5 * ([0, 1] - [.75, .25]) = [.5625, -.5625]
     torch.testing.assert_close(unclipped.logits.grad, torch.tensor([[1.0, -1.0], [0.5625, -0.5625]]))
 
 
 def test_gaussian_logp_and_entropy() -> None:
-    from pacer.model import logp_entropy
+    from pacer.heads import DiagGaussian
 
     class G(nn.Module):
         def __init__(self) -> None:
@@ -108,7 +120,8 @@ def test_gaussian_logp_and_entropy() -> None:
             self.log_std = nn.Parameter(torch.tensor([math.log(2.0)]))
 
     mean, actions = torch.tensor([[0.0]]), torch.tensor([[2.0]])
-    logp, entropy = logp_entropy("gaussian", G(), mean, actions)
+    head = DiagGaussian(gym.spaces.Box(-1.0, 1.0, (1,)))
+    logp, entropy = head.log_prob_entropy(G(), mean, actions)
     # N(2; 0, 2^2): -0.5*(1)^2 - log 2 - 0.5 log(2 pi)
     assert logp.item() == pytest.approx(-0.5 - math.log(2.0) - 0.5 * math.log(2 * math.pi), rel=1e-6)
     assert entropy.item() == pytest.approx(0.5 + 0.5 * math.log(2 * math.pi) + math.log(2.0), rel=1e-6)
@@ -121,7 +134,7 @@ def test_gaussian_logp_and_entropy() -> None:
 def test_ppo_reports_approx_kl_and_clip_fraction(old: list[float], approx_kl: float, clip_fraction: float) -> None:
     """approx-KL is the mean of (r - 1) - log r (never negative), as CleanRL and SB3 log it."""
     cfg = AlgoConfig(clip_range=0.2)
-    _, stats = ppo_loss(Fixed(LOGITS, VALUES), "discrete", batch([1.0, 1.0], [0.0, 0.0], old), cfg)
+    _, stats = terms_of(ppo_loss, Fixed(LOGITS, VALUES), batch([1.0, 1.0], [0.0, 0.0], old), cfg)
     assert stats["approx_kl"] == pytest.approx(approx_kl, rel=1e-5)
     assert stats["clip_fraction"] == clip_fraction
 

@@ -12,7 +12,8 @@ import pacer
 from helpers import TinyActorCritic
 from pacer.config import ModelConfig
 from pacer.errors import PacerError
-from pacer.model import MLPActorCritic, make_model, sample
+from pacer.heads import head_for
+from pacer.model import MLPActorCritic, make_model
 from pacer.presets import resolve
 
 CARTPOLE = gym.make("CartPole-v1")
@@ -44,10 +45,10 @@ def test_separate_networks_and_gaussian_head() -> None:
     model = make_model(ModelConfig(hidden=(8,)), PENDULUM.observation_space, PENDULUM.action_space)
     pi, value = model(torch.zeros(3, 3))
     assert pi.shape == (3, 1) and value.shape == (3,)
-    actions, logp = sample("gaussian", model, pi)
+    head = head_for(PENDULUM.action_space)
+    actions, logp = head.sample(model, pi)
     assert actions.shape == (3, 1) and logp.shape == (3,)
-    greedy, _ = sample("gaussian", model, pi, greedy=True)
-    torch.testing.assert_close(greedy, pi)
+    torch.testing.assert_close(head.mode(pi), pi)
 
 
 def test_factory_path() -> None:

@@ -10,8 +10,9 @@ import torch
 
 import pacer
 from pacer import checkpoint, normalize
-from pacer.config import ModelConfig
+from pacer.config import Config, ModelConfig
 from pacer.model import MLPActorCritic
+from pacer.runtime import shared as shared_state
 
 
 def test_moments_combined_in_any_split_equal_one_pass() -> None:
@@ -89,3 +90,36 @@ def test_the_run_normalizes_with_every_workers_observations(quiet: dict) -> None
     agent = pacer.load(result.run_dir)  # eval and act use the saved statistics
     np.testing.assert_allclose(agent.model.obs_norm.mean.numpy(), mean, rtol=1e-6)
     assert all(key in saved["workers"][0]["collector"] for key in ("reward_scaler",))
+
+
+def _write_rows(shared: shared_state.SharedState, writes: int, dim: int) -> None:
+    """In a child process: observation k (k = 1, 2, ...) is k in every dimension, added one per write."""
+    for k in range(1, writes + 1):
+        shared.observe(0, normalize.moments(np.full((1, dim), float(k))))
+
+
+def test_a_row_is_never_read_half_written() -> None:
+    """A worker rewrites its row of observation moments while others read every row. After k writes a whole row
+    holds count k, mean (k + 1) / 2 and M2 k (k^2 - 1) / 12 in every dimension; a torn read mixes two writes. The
+    rows are long (160 KB) so that reads and writes overlap often."""
+    dim, writes = 10_000, 3000
+    cfg = Config.from_dict({"runtime": {"workers": 1}, "model": {"normalize_input": "running"}})
+    model = MLPActorCritic(cfg.model, dim, 2, gaussian=False)
+    ctx = torch.multiprocessing.get_context("fork")  # a child that only does NumPy: fork is safe and fast here
+    shared = shared_state.create(cfg, model, ctx, in_shared_memory=True)
+    writer = ctx.Process(target=_write_rows, args=(shared, writes, dim), daemon=True)
+    writer.start()
+    reads = 0
+    try:
+        while writer.is_alive() or reads == 0:
+            row = shared.obs_stats()
+            count, mean, m2 = row[0], row[1:1 + dim], row[1 + dim:]
+            expected_m2 = count * (count**2 - 1) / 12
+            assert mean[0] == pytest.approx((count + 1) / 2 if count else 0.0, abs=1e-6), f"torn at read {reads}"
+            assert mean[-1] == pytest.approx(mean[0], abs=1e-6) and m2[0] == pytest.approx(m2[-1], rel=1e-9)
+            assert m2[-1] == pytest.approx(expected_m2, rel=1e-6, abs=1e-6), f"torn at read {reads}"
+            reads += 1
+    finally:
+        writer.join(timeout=30)
+    assert writer.exitcode == 0 and reads > 100
+    assert shared.obs_stats()[0] == writes

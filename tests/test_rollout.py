@@ -7,6 +7,7 @@ import torch
 
 from pacer.config import ModelConfig
 from pacer.envs import make_vector_env
+from pacer.heads import head_for
 from pacer.model import make_model
 from pacer.rollout import Collector
 
@@ -15,7 +16,7 @@ def collector(num_envs: int, seed: int = 0, env_id: str = "CartPole-v1") -> Coll
     env = make_vector_env(env_id, num_envs)
     torch.manual_seed(seed)
     model = make_model(ModelConfig(), env.single_observation_space, env.single_action_space)
-    return Collector(env, model, "discrete", seed)
+    return Collector(env, model, head_for(env.single_action_space), seed)
 
 
 def test_reset_rows_are_invalid_and_episode_lengths_add_up() -> None:

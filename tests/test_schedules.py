@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from torch import Tensor
 
 from pacer.algos import get_algo
 from pacer.algos.losses import Batch
 from pacer.algos.schedules import epochs_of_minibatches
-from pacer.config import AlgoConfig
+from pacer.config import AlgoConfig, Config
+from pacer.runconfig import complete
 
 
 def rows(n: int) -> Batch:
@@ -18,21 +22,31 @@ def rows(n: int) -> Batch:
                  values=column)
 
 
-def record(kls: list[float] | None = None) -> tuple[list[list[int]], object]:
-    seen: list[list[int]] = []
+class Recorder:
+    """A learner that records which rows each loss saw and which minibatches it applied; the i-th loss reports
+    approx-KL kls[i]."""
 
-    def update(minibatch: Batch) -> dict[str, float]:
-        seen.append(sorted(int(x) for x in minibatch.obs[:, 0]))
-        kl = kls[len(seen) - 1] if kls else 0.0
-        return {"approx_kl": kl, "loss": float(len(seen))}
+    def __init__(self, kls: list[float] | None = None) -> None:
+        self.kls = kls
+        self.seen: list[list[int]] = []
+        self.applied: list[list[int]] = []
 
-    return seen, update
+    def loss(self, minibatch: Batch) -> tuple[Tensor, dict[str, float]]:
+        self.seen.append(sorted(int(x) for x in minibatch.obs[:, 0]))
+        kl = self.kls[len(self.seen) - 1] if self.kls else 0.0
+        return torch.tensor(float(len(self.seen))), {"approx_kl": kl}
+
+    def step(self, loss: Tensor) -> dict[str, float]:
+        self.applied.append(self.seen[-1])
+        return {"loss": loss.item()}
 
 
 def test_each_epoch_sees_every_row_once_in_shuffled_minibatches() -> None:
-    seen, update = record()
-    stats, updates = epochs_of_minibatches(rows(8), AlgoConfig(), 2, 4, torch.Generator().manual_seed(0), update)
-    assert updates == 8 and [len(m) for m in seen] == [2] * 8
+    learner = Recorder()
+    stats, updates = epochs_of_minibatches(rows(8), AlgoConfig(epochs=2, minibatches=4),
+                                           torch.Generator().manual_seed(0), learner)
+    seen = learner.seen
+    assert updates == 8 and [len(m) for m in seen] == [2] * 8 and learner.applied == seen
     for epoch in (seen[:4], seen[4:]):
         assert sorted(i for m in epoch for i in m) == list(range(8))
     assert seen[:4] != [[0, 1], [2, 3], [4, 5], [6, 7]]  # shuffled
@@ -41,22 +55,32 @@ def test_each_epoch_sees_every_row_once_in_shuffled_minibatches() -> None:
 
 
 @pytest.mark.parametrize(("kls", "expected_updates", "stopped"), [
-    ([0.001, 0.002, 0.016, 0.0, 0.0, 0.0], 3, 1.0),  # 0.016 > 1.5 x 0.01: the rest of the rollout is skipped
+    # 0.016 > 1.5 x 0.01: that minibatch is not applied, nor the rest of the rollout (as SB3 does)
+    ([0.001, 0.002, 0.016, 0.0, 0.0, 0.0], 2, 1.0),
     ([0.015, 0.015, 0.015, 0.015, 0.015, 0.015], 6, 0.0),  # exactly 1.5 x target is not over it
 ], ids=["over", "at-the-margin"])
-def test_a_target_kl_stops_the_rollouts_updates(kls: list[float], expected_updates: int, stopped: float) -> None:
-    seen, update = record(kls)
-    cfg = AlgoConfig(target_kl=0.01)
-    stats, updates = epochs_of_minibatches(rows(6), cfg, 3, 2, torch.Generator().manual_seed(0), update)
-    assert updates == expected_updates == len(seen)
+def test_a_target_kl_stops_before_the_minibatch_that_exceeds_it(kls: list[float], expected_updates: int,
+                                                                 stopped: float) -> None:
+    learner = Recorder(kls)
+    cfg = AlgoConfig(target_kl=0.01, epochs=3, minibatches=2)
+    stats, updates = epochs_of_minibatches(rows(6), cfg, torch.Generator().manual_seed(0), learner)
+    assert updates == expected_updates == len(learner.applied)
+    assert len(learner.seen) == expected_updates + int(stopped)  # the exceeding loss was computed, not stepped
     assert stats["kl_early_stop"] == stopped
+    assert stats["loss"] == pytest.approx(sum(range(1, expected_updates + 1)) / expected_updates)
 
 
-def test_ppo_takes_its_epochs_and_minibatches_from_the_config_or_its_own() -> None:
-    ppo = get_algo("ppo")
-    seen, update = record()
-    ppo.learn(rows(16), AlgoConfig(), torch.Generator().manual_seed(0), update)
-    assert len(seen) == 4 * 8  # its own: 4 epochs of 8
-    seen, update = record()
-    ppo.learn(rows(16), AlgoConfig(epochs=1, minibatches=2), torch.Generator().manual_seed(0), update)
-    assert [len(m) for m in seen] == [8, 8]
+def test_a_schedule_refuses_a_config_whose_epochs_were_never_resolved() -> None:
+    with pytest.raises(ValueError, match=r"algo\.epochs and algo\.minibatches must be resolved"):
+        epochs_of_minibatches(rows(4), AlgoConfig(), torch.Generator(), Recorder())
+
+
+def test_the_front_door_writes_ppos_own_epochs_and_minibatches_or_the_configs(tmp_path: Path) -> None:
+    cfg = complete(Config.from_dict({"algo": {"name": "ppo"}}), tmp_path)
+    assert (cfg.algo.epochs, cfg.algo.minibatches) == (4, 8)  # ppo's own
+    cfg = complete(Config.from_dict({"algo": {"name": "a2c"}}), tmp_path)
+    assert (cfg.algo.epochs, cfg.algo.minibatches) == (1, 1)
+    cfg = complete(Config.from_dict({"algo": {"name": "ppo", "epochs": 1, "minibatches": 2}}), tmp_path)
+    learner = Recorder()
+    get_algo("ppo").schedule(rows(16), cfg.algo, torch.Generator().manual_seed(0), learner)
+    assert [len(m) for m in learner.seen] == [8, 8]

@@ -12,11 +12,14 @@ import pytest
 import torch
 from torch import nn
 
+from pacer import jobs
+from pacer.clock import Clock
 from pacer.config import Config
+from pacer.errors import WorkerFailed
 from pacer.metrics import Metrics
 from pacer.reports import Report
 from pacer.runtime import shared as shared_state
-from pacer.supervisor import Clock, Supervisor, WorkerFailed
+from pacer.supervisor import Supervisor
 
 
 class FakeBackend:
@@ -31,6 +34,7 @@ class FakeBackend:
         self.restarted: list[int] = []
         self.paused = False
         self.pauses = 0
+        self.holds = True  # what pause() answers: False plays a worker that could not be held in time
         self.final_states: dict[int, Any] = {}
 
     def start(self, stop_requested: Any) -> None:
@@ -50,9 +54,10 @@ class FakeBackend:
     def restart(self, rank: int) -> None:
         self.restarted.append(rank)
 
-    def pause(self) -> None:
+    def pause(self) -> bool:
         self.paused = True
         self.pauses += 1
+        return self.holds
 
     def resume(self) -> None:
         self.paused = False
@@ -69,7 +74,9 @@ class Run:
 
     def __init__(self, tmp_path: Path, runtime: dict[str, Any], log: dict[str, Any] | None = None,
                  start_steps: int = 0, evals: list[float] | None = None, **backend: Any) -> None:
-        self.cfg = Config.from_dict({"runtime": {"backend": "inline", "workers": 2, "eval_every": 0, **runtime},
+        # eval_share 1: these polls take no time, so a share of it would space evaluations by polls' worth of time
+        self.cfg = Config.from_dict({"runtime": {"backend": "inline", "workers": 2, "eval_every": 0, "eval_share": 1.0,
+                                                 **runtime},
                                      "log": {"progress": False, "tensorboard": False, "checkpoint_every": 0,
                                              "report_every": 0.0, **(log or {})}})
         # inline-style shared state (plain arrays, no shared memory): its counters can be set at will
@@ -82,12 +89,24 @@ class Run:
         self.evaluated_at: list[int] = []
         self.paused_in_eval: list[bool] = []
         self.checkpoints: list[str] = []
+        self.videos: list[str] = []
         self.episodes: list[int] = []
-        target = self.cfg.runtime.stop_at_return
-        self.supervisor = Supervisor(self.cfg, self.shared, self.backend, self.metrics, Clock(), self.evaluate,
-                                     self.checkpoints.append, target if isinstance(target, float) else None)
+        self.eval_seconds = 0.0  # how long each evaluation takes
+        self.clock = Clock()
+        self.evaluation = jobs.Evaluation(self.cfg, self.evaluate, self.backend, self.shared, self.metrics,
+                                          self.clock) if self.cfg.runtime.eval_every else None
+        self.supervisor = Supervisor(
+            self.shared, self.backend, self.metrics, self.clock,
+            jobs.standard_jobs(self.cfg, self.shared, self.metrics, self.clock, self.evaluation, self.save,
+                               self.videos.append),
+            jobs.standard_stops(self.cfg, self.evaluation), self.cfg.runtime.max_restarts)
+
+    def save(self, name: str) -> Path:
+        self.checkpoints.append(name)
+        return Path(self.metrics.path.parent / "checkpoints" / f"{name}.pt")
 
     def evaluate(self, episodes: int) -> np.ndarray:
+        time.sleep(self.eval_seconds)
         self.evaluated_at.append(self.shared.counters()["env_steps"])
         self.paused_in_eval.append(self.backend.paused)
         self.episodes.append(episodes)
@@ -138,12 +157,14 @@ def test_evaluation_cadence_and_stop_at_return(tmp_path: Path) -> None:
     # are the ones the run ends with
     assert run.paused_in_eval == [True] * 6 and run.backend.paused
     assert run.backend.pauses == 6
-    assert run.supervisor.confirmed is not None and list(run.supervisor.confirmed) == [51.0] * 30
+    assert run.evaluation is not None and run.evaluation.confirmed is not None
+    assert list(run.evaluation.confirmed) == [51.0] * 30
     assert [r["eval_return"] for r in run.rows() if r["eval_return"] is not None] == [10.0, 20.0, 60.0, 55.0]
 
 
 def test_a_confirmation_holds_the_workers_even_without_pause_for_eval(tmp_path: Path) -> None:
-    run = Run(tmp_path, {"eval_every": 100, "stop_at_return": 5.0, "total_steps": 10**6}, steps=50,
+    run = Run(tmp_path, {"eval_every": 100, "stop_at_return": 5.0, "total_steps": 10**6, "pause_for_eval": False},
+              steps=50,
               evals=[9.0, 4.0, 9.0, 6.0])
     assert run.run() == "target_return"
     assert run.paused_in_eval == [False, True, False, True]
@@ -155,7 +176,7 @@ def test_evaluations_of_a_resumed_run_continue_its_cadence(tmp_path: Path) -> No
               evals=[1.0, 2.0])
     assert run.run() == "total_steps"
     assert run.evaluated_at == [330, 410]  # not at once: 250 was past the multiple 200 it had already done
-    assert run.backend.paused is False and run.backend.pauses == 0  # pause_for_eval is off by default
+    assert run.paused_in_eval == [True, True] and run.backend.paused is False  # held for each (the default)
 
 
 def test_periodic_checkpoints_and_the_total_steps_stop(tmp_path: Path) -> None:
@@ -189,18 +210,53 @@ def test_a_stop_request_interrupts(tmp_path: Path) -> None:
     assert run.backend.polls == 3
 
 
-def test_the_time_limit_counts_training_not_evaluation(tmp_path: Path) -> None:
-    """An evaluation that takes 0.3 s (each) does not use up a 0.2 s training-time limit."""
-    run = Run(tmp_path, {"total_steps": 10**6, "time_limit": 0.2, "eval_every": 50}, steps=10, poll_s=0.01,
-              evals=[0.0] * 100)
-    evaluate = run.supervisor.evaluate
-
-    def slow(episodes: int) -> np.ndarray:
-        time.sleep(0.3)
-        return evaluate(episodes)
-
-    run.supervisor.evaluate = slow
+def test_the_time_limit_counts_evaluations_that_run_beside_training(tmp_path: Path) -> None:
+    """Evaluations while the workers train are training time: a 0.3 s limit is reached after the first 0.25 s one."""
+    run = Run(tmp_path, {"total_steps": 10**6, "time_limit": 0.3, "eval_every": 10, "eval_share": 1.0,
+                         "pause_for_eval": False}, steps=10, poll_s=0.01, evals=[0.0] * 100)
+    run.eval_seconds = 0.25
     tic = time.monotonic()
     assert run.run() == "time_limit"
-    assert len(run.evaluated_at) >= 3  # with the evaluations counted it would stop after the first
+    assert len(run.evaluated_at) == 2  # 0.25 s, then the limit on the turn after the second one
+    assert time.monotonic() - tic < 0.3 + 2 * 0.25 + 0.1
+    assert run.clock.held == 0.0
+
+
+def test_the_time_limit_leaves_out_time_the_workers_were_held(tmp_path: Path) -> None:
+    """With pause_for_eval the workers wait through each 0.3 s evaluation: that time is not training time."""
+    run = Run(tmp_path, {"total_steps": 10**6, "time_limit": 0.2, "eval_every": 50, "pause_for_eval": True,
+                         "eval_share": 1.0}, steps=10, poll_s=0.01, evals=[0.0] * 100)
+    run.eval_seconds = 0.3
+    tic = time.monotonic()
+    assert run.run() == "time_limit"
+    assert len(run.evaluated_at) >= 3  # with the held time counted it would stop after the first
     assert time.monotonic() - tic >= 0.2 + 0.3 * len(run.evaluated_at) - 0.05
+    assert run.clock.held >= 0.3 * len(run.evaluated_at) - 0.01
+
+
+def test_evaluations_keep_to_their_share_of_the_wall_time(tmp_path: Path) -> None:
+    """An evaluation is due every 10 steps (every poll), but each 0.05 s one is followed by 0.45 s without one."""
+    run = Run(tmp_path, {"total_steps": 10**6, "time_limit": 1.2, "eval_every": 10, "eval_share": 0.1,
+                         "pause_for_eval": False}, steps=10, poll_s=0.01, evals=[0.0] * 100)
+    run.eval_seconds = 0.05
+    assert run.run() == "time_limit"
+    assert len(run.evaluated_at) == 3  # at about 0, 0.5 and 1.0 s
+    assert run.clock.eval_time <= 0.1 * 1.2 + 0.05
+
+
+def test_a_confirmation_that_cannot_hold_every_worker_confirms_nothing(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run = Run(tmp_path, {"eval_every": 100, "stop_at_return": 5.0, "total_steps": 1000}, steps=50,
+              evals=[9.0] * 20)
+    run.backend.holds = False
+    assert run.run() == "total_steps"  # never "solved" on parameters that may have changed under the evaluation
+    assert run.evaluation is not None and run.evaluation.confirmed is None
+    assert run.episodes == [10] * 10  # at 100, 200, ..., 1000: the confirmations did not evaluate
+    assert not run.backend.paused and run.clock.held == 0.0
+    assert "not every worker could be held" in capsys.readouterr().err
+
+
+def test_training_videos_are_a_job_that_skips_the_budgets_end(tmp_path: Path) -> None:
+    run = Run(tmp_path, {"total_steps": 300}, log={"video_every": 100}, steps=50)
+    assert run.run() == "total_steps"
+    assert run.videos == ["step_100", "step_200"]  # at 300 the final video films the same parameters

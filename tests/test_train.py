@@ -121,3 +121,17 @@ def test_evaluate_api(quiet: dict) -> None:
     result = pacer.train(quiet)
     ev = pacer.evaluate(result.run_dir, episodes=5, workers=1)
     assert len(ev.returns) == 5 and ev.mean == pytest.approx(float(np.mean(ev.returns)))
+
+
+def test_the_time_limit_and_summary_steps_per_s_count_the_same_time(quiet: dict) -> None:
+    """Training time: wall time from the start less the time the workers were held; the limit stops on it and
+    summary.json's steps/s divides by it (evaluations during training included: workers go on through them)."""
+    quiet["runtime"].update(total_steps=10**9, time_limit=1.5, eval_every=2000, eval_share=0.5,
+                            pause_for_eval=False, eval_episodes=100, stop_at_return=None)
+    result = pacer.train(quiet)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert result.stop_reason == "time_limit"
+    assert 1.5 <= summary["train_time_s"] < 1.5 + 1.0  # a turn of the supervisor's loop past the limit, at most
+    assert summary["held_time_s"] == 0.0 and summary["eval_time_s"] > 0.02  # evaluated, never held
+    assert summary["steps_per_s"] == pytest.approx(summary["env_steps"] / summary["train_time_s"], rel=2e-3)
+    assert summary["wall_time_s"] >= summary["train_time_s"]

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from pacer.presets import PRESETS
     from pacer.training import TrainResult, train
 
-__version__ = "0.1.0"
+from pacer.version import __version__ as __version__
+
 __all__ = ["PRESETS", "Agent", "Config", "PacerError", "TrainResult", "evaluate", "load", "plot", "register_algo",
            "train"]
 

@@ -16,15 +16,16 @@ from pacer.config import Config
 from pacer.envs import check_env_id, spaces_of
 from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
-from pacer.model import action_kind, make_model, sample
+from pacer.heads import ActionHead, act, head_for
+from pacer.model import make_model
 
 
 @dataclass
 class Agent:
     model: nn.Module
     config: Config
-    kind: str
-    """'discrete' or 'gaussian'."""
+    head: ActionHead
+    """What the model's policy output means for actions (pacer/heads.py)."""
     action_space: Any
     obs_shape: tuple[int, ...]
     checkpoint: Path | None = None
@@ -36,9 +37,7 @@ class Agent:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         single = x.dim() == len(self.obs_shape)
         pi, _ = self.model(x.unsqueeze(0) if single else x)
-        actions = sample(self.kind, self.model, pi, greedy=greedy)[0].numpy()
-        if self.kind == "gaussian":
-            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        actions = act(self.head, self.model, pi, greedy)
         return actions[0] if single else actions
 
 
@@ -65,7 +64,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
         raise PacerError(f"checkpoint {str(path)!r} does not fit its model ({lines[min(1, len(lines) - 1)]})"
                          ) from None
     model.eval()
-    return Agent(model=model, config=cfg, kind=action_kind(act_space), action_space=act_space,
+    return Agent(model=model, config=cfg, head=head_for(act_space), action_space=act_space,
                  obs_shape=tuple(obs_space.shape or ()), checkpoint=path)
 
 
@@ -93,7 +92,7 @@ def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = Tru
     if hang_timeout <= 0:
         raise PacerError(f"hang_timeout must be > 0 seconds, got {hang_timeout}")
     agent = source if isinstance(source, Agent) else load(source, env=env, model=model)
-    returns = run_episodes_parallel(agent.model, agent.kind, agent.config.env.id, episodes, seed, greedy,
+    returns = run_episodes_parallel(agent.model, agent.config.env.id, episodes, seed, greedy,
                                     agent.config.env.max_episode_steps, workers, start_method, hang_timeout,
                                     agent.config.env.kwargs)
     return EvalResult(returns=returns, checkpoint=agent.checkpoint)

@@ -11,8 +11,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-import yaml
-
 from pacer.errors import PacerError, WorkerFailed
 from pacer.runtime.signals import Terminated
 
@@ -153,25 +151,11 @@ def _run(argv: list[str] | None) -> int:
         return EXIT_ERROR
 
 
-def parse_settings(items: list[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` items as {dotted key: YAML value}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise PacerError(f"--set {item!r}: the value is not valid YAML ({first}); quote it if it is text"
-                             ) from None
-    return out
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {key: getattr(args, key) for key, _, _ in TRAIN_FLAGS.values()
                            if getattr(args, key) is not None}
+    from pacer.config import parse_settings
+
     out.update(parse_settings(args.set))
     if args.no_progress:
         out["log.progress"] = False
@@ -179,36 +163,22 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pacer.config import Config, load_yaml, merge, nest
-    from pacer.presets import announce, resolve
+    from pacer import runconfig
 
-    overrides = _overrides(args)
+    if args.resume is not None and (args.config is not None or args.preset is not None):
+        raise PacerError("--resume continues a run with its saved config; drop --config and --preset")
     # The config is built and checked here, before torch is imported: a mistake is reported at once, and the fork
     # server is started early only when the config (file included) asks for worker processes that use it.
-    cfg: Config | None = None
-    if args.resume is not None:
-        if args.config is not None or args.preset is not None:
-            raise PacerError("--resume continues a run with its saved config; drop --config and --preset")
-        if (args.resume / "config.yaml").is_file():  # if not, train() says what is wrong with the directory
-            cfg = Config.from_dict(load_yaml(args.resume / "config.yaml")).replace(overrides)
-    else:
-        # the preset is chosen for the env and algorithm the file and flags ask for; they override it
-        wanted = merge(load_yaml(args.config) if args.config is not None else {}, nest(overrides))
-        preset = "auto" if args.preset is None else args.preset
-        cfg = resolve(wanted, preset)
-        line = announce(wanted, preset)
-        if line is not None:
-            print(line, file=sys.stderr)
-    if cfg is not None:
-        from pacer.backends import early_start
+    cfg, notes = runconfig.resolve(args.config, preset="auto" if args.preset is None else args.preset,
+                                   overrides=_overrides(args), resume=args.resume)
+    for line in notes:
+        print(line, file=sys.stderr)
+    from pacer.backends import early_start
 
-        early_start(cfg)  # the local backend's fork server, whose torch import then overlaps ours
+    early_start(cfg)  # the local backend's fork server, whose torch import then overlaps ours
     from pacer.training import train
 
-    if args.resume is not None:
-        result = train(resume=args.resume, **{k.replace(".", "__"): v for k, v in overrides.items()})
-    else:
-        result = train(cfg)
+    result = train(cfg, resume=args.resume, preset=None)
     cfg_line = f"{result.env_steps:,} env steps in {result.wall_time:.1f} s ({result.steps_per_s:,.0f} steps/s)"
     print(f"done ({result.stop_reason}): {cfg_line}")
     if result.eval_mean is not None:

@@ -29,7 +29,8 @@ class EnvConfig:
     termination_reward: float | None = None
     """If set, replaces the reward of a step that *terminates* an episode (not one that is truncated)."""
     max_episode_steps: int | None = field(default=None, metadata={"min": 1})
-    """Truncate episodes after this many steps (None: the environment's own time limit)."""
+    """Truncate episodes after this many steps. Left out (null), the Gymnasium spec's own limit, which a run writes
+    into its config.yaml (null stays for an env without one, or a factory: no limit is added)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for `gymnasium.make` (or the factory), e.g. `{continuous: true}` for LunarLander-v3;
     from the command line `--set env.kwargs.continuous=true`."""
@@ -96,9 +97,11 @@ class AlgoConfig:
     """Divide rewards by the running standard deviation of the discounted return (per worker), clipped to +-10,
     as SB3's VecNormalize does; reported episode returns stay unscaled."""
     epochs: int | None = field(default=None, metadata={"min": 1})
-    """Passes over each rollout (None: the algorithm's own, 4 for 'ppo' and 1 for the others)."""
+    """Passes over each rollout. Left out (null), the algorithm's own: 4 for 'ppo', 1 for the others; a run writes
+    the value it uses into its config.yaml."""
     minibatches: int | None = field(default=None, metadata={"min": 1})
-    """Minibatches per pass (None: the algorithm's own, 8 for 'ppo' and 1 for the others)."""
+    """Minibatches per pass. Left out (null), the algorithm's own: 8 for 'ppo', 1 for the others; a run writes the
+    value it uses into its config.yaml."""
     clip_range: float = field(default=0.2, metadata={"min": 0.0})
     """PPO ratio clipping."""
     target_kl: float | None = field(default=None, metadata={"above": 0.0})
@@ -119,7 +122,8 @@ class RuntimeConfig:
     workers: int = field(default=2, metadata={"min": 1})
     """Worker count."""
     start_method: Literal["auto", "fork", "forkserver", "spawn"] = "auto"
-    """How worker processes start; 'auto' is forkserver where available (safe with threads), else spawn."""
+    """How worker processes start; 'auto' is forkserver where available (safe with threads), else spawn (a run
+    writes the method it uses into its config.yaml)."""
     threads_per_worker: int = field(default=1, metadata={"min": 1})
     """torch threads in each worker; one is fastest for small networks."""
     total_steps: int = field(default=1_000_000, metadata={"min": 1})
@@ -127,12 +131,18 @@ class RuntimeConfig:
     total_episodes: int | None = field(default=None, metadata={"min": 1})
     """Also stop after this many finished episodes (the classic setup counts episodes, not steps)."""
     time_limit: float | None = field(default=None, metadata={"min": 0.0})
-    """Stop after this many seconds of training in this session (evaluation time excluded; a resumed run gets the
-    limit afresh)."""
+    """Stop after this many seconds of training in this session: wall time from the workers' start, evaluations
+    included, less only the time the workers were held (`pause_for_eval`, a confirming evaluation), in which
+    nothing trains. summary.json's steps_per_s divides by the same time. A resumed run gets the limit afresh."""
     seed: int = field(default=0, metadata={"min": 0})
     """Base seed; worker i uses seed + i."""
     eval_every: int = field(default=25_000, metadata={"min": 0})
     """Greedy evaluation every this many env steps during training (0: never)."""
+    eval_share: float = field(default=0.08, metadata={"above": 0.0, "max": 1.0})
+    """Most share of the wall time that greedy evaluations (and training videos) may take: after one that took d
+    seconds, the next waits at least d x (1 - share) / share seconds, even when `eval_every` steps have passed.
+    Evaluations run in this process on a core the workers could use, and a fast env reaches `eval_every` often.
+    0.08 leaves room for the confirming evaluation that ends a solved run within 10% of its wall time."""
     eval_episodes: int = field(default=10, metadata={"min": 1})
     """Episodes per evaluation during training; the final evaluation uses `final_eval_episodes`."""
     final_eval_episodes: int = field(default=20, metadata={"min": 0})
@@ -145,19 +155,21 @@ class RuntimeConfig:
     """Stop once a greedy evaluation's mean return reaches this, confirmed by `confirm_episodes` more episodes:
     'auto' is the env's `reward_threshold` from its Gymnasium spec (CartPole-v1 475, Acrobot-v1 -100,
     LunarLander-v3 200; none for Pendulum-v1 or a factory: no early stop), a number another target, null never.
-    The step budget stays a cap."""
+    The step budget stays a cap. A run writes the target it uses (a number, or null) into its config.yaml."""
     confirm_episodes: int = field(default=100, metadata={"min": 1})
     """Episodes of the evaluation that confirms a reached `stop_at_return` before the run stops (the solved
     agent's score is this evaluation's mean)."""
-    pause_for_eval: bool = False
-    """Hold the workers while the parent evaluates, so that no training happens in evaluation time (the
-    benchmarks time training alone this way); by default workers keep learning during evaluations."""
+    pause_for_eval: bool = True
+    """Hold the workers while the parent evaluates (they finish their rollouts first), so that an evaluation runs on a
+    free core and its time is left out of the training time; false evaluates while they train on, and the
+    evaluation then counts as training time. Measured on CartPole's default run (2 cores): holding solved sooner
+    and spent 6% of the wall time evaluating instead of 10% (the note of issue 19 in BENCHMARKS.md)."""
 
 
 @dataclass(frozen=True)
 class LogConfig:
     run_dir: str | None = None
-    """Where the run is saved (default: runs/<env>-<algo>-<time>)."""
+    """Where the run is saved (default: runs/<env>-<algo>-<time>, written into its config.yaml)."""
     metrics_format: Literal["jsonl", "csv"] = "jsonl"
     """Format of the metrics file (one row per report)."""
     report_every: float = field(default=1.0, metadata={"min": 0.0})
@@ -206,9 +218,6 @@ class Config:
                 raise PacerError(f"config section {name!r} must be a mapping, got {type(value).__name__}")
             sections[name] = build_section(name, SECTIONS[name], value)
         config = cls(**sections)
-        from pacer.backends import check_name  # the registry: backends can be added at run time
-
-        check_name(config.runtime.backend)
         if isinstance(config.runtime.stop_at_return, float) and config.runtime.eval_every == 0:
             raise PacerError("runtime.stop_at_return needs evaluations: set runtime.eval_every > 0")
         return config
@@ -256,6 +265,22 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[key] = merge(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as {dotted key: YAML value}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise PacerError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0]
+            raise PacerError(f"--set {item!r}: the value is not valid YAML ({first}); quote it if it is text"
+                             ) from None
     return out
 
 

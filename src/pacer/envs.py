@@ -7,7 +7,6 @@ truncated episode for free (it is the observation fed into the reset step).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,47 +15,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pacer.errors import PacerError, did_you_mean
-from pacer.usercode import BY_VALUE
-
-
-def resolve_import(path: Any, what: str) -> Callable[..., Any]:
-    """Import `package.module:name` (or pass a callable through), with a one-line error when it fails."""
-    if callable(path):
-        return path
-    if isinstance(path, str) and path.startswith(BY_VALUE):
-        name = path.removeprefix(BY_VALUE).rpartition(":")[2]
-        keyword, key = ("model", "model__factory") if what.startswith("model") else ("env", "env__id")
-        raise PacerError(f"this run's {what} {name!r} was passed by value from Python (a notebook or an interactive "
-                         f"session) and cannot be imported here: pass it again, e.g. pacer.evaluate(run, "
-                         f"{keyword}={name}) or pacer.train(resume=run, {key}={name})")
-    if not isinstance(path, str) or ":" not in path:
-        raise PacerError(f"{what} must be 'package.module:name', got {path!r}")
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PacerError(f"cannot import {what} module {module_name!r}: {exc}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise PacerError(f"module {module_name!r} has no {part!r} (from {what} {path!r})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise PacerError(f"{what} {path!r} is not callable")
-    return obj
-
-
-def check_signature(fn: Callable[..., Any], args: tuple[Any, ...], what: str, expected: str,
-                    kwargs: Mapping[str, Any] | None = None) -> None:
-    """A one-line error for a factory that cannot take the arguments pacer passes it."""
-    try:
-        inspect.signature(fn).bind(*args, **(kwargs or {}))
-    except TypeError:
-        if kwargs:
-            expected = f"{expected[:-1]}**env.kwargs) with env.kwargs {dict(kwargs)}"
-        raise PacerError(f"{what} {getattr(fn, '__qualname__', fn)!r} must be callable as {expected}") from None
-    except ValueError:  # builtins without a signature: let the call itself decide
-        pass
+from pacer.usercode import check_signature, resolve_import
 
 
 def check_env_id(env_id: Any) -> None:
@@ -129,6 +88,13 @@ def spaces_of(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping
         return env.observation_space, env.action_space
     finally:
         env.close()
+
+
+def spec_max_episode_steps(env_id: Any) -> int | None:
+    """The time limit of a registered Gymnasium id (None for a factory, or an id without one)."""
+    if callable(env_id) or ":" in env_id or env_id not in gym.registry:
+        return None
+    return gym.spec(env_id).max_episode_steps
 
 
 def stop_target(env_id: Any, stop_at_return: float | str | None) -> float | None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from pacer.envs import make_vector_env
 from pacer.errors import WorkerFailed, first_line
-from pacer.model import sample
+from pacer.heads import act, head_for
 from pacer.runtime import processes, signals
 from pacer.runtime.channel import EOF_MARK, Channel, Inbox, Sender
 from pacer.usercode import ByValue, unwrap
@@ -30,22 +30,24 @@ STARTUP_S = 120.0  # allowance before the first step (a spawned process imports 
 
 
 @torch.no_grad()
-def run_episodes(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: int, greedy: bool = True,
+def run_episodes(model: nn.Module, env_id: Any, episodes: int, seed: int, greedy: bool = True,
                  max_episode_steps: int | None = None, on_step: Callable[[], None] | None = None,
-                 env_kwargs: Mapping[str, Any] | None = None) -> NDArray[np.float64]:
-    """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch.
-    Episode i always starts from seed + i. `on_step` is called after every batched step (a heartbeat)."""
-    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=False, kwargs=env_kwargs)
+                 env_kwargs: Mapping[str, Any] | None = None, numpy_vectorized: bool = False
+                 ) -> NDArray[np.float64]:
+    """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch. Episode i
+    starts from seed + i, so a split of the episodes over processes plays the same episodes; with
+    `numpy_vectorized`, the env's NumPy-vectorized form is used where Gymnasium has one (CartPole: its 100
+    episodes cost ~10x less), seeded once with `seed` (the same episodes for the same seed, but not those of a
+    split). `on_step` is called after every batched step (a heartbeat)."""
+    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=numpy_vectorized, kwargs=env_kwargs)
     try:
         obs, _ = env.reset(seed=seed)
-        space = env.single_action_space
+        head = head_for(env.single_action_space)
         total = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         while running.any():
             pi, _ = model(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
-            actions = sample(kind, model, pi, greedy=greedy)[0].numpy()
-            if kind == "gaussian":
-                actions = np.clip(actions, space.low, space.high)  # type: ignore[attr-defined]
+            actions = act(head, model, pi, greedy)
             obs, reward, terminated, truncated, _ = env.step(actions)
             total += np.asarray(reward) * running
             running &= ~(terminated | truncated)
@@ -67,8 +69,8 @@ def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
         beats[index] = time.monotonic()
 
     try:
-        model, kind, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs = unwrap(args)
-        channel.send(("ok", run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps, beat,
+        model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs = unwrap(args)
+        channel.send(("ok", run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, beat,
                                          env_kwargs)))
     except BaseException as exc:
         channel.send(("error", _one_line(exc)))
@@ -82,14 +84,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
 
-def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: int, seed: int, greedy: bool,
+def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: int, greedy: bool,
                           max_episode_steps: int | None, workers: int, start_method: str,
                           hang_timeout: float = HANG_TIMEOUT_S, env_kwargs: Mapping[str, Any] | None = None
                           ) -> NDArray[np.float64]:
     """Split `episodes` over `workers` processes (each a different seed range); 1 worker runs here."""
     workers = max(1, min(workers, episodes))
     if workers == 1:
-        return run_episodes(model, kind, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs=env_kwargs)
+        return run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs=env_kwargs)
     ctx = processes.context(start_method)
     beats = ctx.Array("d", workers, lock=False)
     inbox = Inbox()
@@ -98,7 +100,7 @@ def run_episodes_parallel(model: nn.Module, kind: str, env_id: Any, episodes: in
     pumps = []
     try:
         for index, share in enumerate(shares):
-            args = (model, kind, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs)
+            args = (model, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs)
             channel = Channel(ctx, index, inbox)
             proc = ctx.Process(target=_eval_process, args=(index, ByValue(args), channel.sender(), beats),
                                name="pacer-eval", daemon=True)  # by value: a notebook's env or model class too

@@ -24,9 +24,9 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from pacer import __version__
 from pacer.agent import Agent
 from pacer.errors import PacerError, first_line, make_output_dir
+from pacer.version import __version__
 
 FORMATS = {"onnx": ".onnx", "torch": ".pt2"}
 RUNNERS = {"onnx": "onnxruntime", "torch": "torch.export.load"}  # what runs a file of each format in the check
@@ -35,28 +35,17 @@ RUNNERS = {"onnx": "onnxruntime", "torch": "torch.export.load"}  # what runs a f
 class GreedyPolicy(nn.Module):
     """The agent's model with its greedy action on top: what an exported file computes."""
 
-    low: Tensor
-    high: Tensor
-
     def __init__(self, agent: Agent) -> None:
         super().__init__()
-        self.model = agent.model
-        self.discrete = agent.kind == "discrete"
-        if not self.discrete:
-            space = agent.action_space
-            self.register_buffer("low", torch.as_tensor(space.low, dtype=torch.float32))
-            self.register_buffer("high", torch.as_tensor(space.high, dtype=torch.float32))
+        self.model, self.head = agent.model, agent.head
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         pi, value = self.model(obs)
-        if self.discrete:
-            return pi.argmax(-1), pi, value
-        # minimum/maximum, not clamp: ONNX's Clip takes scalar bounds only, and each action dim has its own
-        return torch.maximum(torch.minimum(pi, self.high), self.low), pi, value
+        return self.head.clip(self.head.mode(pi)), pi, value
 
 
 def output_names(agent: Agent) -> list[str]:
-    return ["action", "logits" if agent.kind == "discrete" else "mean", "value"]
+    return ["action", "logits" if agent.head.name == "discrete" else "mean", "value"]
 
 
 @dataclass(frozen=True)
@@ -101,8 +90,8 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
     finally:  # whatever stopped it, Ctrl-C included, leaves no partial file
         partial.unlink(missing_ok=True)
     shape = ", ".join(["batch", *map(str, agent.obs_shape)])
-    n = agent.action_space.n if agent.kind == "discrete" else agent.action_space.shape[0]
-    action = "int64[batch]" if agent.kind == "discrete" else f"float32[batch, {n}]"
+    n = agent.head.size
+    action = "int64[batch]" if agent.head.name == "discrete" else f"float32[batch, {n}]"
     names = output_names(agent)
     return Exported(path=out, format=fmt, inputs=f"obs float32[{shape}]",
                     outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]",
@@ -127,7 +116,7 @@ def _write(agent: Agent, path: Path, fmt: str) -> None:
 
 def metadata(agent: Agent) -> dict[str, str]:
     """What a user of the file needs to know, stored in the ONNX model's metadata_props."""
-    return {"pacer.version": __version__, "pacer.env": str(agent.config.env.id), "pacer.action_kind": agent.kind,
+    return {"pacer.version": __version__, "pacer.env": str(agent.config.env.id), "pacer.action_kind": agent.head.name,
             "pacer.action_space": str(agent.action_space), "pacer.outputs": ",".join(output_names(agent))}
 
 
@@ -179,7 +168,7 @@ def compare(agent: Agent, path: str | Path, fmt: str = "onnx", count: int = 2000
     obs = random_observations(agent, count, seed)
     action, policy_out, _ = run_file(path, fmt, obs)
     ours = agent.act(obs)
-    if agent.kind == "discrete":
+    if agent.head.name == "discrete":
         with torch.no_grad():
             logits = agent.model(torch.as_tensor(obs))[0].numpy()
         return int((action != ours).sum()), float(np.abs(policy_out - logits).max())

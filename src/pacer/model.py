@@ -1,4 +1,4 @@
-"""Actor-critic models, built three ways, and the two action distributions.
+"""Actor-critic models, built three ways (the action distributions are in heads.py).
 
 The actor-critic interface (docs/models.md): a `torch.nn.Module` whose `forward(obs)` takes a float batch
 [B, *obs_shape] and returns `(pi, value)`: `pi` holds logits [B, n] for a Discrete action space or means [B, d]
@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pacer.config import ModelConfig
-from pacer.envs import check_signature, resolve_import
 from pacer.errors import PacerError
+from pacer.heads import DiagGaussian, head_for
 from pacer.normalize import RunningNorm
+from pacer.usercode import check_signature, resolve_import
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -75,20 +76,11 @@ class MLPActorCritic(nn.Module):
         return pi, value
 
 
-def action_kind(action_space: gym.Space[Any]) -> str:
-    if isinstance(action_space, gym.spaces.Discrete):
-        return "discrete"
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return "gaussian"
-    raise PacerError(f"unsupported action space {action_space}: pacer handles Discrete and 1-D Box actions")
-
-
 def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> nn.Module:
     """Build the model from the factory if one is set, else from the layer spec; check the interface."""
-    kind = action_kind(action_space)
+    head = head_for(action_space)
     if not isinstance(observation_space, gym.spaces.Box):
         raise PacerError(f"unsupported observation space {observation_space}: pacer handles Box observations")
-    pi_dim = action_space.n if isinstance(action_space, gym.spaces.Discrete) else action_space.shape[0]  # type: ignore[index]
     if cfg.factory is not None:
         if cfg.normalize_input != "none" or cfg.init != "default":
             raise PacerError("model.normalize_input and model.init apply to the built-in model; with model.factory, "
@@ -99,45 +91,9 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
         model = factory(observation_space, action_space)
         if not isinstance(model, nn.Module):
             raise PacerError(f"model factory {cfg.factory!r} returned {type(model).__name__}, not a torch.nn.Module")
-        if kind == "gaussian" and not isinstance(getattr(model, "log_std", None), nn.Parameter):
+        if isinstance(head, DiagGaussian) and not isinstance(getattr(model, "log_std", None), nn.Parameter):
             raise PacerError("a model for Box actions must have a parameter 'log_std' (see docs/models.md)")
     else:
         obs_dim = int(np.prod(observation_space.shape))
-        model = MLPActorCritic(cfg, obs_dim, int(pi_dim), kind == "gaussian")
+        model = MLPActorCritic(cfg, obs_dim, head.size, isinstance(head, DiagGaussian))
     return model
-
-
-def sample(kind: str, model: nn.Module, pi: Tensor, greedy: bool = False,
-           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Draw actions (or take the mode when greedy) and their log-probabilities, without building Distribution
-    objects: this runs once per step on the hot path."""
-    if kind == "discrete":
-        logp_all = F.log_softmax(pi, dim=-1)
-        actions = pi.argmax(-1) if greedy else torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
-        return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    log_std = _log_std(model)
-    actions = pi if greedy else pi + log_std.exp() * torch.randn(pi.shape, generator=generator)
-    return actions, gaussian_logp(pi, log_std, actions)
-
-
-def _log_std(model: nn.Module) -> Tensor:
-    log_std = model.log_std
-    assert isinstance(log_std, Tensor)
-    return log_std
-
-
-def gaussian_logp(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
-    z = (actions - mean) / log_std.exp()
-    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-
-def logp_entropy(kind: str, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-    """Log-probability of taken actions and the policy's entropy, per sample (for the losses)."""
-    if kind == "discrete":
-        logp_all = F.log_softmax(pi, dim=-1)
-        logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp, entropy
-    log_std = _log_std(model)
-    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(pi.shape[0])
-    return gaussian_logp(pi, log_std, actions), entropy

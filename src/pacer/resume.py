@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pacer import checkpoint, normalize
+from pacer.clock import Clock
 from pacer.config import Config
 from pacer.errors import PacerError
 from pacer.runtime import optim
 from pacer.runtime import shared as shared_state
-from pacer.supervisor import Clock
 
 
 def check_resume(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
@@ -55,6 +56,30 @@ def checkpoint_payload(cfg: Config, shared: shared_state.SharedState, clock: Clo
     }
 
 
+def save(path: Path, cfg: Config, shared: shared_state.SharedState, clock: Clock, workers: list[Any]) -> Path:
+    """Write a checkpoint atomically; `workers` holds each worker's state for an exact resume (final only)."""
+    left_out = left_out_of(workers)
+    if left_out:
+        print(f"pacer: note: {cfg.env.id}'s state holds objects that are not plain data ({left_out}): left out of "
+              "the checkpoint, so a resume starts fresh episodes (not bit-exact)", file=sys.stderr, flush=True)
+    checkpoint.save(path, checkpoint_payload(cfg, shared, clock, workers))
+    return path
+
+
+def left_out_of(worker_states: list[Any]) -> str:
+    """What the env state capture could not store (the same for every worker: report one), for a note."""
+    from pacer.envstate import opaque_items
+
+    for state in worker_states:
+        if state is not None:
+            # every sub-env holds the same kinds of objects: name each attribute once
+            names = dict.fromkeys(item.rsplit(".", 1)[-1] for item in opaque_items(state["collector"]["env"]))
+            if names:
+                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+                return ", ".join(list(names)[:3]) + more
+    return ""
+
+
 def restore_run(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Config, clock: Clock) -> list[Any]:
     """Load a checkpoint into the shared state; returns each worker's saved state (None where there is none)."""
     try:
@@ -74,7 +99,7 @@ def restore_run(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Co
     shared.set_counters(saved["counters"])
     _restore_obs_moments(saved.get("obs_moments"), shared)
     clock.before = float(saved["wall_time"])
-    clock.eval_time = clock.eval_before = float(saved.get("eval_time", 0.0))
+    clock.eval_time = float(saved.get("eval_time", 0.0))
     checkpoint.set_rng_state(saved["rng"])
     saved_workers = saved.get("workers") or []
     # a periodic checkpoint, another worker count, or env settings the saved envs do not have: fresh workers

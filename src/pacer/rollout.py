@@ -11,7 +11,7 @@ from gymnasium.vector import VectorEnv
 from numpy.typing import NDArray
 from torch import nn
 
-from pacer.model import sample
+from pacer.heads import ActionHead
 from pacer.normalize import RewardScaler
 
 
@@ -38,9 +38,9 @@ class Rollout(NamedTuple):
 class Collector:
     """Steps one vector env with a policy; buffers are allocated once and reused."""
 
-    def __init__(self, env: VectorEnv, model: nn.Module, kind: str, seed: int,
+    def __init__(self, env: VectorEnv, model: nn.Module, head: ActionHead, seed: int,
                  termination_reward: float | None = None, reward_scaler: RewardScaler | None = None) -> None:
-        self.env, self.model, self.kind = env, model, kind
+        self.env, self.model, self.head = env, model, head
         self.reward_scaler = reward_scaler
         self.rng = torch.Generator().manual_seed(seed)  # this collector's own stream: exact resume, inline workers
         self.termination_reward = termination_reward
@@ -57,17 +57,13 @@ class Collector:
         self.finished_lengths: list[int] = []
         self.timings = {"env": 0.0, "inference": 0.0}
         self.first_step_at: float | None = None  # epoch time of the first env.step (cold-start benchmarks)
-        space = env.single_action_space
-        self.low = getattr(space, "low", None)
-        self.high = getattr(space, "high", None)
         self._buffers: dict[int, Rollout] = {}
 
     def _alloc(self, steps: int) -> Rollout:
         n, t = self.num_envs, steps
-        act_shape = self.env.single_action_space.shape or ()
-        act_dtype = np.int64 if self.kind == "discrete" else np.float32
         return Rollout(
-            obs=np.zeros((t, n, *self.obs.shape[1:]), np.float32), actions=np.zeros((t, n, *act_shape), act_dtype),
+            obs=np.zeros((t, n, *self.obs.shape[1:]), np.float32),
+            actions=np.zeros((t, n, *self.head.shape), self.head.dtype),
             logp=np.zeros((t, n), np.float32), values=np.zeros((t, n), np.float32),
             rewards=np.zeros((t, n), np.float32), terminated=np.zeros((t, n), bool),
             truncated=np.zeros((t, n), bool), valid=np.zeros((t, n), bool), last_values=np.zeros(n, np.float32))
@@ -82,15 +78,13 @@ class Collector:
             tic = time.perf_counter()
             obs_t = torch.from_numpy(self.obs)
             pi, value = self.model(obs_t)
-            actions, logp = sample(self.kind, self.model, pi, generator=self.rng)
-            actions_np = actions.numpy()
+            actions, logp = self.head.sample(self.model, pi, generator=self.rng)
             buf.obs[t] = self.obs
-            buf.actions[t] = actions_np
+            buf.actions[t] = actions.numpy()  # as drawn: the log-probability is of this action
             buf.logp[t] = logp.numpy()
             buf.values[t] = value.numpy()
+            actions_np = self.head.clip(actions).numpy()
             toc = time.perf_counter()
-            if self.kind == "gaussian":
-                actions_np = np.clip(actions_np, self.low, self.high)
             if self.first_step_at is None:
                 self.first_step_at = time.time()
             obs, reward, terminated, truncated, _ = self.env.step(actions_np)

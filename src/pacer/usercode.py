@@ -9,13 +9,12 @@ keep travelling by handle through torch's own pickler, never by value.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pickle
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pacer.errors import PacerError
-
-if TYPE_CHECKING:
-    from pacer.config import Config
 
 BY_VALUE = "by-value:"
 """Prefix of a config entry whose callable was passed by value: it names the object, but cannot be imported."""
@@ -58,14 +57,6 @@ def import_path(obj: Any) -> str:
     return path if importable(obj) else BY_VALUE + path
 
 
-def user_code(cfg: Config) -> dict[str, Any]:
-    """The run's user code, by what it is: what a worker must receive besides plain configuration."""
-    from pacer.algos import get_algo
-
-    return {"env factory": cfg.env.id, "model factory": cfg.model.factory,
-            "loss function": get_algo(cfg.algo.name).loss}
-
-
 def check_sendable(objects: dict[str, Any]) -> None:
     """Refuse, before anything starts, what cannot be sent to a worker at all: one line naming the object."""
     import cloudpickle
@@ -79,3 +70,43 @@ def check_sendable(objects: dict[str, Any]) -> None:
             name = getattr(obj, "__qualname__", type(obj).__name__)
             raise PacerError(f"the {what} {name!r} cannot be sent to worker processes: {str(exc).splitlines()[0]}"
                              ) from None
+
+
+def resolve_import(path: Any, what: str) -> Callable[..., Any]:
+    """Import `package.module:name` (or pass a callable through), with a one-line error when it fails."""
+    if callable(path):
+        return path
+    if isinstance(path, str) and path.startswith(BY_VALUE):
+        name = path.removeprefix(BY_VALUE).rpartition(":")[2]
+        keyword, key = ("model", "model__factory") if what.startswith("model") else ("env", "env__id")
+        raise PacerError(f"this run's {what} {name!r} was passed by value from Python (a notebook or an interactive "
+                         f"session) and cannot be imported here: pass it again, e.g. pacer.evaluate(run, "
+                         f"{keyword}={name}) or pacer.train(resume=run, {key}={name})")
+    if not isinstance(path, str) or ":" not in path:
+        raise PacerError(f"{what} must be 'package.module:name', got {path!r}")
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PacerError(f"cannot import {what} module {module_name!r}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PacerError(f"module {module_name!r} has no {part!r} (from {what} {path!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise PacerError(f"{what} {path!r} is not callable")
+    return obj
+
+
+def check_signature(fn: Callable[..., Any], args: tuple[Any, ...], what: str, expected: str,
+                    kwargs: Mapping[str, Any] | None = None) -> None:
+    """A one-line error for a factory that cannot take the arguments pacer passes it."""
+    try:
+        inspect.signature(fn).bind(*args, **(kwargs or {}))
+    except TypeError:
+        if kwargs:
+            expected = f"{expected[:-1]}**env.kwargs) with env.kwargs {dict(kwargs)}"
+        raise PacerError(f"{what} {getattr(fn, '__qualname__', fn)!r} must be callable as {expected}") from None
+    except ValueError:  # builtins without a signature: let the call itself decide
+        pass

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from pacer import normalize
-from pacer.algos import Algorithm, Batch, explained_variance, prepare
+from pacer.algos import Algorithm, Batch, LossTerms, explained_variance, prepare
 from pacer.config import Config
 from pacer.envs import make_vector_env
+from pacer.errors import PacerError
+from pacer.heads import head_for
 from pacer.link import Link
-from pacer.model import action_kind, make_model
+from pacer.model import make_model
 from pacer.reports import Report
 from pacer.rollout import Collector
 
@@ -50,26 +52,28 @@ class Worker:
         self.cfg, self.spec, self.link = cfg, spec, link
         self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps,
                                    kwargs=cfg.env.kwargs)
-        self.kind = action_kind(self.env.single_action_space)
+        self.head = head_for(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())
         self.norm = normalize.norm_of(self.model)
         link.pull(self.local_params)
         scaler = normalize.RewardScaler(self.env.num_envs, cfg.algo.gamma) if cfg.algo.scale_rewards else None
-        self.collector = Collector(self.env, self.model, self.kind, spec.seed, cfg.env.termination_reward, scaler)
+        self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
         self.first_reported = False
-        self.exact_resume = spec.state is None or self.set_state(spec.state)
+        self.updates = 0  # this rollout's, so far
+        if spec.state is not None:
+            self.set_state(spec.state)
         link.beat()
 
     def get_state(self) -> dict[str, Any]:
         """Plain data (NumPy arrays, numbers, strings): it may travel through a pipe."""
         return {"collector": self.collector.get_state(), "rng": self.rng.get_state().numpy()}
 
-    def set_state(self, state: dict[str, Any]) -> bool:
+    def set_state(self, state: dict[str, Any]) -> None:
         self.rng.set_state(torch.from_numpy(np.asarray(state["rng"], dtype=np.uint8)))
-        return self.collector.set_state(state["collector"])
+        self.collector.set_state(state["collector"])
 
     def iterate(self) -> Report:
         """One rollout and its updates; returns what happened, as plain numbers."""
@@ -106,36 +110,45 @@ class Worker:
 
     def learn(self, batch: Batch) -> tuple[dict[str, float], int]:
         """The algorithm's schedule decides the epochs and minibatches; each update goes through the link."""
-        algo = self.cfg.algo
-        updates = 0
-
-        def update(minibatch: Batch) -> dict[str, float]:
-            nonlocal updates
-            if updates:  # later minibatches learn on top of the latest parameters
-                tic = time.perf_counter()
-                self.link.pull(self.local_params)
-                self.timings["sync"] += time.perf_counter() - tic
-            tic = time.perf_counter()
-            loss, stats = self.spec.algorithm.loss(self.model, self.kind, minibatch, algo)
-            self.model.zero_grad(set_to_none=True)
-            loss.backward()
-            if algo.max_grad_norm is not None:
-                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
-            toc = time.perf_counter()
-            # the run's step count (summed shared counters) only when the schedule uses it
-            steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
-            self.link.push(self.local_params, learning_rate(self.cfg, steps))
-            self.timings["learn"] += toc - tic
-            self.timings["optimizer"] += time.perf_counter() - toc
-            updates += 1
-            stats["loss"] = float(loss.item())
-            return stats
-
-        stats, made = self.spec.algorithm.learn(batch, algo, self.rng, update)
+        self.updates = 0
+        stats, made = self.spec.algorithm.schedule(batch, self.cfg.algo, self.rng, self)
         ev = explained_variance(batch.values, batch.returns) if made else math.nan
         if not math.isnan(ev):
             stats["explained_variance"] = ev
         return stats, made
+
+    def loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The minibatch's loss on the run's latest parameters (the schedule's Learner side)."""
+        tic = time.perf_counter()
+        if self.updates:  # later minibatches learn on top of the latest parameters
+            self.link.pull(self.local_params)
+            self.timings["sync"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+        terms = self.spec.algorithm.loss(self.model, self.head, minibatch, self.cfg.algo)
+        if not isinstance(terms, LossTerms):
+            raise PacerError(f"the loss function of algo {self.cfg.algo.name!r} returned {type(terms).__name__}; "
+                             "a loss returns pacer.algos.LossTerms(policy, value, entropy, stats)")
+        loss = terms.total(self.cfg.algo)
+        self.timings["learn"] += time.perf_counter() - tic
+        return loss, terms.report()
+
+    def step(self, loss: torch.Tensor) -> dict[str, float]:
+        """Back-propagate on the local model and hand the gradients to the link (one update)."""
+        algo = self.cfg.algo
+        tic = time.perf_counter()
+        self.model.zero_grad(set_to_none=True)
+        loss.backward()
+        stats = {"loss": float(loss.item())}
+        if algo.max_grad_norm is not None:
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
+        toc = time.perf_counter()
+        # the run's step count (summed shared counters) only when the schedule uses it
+        steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
+        self.link.push(self.local_params, learning_rate(self.cfg, steps))
+        self.timings["learn"] += toc - tic
+        self.timings["optimizer"] += time.perf_counter() - toc
+        self.updates += 1
+        return stats
 
     def close(self) -> None:
         self.env.close()

@@ -10,39 +10,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from pacer.algos.losses import Batch, a2c_loss, explained_variance, mc_loss, ppo_loss, prepare
-from pacer.algos.schedules import Schedule, Update, epochs_of_minibatches
+from pacer.algos.losses import Batch, LossTerms, a2c_loss, explained_variance, mc_loss, ppo_loss, prepare
+from pacer.algos.schedules import Learner, Schedule, epochs_of_minibatches
 from pacer.config import AlgoConfig
 from pacer.errors import PacerError, did_you_mean
+from pacer.heads import ActionHead
 
-LossFn = Callable[[nn.Module, str, Batch, AlgoConfig], tuple[Tensor, dict[str, float]]]
+LossFn = Callable[[nn.Module, ActionHead, Batch, AlgoConfig], LossTerms]
 
 
 @dataclass(frozen=True)
 class Algorithm:
     loss: LossFn
-    """Called on each (mini)batch; returns the scalar to minimize and floats to report."""
+    """Called on each (mini)batch; returns the loss's terms by name (LossTerms)."""
     targets: Literal["mc", "gae"] = "gae"
     """'mc': whole episodes and Monte-Carlo returns; 'gae': n-step rollouts and GAE advantages."""
     epochs: int = 1
-    """Passes over each rollout, unless the config sets `algo.epochs`."""
+    """Passes over each rollout: the value of `algo.epochs` when the config leaves it out."""
     minibatches: int = 1
-    """Minibatches per pass, unless the config sets `algo.minibatches`."""
+    """Minibatches per pass: the value of `algo.minibatches` when the config leaves it out."""
     schedule: Schedule = epochs_of_minibatches
     """How a rollout's batch becomes optimizer steps (pacer/algos/schedules.py)."""
-
-    def updates_per_rollout(self, cfg: AlgoConfig) -> int:
-        """Optimizer steps per rollout with this config (epochs x minibatches), at most."""
-        return (cfg.epochs or self.epochs) * (cfg.minibatches or self.minibatches)
-
-    def learn(self, batch: Batch, cfg: AlgoConfig, rng: torch.Generator, update: Update
-              ) -> tuple[dict[str, float], int]:
-        """Run this algorithm's schedule on one rollout's batch; returns mean stats and the updates made."""
-        return self.schedule(batch, cfg, cfg.epochs or self.epochs, cfg.minibatches or self.minibatches, rng,
-                             update)
 
 
 ALGOS: dict[str, Algorithm] = {
@@ -68,5 +58,5 @@ def get_algo(name: str) -> Algorithm:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "Algorithm", "Batch", "LossFn", "Schedule", "Update", "explained_variance", "get_algo", "prepare",
-           "register_algo"]
+__all__ = ["ALGOS", "Algorithm", "Batch", "Learner", "LossFn", "LossTerms", "Schedule", "explained_variance",
+           "get_algo", "prepare", "register_algo"]

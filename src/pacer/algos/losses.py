@@ -1,7 +1,12 @@
-"""Loss functions: `loss(model, kind, batch, cfg) -> (loss, stats)`, one per algorithm, no class tree."""
+"""Loss functions: `loss(model, head, batch, cfg) -> LossTerms`, one per algorithm, no class tree.
+
+A loss returns its terms by name (policy, value, entropy, and any further statistics); `LossTerms.total` combines
+them with the config's coefficients, so every algorithm weighs its terms the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -10,7 +15,7 @@ from torch import Tensor, nn
 
 from pacer.algos.returns import discounted_returns, gae, normalize_columns
 from pacer.config import AlgoConfig
-from pacer.model import logp_entropy
+from pacer.heads import ActionHead
 from pacer.rollout import Rollout
 
 
@@ -33,8 +38,9 @@ def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
         returns = normalize_columns(returns, valid, cfg.normalize_returns)
         advantages = returns - rollout.values
     else:
-        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
-                                  rollout.truncated, cfg.gamma, cfg.gae_lambda)
+        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values,
+                                  terminated=rollout.terminated, truncated=rollout.truncated, gamma=cfg.gamma,
+                                  lam=cfg.gae_lambda)
     adv = advantages[valid]
     if cfg.normalize_advantages and adv.size > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -55,40 +61,54 @@ def explained_variance(values: Tensor, returns: Tensor) -> float:
     return float("nan") if var.item() == 0.0 else float(1.0 - (returns - values).var(unbiased=False) / var)
 
 
-def mc_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
+class LossTerms(NamedTuple):
+    """A loss by its terms; minimized as `policy + value_coef * value - entropy_coef * entropy`."""
+
+    policy: Tensor
+    """The actor's loss (a scalar)."""
+    value: Tensor
+    """The critic's loss (a scalar)."""
+    entropy: Tensor
+    """The policy's entropy (a scalar bonus: subtracted)."""
+    stats: Mapping[str, float] = MappingProxyType({})
+    """Further numbers to report (they override the terms' own of the same name)."""
+
+    def total(self, cfg: AlgoConfig) -> Tensor:
+        return self.policy + cfg.value_coef * self.value - cfg.entropy_coef * self.entropy
+
+    def report(self) -> dict[str, float]:
+        return {"actor_loss": self.policy.item(), "critic_loss": self.value.item(), "entropy": self.entropy.item(),
+                **self.stats}
+
+
+def mc_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
     """Classic Monte-Carlo advantage actor-critic, summed over the episode as in the textbook version:
-    actor -log pi(a|s) * (G - V(s)) with V detached, critic (V - G)^2, loss = actor + value_coef * critic."""
+    actor -log pi(a|s) * (G - V(s)) with V detached, critic (V - G)^2."""
     pi, value = model(batch.obs)
-    logp, entropy = logp_entropy(kind, model, pi, batch.actions)
+    logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
     actor = -(logp * (batch.returns - value.detach())).sum()
     critic = (value - batch.returns).pow(2).sum()
-    loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.sum()
-    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item()}
+    return LossTerms(actor, critic, entropy.sum(), {"entropy": entropy.mean().item()})
 
 
-def a2c_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
-    """Advantage actor-critic on precomputed (GAE) advantages: means over the batch, entropy bonus."""
+def a2c_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
+    """Advantage actor-critic on precomputed (GAE) advantages: means over the batch."""
     pi, value = model(batch.obs)
-    logp, entropy = logp_entropy(kind, model, pi, batch.actions)
-    actor = -(logp * batch.advantages).mean()
-    critic = (value - batch.returns).pow(2).mean()
-    loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.mean()
-    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item()}
+    logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
+    return LossTerms(-(logp * batch.advantages).mean(), (value - batch.returns).pow(2).mean(), entropy.mean())
 
 
-def ppo_loss(model: nn.Module, kind: str, batch: Batch, cfg: AlgoConfig) -> tuple[Tensor, dict[str, float]]:
+def ppo_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
     """PPO's clipped surrogate on the probability ratio to the collecting policy."""
     pi, value = model(batch.obs)
-    logp, entropy = logp_entropy(kind, model, pi, batch.actions)
+    logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
     log_ratio = logp - batch.logp
     ratio = torch.exp(log_ratio)
     clipped = torch.clamp(ratio, 1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
     actor = -torch.min(ratio * batch.advantages, clipped * batch.advantages).mean()
-    critic = (value - batch.returns).pow(2).mean()
-    loss = actor + cfg.value_coef * critic - cfg.entropy_coef * entropy.mean()
     with torch.no_grad():
         # KL(old || new) estimated as E[(r - 1) - log r] (Schulman's k3: unbiased, never negative)
         approx_kl = ((ratio - 1.0) - log_ratio).mean().item()
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_range).float().mean().item()
-    return loss, {"actor_loss": actor.item(), "critic_loss": critic.item(), "entropy": entropy.mean().item(),
-                  "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+    return LossTerms(actor, (value - batch.returns).pow(2).mean(), entropy.mean(),
+                     {"approx_kl": approx_kl, "clip_fraction": clip_fraction})

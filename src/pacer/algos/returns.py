@@ -30,17 +30,24 @@ def gae(
     rewards: Array,
     values: Array,
     next_values: Array,
+    *,
     terminated: Mask,
     truncated: Mask,
     gamma: float,
     lam: float,
 ) -> tuple[Array, Array]:
-    """Generalized advantage estimation; returns (advantages, value targets).
+    """Generalized advantage estimation; returns (advantages, value targets). Every array is [T, N].
 
     next_values[t] is V(s_{t+1}) of the true next state (for a truncated step, its final observation).
     delta_t = r_t + gamma * V(s_{t+1}) * (1 - terminated_t) - V(s_t); the advantage recursion stops at both
-    terminated and truncated steps, since the next row belongs to another episode.
+    terminated and truncated steps, since the next row belongs to another episode. The masks are keywords: two
+    boolean arrays of one shape are easy to swap, and swapping them silently changes what is bootstrapped.
     """
+    shape = np.shape(rewards)
+    for name, array in (("values", values), ("next_values", next_values), ("terminated", terminated),
+                        ("truncated", truncated)):
+        if np.shape(array) != shape:
+            raise ValueError(f"gae: {name} has shape {np.shape(array)}, rewards {shape}: every array is [T, N]")
     advantages = np.zeros_like(rewards, dtype=np.float64)
     running = np.zeros(rewards.shape[1:], dtype=np.float64)
     not_terminated = 1.0 - terminated.astype(np.float64)

@@ -1,51 +1,66 @@
 """Update schedules: how one rollout's batch becomes optimizer steps (epochs, minibatches, early stop).
 
-A schedule belongs to its algorithm, not to the worker: `schedule(batch, cfg, rng, update) -> (stats, updates)`.
-`update(minibatch)` is the worker's side: the loss, one optimizer step wherever the parameters live, and the
-loss's stats. Changing how an algorithm learns from a rollout is a new schedule, never a worker change.
+A schedule belongs to its algorithm, not to the worker: `schedule(batch, cfg, rng, learner) -> (stats, updates)`.
+The learner is the worker's side: `loss(minibatch)` on the latest parameters, then `step(loss)`, one optimizer
+step wherever the parameters live. Keeping the two apart lets a schedule look at a minibatch's statistics before
+it decides to apply it. Changing how an algorithm learns from a rollout is a new schedule, never a worker change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
+from torch import Tensor
 
 from pacer.algos.losses import Batch
 from pacer.config import AlgoConfig
 
-Update = Callable[[Batch], dict[str, float]]
-Schedule = Callable[[Batch, AlgoConfig, int, int, torch.Generator, Update], tuple[dict[str, float], int]]
-
 KL_MARGIN = 1.5  # stop once approx-KL exceeds 1.5 x target_kl, as Stable-Baselines3 does
 
 
-def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, epochs: int, minibatches: int, rng: torch.Generator,
-                          update: Update) -> tuple[dict[str, float], int]:
-    """`epochs` passes over the batch, each in `minibatches` shuffled minibatches (one step each). With
-    `cfg.target_kl` set, the rollout's remaining updates are skipped once a minibatch's approx-KL to the
-    collecting policy exceeds 1.5 x target_kl. Returns the stats averaged over the updates made."""
+class Learner(Protocol):
+    def loss(self, minibatch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """The minibatch's loss on the latest parameters, and its statistics."""
+
+    def step(self, loss: Tensor) -> dict[str, float]:
+        """Back-propagate `loss` and apply one update; returns the step's own statistics (e.g. grad_norm)."""
+
+
+Schedule = Callable[[Batch, AlgoConfig, torch.Generator, Learner], tuple[dict[str, float], int]]
+
+
+def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, learner: Learner
+                          ) -> tuple[dict[str, float], int]:
+    """`cfg.epochs` passes over the batch, each in `cfg.minibatches` shuffled minibatches (one step each). With
+    `cfg.target_kl` set, a minibatch whose approx-KL to the collecting policy exceeds 1.5 x target_kl is not
+    applied, and neither is the rest of the rollout (as SB3 does). Returns the stats averaged over the updates
+    made."""
+    if cfg.epochs is None or cfg.minibatches is None:
+        raise ValueError("algo.epochs and algo.minibatches must be resolved (pacer.runconfig.complete)")
     n = batch.obs.shape[0]
     if n == 0:
         return {}, 0
-    size = max(1, n // minibatches)
+    size = max(1, n // cfg.minibatches)
     totals: dict[str, float] = {}
     updates = 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=rng) if minibatches > 1 else torch.arange(n)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=rng) if cfg.minibatches > 1 else torch.arange(n)
         for start in range(0, n - size + 1, size):
-            minibatch = batch if minibatches == 1 else Batch(*(x[order[start:start + size]] for x in batch))
-            stats = update(minibatch)
+            minibatch = batch if cfg.minibatches == 1 else Batch(*(x[order[start:start + size]] for x in batch))
+            loss, stats = learner.loss(minibatch)
+            if cfg.target_kl is not None and stats.get("approx_kl", 0.0) > KL_MARGIN * cfg.target_kl:
+                return _mean(totals, updates, stopped_early=1.0), updates
+            stats.update(learner.step(loss))
             updates += 1
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
-            if cfg.target_kl is not None and stats.get("approx_kl", 0.0) > KL_MARGIN * cfg.target_kl:
-                return _mean(totals, updates, stopped_early=1.0), updates
     return _mean(totals, updates, stopped_early=0.0 if cfg.target_kl is not None else None), updates
 
 
 def _mean(totals: dict[str, float], updates: int, stopped_early: float | None) -> dict[str, float]:
-    out = {key: value / updates for key, value in totals.items()}
+    out = {key: value / max(updates, 1) for key, value in totals.items()}
     if stopped_early is not None:
         out["kl_early_stop"] = stopped_early
     return out

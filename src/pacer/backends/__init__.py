@@ -44,8 +44,9 @@ class Backend(Protocol):
     def restart(self, rank: int) -> None:
         """Start a dead worker again, with a new seed and the current parameters."""
 
-    def pause(self) -> None:
-        """Hold every worker between rollouts; returns once they are all waiting."""
+    def pause(self) -> bool:
+        """Hold every worker between rollouts; returns True once they are all waiting, False when some were not
+        within the backend's wait (a hung or dying worker): then parameters may still change."""
 
     def resume(self) -> None:
         """Let held workers go on."""
@@ -92,6 +93,15 @@ def check_name(name: str) -> None:
 def backend_module(name: str) -> ModuleType:
     check_name(name)
     return importlib.import_module(BACKENDS[name].module)
+
+
+def user_code(cfg: Config) -> dict[str, Any]:
+    """The run's user code, by what it is: what a worker must receive besides plain configuration (for the
+    backends whose workers are other processes to check with `usercode.check_sendable` before they start)."""
+    from pacer.algos import get_algo
+
+    return {"env factory": cfg.env.id, "model factory": cfg.model.factory,
+            "loss function": get_algo(cfg.algo.name).loss}
 
 
 def early_start(cfg: Config) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from pacer import normalize
 from pacer.config import Config
 from pacer.runtime import optim
 from pacer.runtime.shared import SharedState
@@ -49,9 +48,7 @@ class HogwildLink:
         self.optimizer.step()
 
     def observe(self, moments: Any) -> None:
-        assert self.shared.obs_moments is not None
-        row = self.shared.obs_moments[self.rank].numpy()  # this worker's own row: it is the only writer
-        row[:] = normalize.combine(row, moments)
+        self.shared.observe(self.rank, moments)  # this worker's own row: it is the only writer
 
     def obs_stats(self) -> Any:
         return self.shared.obs_stats()

@@ -53,8 +53,8 @@ class InlineBackend:
             reports.append(worker.iterate())
         return reports
 
-    def pause(self) -> None:
-        pass  # inline workers only run inside poll(): they are idle whenever the supervisor evaluates
+    def pause(self) -> bool:
+        return True  # inline workers only run inside poll(): they are idle whenever the supervisor evaluates
 
     def resume(self) -> None:
         pass

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pacer.backends import user_code
 from pacer.backends.hogwild import HogwildLink
 from pacer.config import Config
 from pacer.reports import Failed, Finished, Report
@@ -30,7 +31,7 @@ from pacer.runtime import processes, signals
 from pacer.runtime import shared as shared_state
 from pacer.runtime.channel import Channel, Inbox, Sender
 from pacer.runtime.shared import SharedState
-from pacer.usercode import ByValue, check_sendable, unwrap, user_code
+from pacer.usercode import ByValue, check_sendable, unwrap
 from pacer.worker import Worker, WorkerSpec
 
 STOP_GRACE_S = 10.0
@@ -201,16 +202,17 @@ class LocalBackend:
         dead, self.dead = self.dead, []
         return dead
 
-    def pause(self) -> None:
-        """Hold every worker between rollouts; returns once all live workers are waiting (or after
-        PAUSE_WAIT_S: a worker that is dying or hung is the watchdog's business, not a reason to block)."""
+    def pause(self) -> bool:
+        """Hold every worker between rollouts; True once all live workers are waiting, False after PAUSE_WAIT_S
+        (a worker that is dying or hung is the watchdog's business, not a reason to block)."""
         self.shared.pause.set()
         deadline = time.monotonic() + PAUSE_WAIT_S
         while time.monotonic() < deadline:
             live = [rank for rank, proc in self.procs.items() if proc.exitcode is None]
             if all(self.shared.waiting[rank] for rank in live):
-                return
+                return True
             time.sleep(0.001)
+        return False
 
     def resume(self) -> None:
         self.shared.pause.clear()

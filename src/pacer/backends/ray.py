@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from pacer import normalize
+from pacer.backends import user_code
 from pacer.config import Config
 from pacer.errors import PacerError
 from pacer.reports import Report
@@ -33,7 +32,7 @@ from pacer.runtime import optim, signals
 from pacer.runtime import preflight as checks
 from pacer.runtime import shared as shared_state
 from pacer.runtime.shared import SharedState
-from pacer.usercode import ByValue, check_sendable, user_code
+from pacer.usercode import ByValue, check_sendable
 from pacer.worker import WorkerSpec, learning_rate
 
 OBJECT_STORE_BYTES = 200 * 2**20
@@ -171,8 +170,7 @@ class RayBackend:
             return None
         self._apply(rank, mode, update)
         if moments is not None and self.shared.obs_moments is not None:
-            row = self.shared.obs_moments[rank].numpy()
-            row[:] = normalize.combine(row, moments)
+            self.shared.observe(rank, moments)
         self.answered.add(rank)
         self.shared.add(rank, report.env_steps, len(report.episode_returns), report.updates)
         self.shared.beat(rank)
@@ -216,15 +214,16 @@ class RayBackend:
         self.restarts[rank] = self.restarts.get(rank, 0) + 1
         self._launch(dataclasses.replace(self.specs[rank], seed=self.reseed(rank, self.restarts[rank]), state=None))
 
-    def _drain(self, seconds: float) -> None:
-        """Let the rollouts in flight finish (their updates count), within `seconds`."""
+    def _drain(self, seconds: float) -> bool:
+        """Let the rollouts in flight finish (their updates count), within `seconds`; True when none is left."""
         deadline = time.monotonic() + seconds
         while self.calls and time.monotonic() < deadline and not signals.FORCE.is_set():
             self.held.extend(self.poll(min(0.1, max(0.0, deadline - time.monotonic()))))
+        return not self.calls
 
-    def pause(self) -> None:
+    def pause(self) -> bool:
         self.paused = True
-        self._drain(PAUSE_WAIT_S)
+        return self._drain(PAUSE_WAIT_S)
 
     def resume(self) -> None:
         self.paused = False
@@ -271,6 +270,3 @@ class RayBackend:
         late, self.held = self.held, []
         return late
 
-
-def to_numpy(params: list[torch.Tensor]) -> list[np.ndarray]:
-    return [p.detach().numpy().copy() for p in params]

@@ -34,7 +34,7 @@ class ActorLink:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.algo = spec.config.algo
-        self.mode = "grad" if spec.algorithm.updates_per_rollout(self.algo) == 1 else "delta"
+        self.mode = "grad" if self.algo.epochs == self.algo.minibatches == 1 else "delta"
         self.received: list[np.ndarray] | None = None
         self.received_version, self.loaded_version = -1, -1
         self.start: list[Tensor] = []  # the parameters this rollout started from (delta mode)

@@ -19,7 +19,7 @@ def _words(text: str) -> list[str]:
 
 
 def _settings(items: list[str]) -> dict[str, Any]:
-    from pacer.cli import parse_settings  # here, not at the top: cli imports this module
+    from pacer.config import parse_settings
 
     return parse_settings(items)
 

@@ -80,7 +80,8 @@ def pacer_solve(run_dir: Path, env: str, seed: int, target: float, eval_every: i
     budget is spent, or `cap_s` seconds of training pass."""
     run = pacer_train(run_dir, seed, {
         **(settings or {}), "runtime.stop_at_return": target, "runtime.eval_every": eval_every,
-        "runtime.confirm_episodes": EVAL_EPISODES, "runtime.pause_for_eval": True, "runtime.time_limit": cap_s,
+        "runtime.confirm_episodes": EVAL_EPISODES, "runtime.pause_for_eval": True, "runtime.eval_share": 1.0,
+        "runtime.time_limit": cap_s,
         "runtime.final_eval_episodes": 0, "log.checkpoint_every": 0}, preset, timeout=cap_s * 3 + 120, env=env)
     return solved_at_stop(run, target)
 
@@ -117,7 +118,8 @@ def pacer_timed(run_dir: Path, env: str, seed: int, seconds: float, eval_every: 
     run = pacer_train(run_dir, seed, {
         **(settings or {}), "runtime.time_limit": seconds, "runtime.stop_at_return": None,
         "runtime.total_steps": 10**12, "runtime.eval_every": eval_every, "runtime.eval_episodes": eval_episodes,
-        "runtime.pause_for_eval": True, "runtime.final_eval_episodes": eval_episodes, "log.checkpoint_every": 0},
+        "runtime.pause_for_eval": True, "runtime.eval_share": 1.0, "runtime.final_eval_episodes": eval_episodes,
+        "log.checkpoint_every": 0},
         timeout=seconds * 3 + 300, env=env)
     if "error" not in run:
         run["final_return"] = json.loads((run_dir / "summary.json").read_text()).get("eval_mean")

@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch import Tensor, nn
 
 from pacer.evaluation import run_episodes
-from pacer.training import EVAL_SEED_OFFSET
+from pacer.jobs import EVAL_SEED_OFFSET
 
 # rl-baselines3-zoo hyperparams/a2c.yml and hyperparams/ppo.yml (DLR-RM/rl-baselines3-zoo @ 22e3ff2, 2026-04-23),
 # copied as written; "lin_X" is a linear schedule from X to 0. The zoo renamed its LunarLander-v2 entries to
@@ -175,13 +175,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     algo_cls = {"a2c": A2C, "ppo": PPO}[args.algo]
     model = algo_cls(hp["policy"], venv, seed=args.seed, device="cpu", verbose=0,
                      policy_kwargs=hp.get("policy_kwargs"), **kwargs)
-    kind = "discrete" if isinstance(venv.action_space, gym.spaces.Discrete) else "gaussian"
 
     def evaluate() -> float:
         policy = model.policy
         assert isinstance(policy, ActorCriticPolicy)
         with torch.no_grad():
-            returns = run_episodes(SB3ActorCritic(policy, vec_norm), kind, args.env, args.eval_episodes,
+            returns = run_episodes(SB3ActorCritic(policy, vec_norm), args.env, args.eval_episodes,
                                    args.seed + EVAL_SEED_OFFSET)
         return float(np.mean(returns))
 

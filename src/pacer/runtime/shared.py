@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,6 +67,9 @@ class SharedState:
     obs_moments: torch.Tensor | None = None
     """float64 [workers + 1, 1 + 2 * obs_dim] with `model.normalize_input: running`: row w is worker w's
     observation moments (pacer/normalize.py), the last row those of earlier sessions; None otherwise."""
+    obs_versions: torch.Tensor | None = None
+    """int64 [workers + 1]: a sequence number per row of `obs_moments`, odd while its writer is writing it (a
+    seqlock: readers copy a row and keep the copy only if the number was even and did not change meanwhile)."""
 
     def add(self, rank: int, steps: int, episodes: int, updates: int) -> None:
         width = len(self.counts) // len(COUNTERS)
@@ -112,9 +116,29 @@ class SharedState:
         """What worker `rank` needs: the parameters, its optimizer state, the counters and flags."""
         return dataclasses.replace(self, model=None, optimizer_states=[self.optimizer_slot(rank)])
 
+    def observe(self, rank: int, moments: Any) -> None:
+        """Add observation moments to row `rank`, whose only writer is the caller."""
+        assert self.obs_moments is not None and self.obs_versions is not None
+        row, version = self.obs_moments[rank].numpy(), self.obs_versions.numpy()
+        version[rank] += 1  # odd: a write is under way
+        row[:] = normalize.combine(row, moments)
+        version[rank] += 1
+
     def obs_stats(self) -> Any:
-        """The run's observation moments: every worker's row combined (None without running normalization)."""
-        return None if self.obs_moments is None else normalize.total(self.obs_moments.numpy())
+        """The run's observation moments: every worker's row combined (None without running normalization). Each
+        row is read whole, never half old and half new while its worker writes it."""
+        if self.obs_moments is None or self.obs_versions is None:
+            return None
+        rows, versions = self.obs_moments.numpy(), self.obs_versions.numpy()
+        out = np.empty_like(rows)
+        for rank in range(len(rows)):
+            while True:
+                before = int(versions[rank])
+                out[rank] = rows[rank]
+                if before % 2 == 0 and int(versions[rank]) == before:
+                    break
+                time.sleep(0)  # the writer is inside its few microseconds of writing: let it finish
+        return normalize.total(out)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """A private copy of the parameters (and the observation statistics as of now), for evaluation and
@@ -133,13 +157,16 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
     states = [optim.new_state(cfg.algo.optimizer, params) for _ in range(slots)]
     norm = normalize.norm_of(model)
     obs_moments = None if norm is None else torch.zeros(workers + 1, 1 + 2 * norm.mean.numel(), dtype=torch.float64)
+    obs_versions = None if norm is None else torch.zeros(workers + 1, dtype=torch.int64)
     if in_shared_memory:
         model.share_memory()
         for state in states:
             optim.share_state(state)
-        if obs_moments is not None:
-            obs_moments.share_memory_()
+        for tensor in (obs_moments, obs_versions):
+            if tensor is not None:
+                tensor.share_memory_()
     return SharedState(model=model, params=params, optimizer_states=states,
                        counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
                        heartbeats=ctx.Array("d", workers, lock=False), stop=Flag(ctx), pause=Flag(ctx),
-                       waiting=ctx.Array("b", workers, lock=False), obs_moments=obs_moments)
+                       waiting=ctx.Array("b", workers, lock=False), obs_moments=obs_moments,
+                       obs_versions=obs_versions)
