@@ -2,7 +2,8 @@
 
 `resolve` builds it: defaults <- preset (by default the one made for the env and algorithm) <- a config file or
 dict <- overrides (flags, `--set`, keyword arguments); to resume, the run's config.yaml <- overrides. It imports
-no torch, so the `pacer` command resolves and checks a config before its ~2 s torch import. `complete` then writes
+neither torch nor gymnasium, so the `pacer` command resolves and checks a config before its ~2 s of imports, and
+starts the fork server first. `complete` then writes
 down every value a run decides at its start (the algorithm's epochs and minibatches, the stop target, the env's
 time limit, the start method, the run directory), so that config.yaml holds every value the run used.
 """
@@ -15,7 +16,6 @@ from typing import Any
 
 from pacer.backends import check_name
 from pacer.config import Config, load_yaml, merge, nest
-from pacer.envs import spec_max_episode_steps, stop_target
 from pacer.errors import PacerError
 from pacer.presets import announce
 from pacer.presets import resolve as with_preset
@@ -81,7 +81,8 @@ def run_dir_for(cfg: Config, resume: str | Path | None) -> Path:
 
 def complete(cfg: Config, run_dir: Path) -> Config:
     """`cfg` with every value the run decides at its start written in, in place of null or 'auto'."""
-    from pacer.algos import get_algo  # imports torch: only once the run starts
+    from pacer.algos import get_algo  # torch and gymnasium: only once the run starts, not before the fork server
+    from pacer.envs import spec_max_episode_steps, stop_target
 
     algorithm = get_algo(cfg.algo.name)
     rt = cfg.runtime
