@@ -162,8 +162,8 @@ class RuntimeConfig:
     pause_for_eval: bool = True
     """Hold the workers while the parent evaluates (they finish their rollouts first), so that an evaluation runs on a
     free core and its time is left out of the training time; false evaluates while they train on, and the
-    evaluation then counts as training time. Measured on CartPole's default run (2 cores): holding solved sooner
-    and spent 6% of the wall time evaluating instead of 10% (the note of issue 19 in BENCHMARKS.md)."""
+    evaluation then counts as training time. On CartPole's default run (2 cores), holding spent 5.5-6.2% of the
+    wall time evaluating instead of 9.3-10.7%, and solved sooner (BENCHMARKS.md, issue 19)."""
 
 
 @dataclass(frozen=True)
