@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pacer.algos import ALGOS, Algorithm
 
 sys.path.insert(0, str(Path(__file__).parent))  # so `helpers` imports here and in worker processes
 
@@ -18,3 +21,12 @@ def quiet(tmp_path: Path) -> dict:
                     "final_eval_episodes": 2},
         "log": {"run_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False, "report_every": 0.0},
     }
+
+
+@pytest.fixture
+def algos() -> Iterator[dict[str, Algorithm]]:
+    """The global algorithm registry, restored afterwards: a test's registration must not leak into later tests."""
+    saved = dict(ALGOS)
+    yield ALGOS
+    ALGOS.clear()
+    ALGOS.update(saved)

@@ -6,6 +6,10 @@ import os
 from typing import Any
 
 import gymnasium as gym
+import torch
+from torch import nn
+
+from pacer.algos import LossTerms
 
 
 class CrashOnceInAnActor(gym.Wrapper):
@@ -29,3 +33,22 @@ class CrashOnceInAnActor(gym.Wrapper):
 
 def make_crashing_cartpole(marker: str) -> gym.Env:
     return CrashOnceInAnActor(marker)
+
+
+class Scalar(nn.Module):
+    """An actor-critic with one parameter: the value of every observation is w (5 at first); the policy is uniform."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(5.0))
+        self.actions = int(action_space.n)  # type: ignore[attr-defined]
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(obs.shape[0], self.actions), self.w.expand(obs.shape[0])
+
+
+def quadratic_loss(model: nn.Module, head: Any, batch: Any, cfg: Any) -> LossTerms:
+    """(w - 1)^2: a problem whose optimum every learner agrees on, whatever its data."""
+    _, value = model(batch.obs)
+    zero = torch.zeros(())
+    return LossTerms(policy=zero, value=(value - 1.0).pow(2).mean(), entropy=zero)

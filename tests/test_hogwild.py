@@ -33,13 +33,13 @@ def record_step_grads(worker: Worker) -> list[list[torch.Tensor]]:
     seen: list[list[torch.Tensor]] = []
     link = worker.link
     assert isinstance(link, HogwildLink)
-    step = link.optimizer.step
+    step = link.store.optimizer.step
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append([p.grad.clone() for p in link.shared_params])
         return step(*args, **kwargs)
 
-    link.optimizer.step = spy  # type: ignore[method-assign]
+    link.store.optimizer.step = spy  # type: ignore[method-assign]
     return seen
 
 
@@ -69,7 +69,7 @@ def test_the_legacy_aliasing_hand_off_would_accumulate() -> None:
         for local, shared in zip(params, link.shared_params, strict=True):
             if shared.grad is None or shared.grad.data_ptr() != local.grad.data_ptr():
                 shared.grad = local.grad  # alias once, as older code did ...
-        link.optimizer.step()
+        link.store.optimizer.step()
 
     link.push = aliasing_push  # type: ignore[method-assign]
     worker.model.zero_grad = lambda set_to_none=True: None  # type: ignore[method-assign,assignment,misc]

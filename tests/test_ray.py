@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 # read by Ray when it is imported: every node on 127.0.0.1 (not the machine's network address), no usage stats
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -165,4 +166,70 @@ def test_a_lost_node_is_noticed_and_its_worker_restarted_on_a_live_one(cluster: 
     print(f"lost node noticed {restarted[0] - removed['at']:.1f} s after its removal")
     assert restarted and restarted[0] - removed["at"] < 30.0
     assert result.stop_reason == "total_steps" and result.env_steps >= 40000
+    assert all_cpus_free()
+
+
+def small(tmp_path: Path, name: str, backend: str, cluster: Any, **runtime: Any) -> dict:
+    return {"env": {"envs_per_worker": 4}, "algo": {"n_steps": 16, "epochs": 2, "minibatches": 4},
+            "runtime": {"backend": backend, "workers": 1, "total_steps": 3 * 64, "eval_every": 0, "seed": 3,
+                        "final_eval_episodes": 0, **({"address": cluster.address} if backend == "ray" else {}),
+                        **runtime},
+            "log": {"run_dir": str(tmp_path / name), "progress": False, "tensorboard": False}}
+
+
+def test_one_ray_worker_learns_exactly_as_inline(cluster: Any, tmp_path: Path) -> None:
+    """A few rollouts of 2 epochs x 4 minibatches: the same parameters and optimizer state, to float tolerance."""
+    inline = checkpoint.load(pacer.train(small(tmp_path, "inline", "inline", cluster), preset="none").checkpoint)
+    remote = checkpoint.load(pacer.train(small(tmp_path, "ray", "ray", cluster), preset="none").checkpoint)
+    assert inline["counters"] == remote["counters"] and inline["counters"]["updates"] in (24, 32)  # 3-4 rollouts
+    for name, value in inline["model"].items():
+        torch.testing.assert_close(remote["model"][name], value, rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(inline["optimizer"]["states"][0], remote["optimizer"]["states"][0], strict=True):
+        for key, value in mine.items():
+            torch.testing.assert_close(theirs[key], value, rtol=1e-5, atol=1e-6)
+    assert all_cpus_free()
+
+
+def summed_rule(workers: int, rounds: int, steps: int, lr: float) -> float:
+    """What the old rule did, on the same problem: every learner takes `steps` Adam steps from the same w with an
+    optimizer of its own, and the changes are added up. Returns the distance from the optimum at the end."""
+    from pacer.runtime import optim
+    from pacer.runtime.store import ParamStore
+
+    w = torch.tensor(5.0)
+    learners = []
+    for _ in range(workers):
+        param = torch.nn.Parameter(torch.zeros(()))
+        learners.append((param, ParamStore([param], optim.new_state("adam", [param]), "adam", lr)))
+    for _ in range(rounds):
+        change = torch.zeros(())
+        for param, store in learners:
+            with torch.no_grad():
+                param.copy_(w)
+            for _ in range(steps):
+                store.apply([2 * (param.detach() - 1.0)], lr)  # the gradient of (w - 1)^2
+            change += param.detach() - w
+        w = w + change
+    return abs(float(w) - 1.0)
+
+
+def test_eight_workers_learn_as_one_where_summed_updates_diverge(cluster: Any, tmp_path: Path,
+                                                                 algos: dict) -> None:
+    """(w - 1)^2 from w = 5 with Adam at lr 0.3, 8 updates a rollout: 8 learners whose changes are summed swing
+    further from the optimum each round; 8 Ray workers averaging their gradients converge like one learner."""
+    from ray_envs import Scalar, quadratic_loss
+
+    assert summed_rule(8, 30, 8, 0.3) > 4.0  # it diverges: farther from 1 than it started
+    pacer.register_algo("quadratic", quadratic_loss)
+    cfg = {"env": {"envs_per_worker": 1},
+           "model": {"factory": Scalar},
+           "algo": {"name": "quadratic", "n_steps": 16, "epochs": 1, "minibatches": 8, "lr": 0.3,
+                    "lr_schedule": "constant", "max_grad_norm": None},
+           "runtime": {"backend": "ray", "address": cluster.address, "workers": 8, "cpus_per_worker": 0.25,
+                       "total_steps": 30 * 8 * 16, "eval_every": 0, "final_eval_episodes": 0},
+           "log": {"run_dir": str(tmp_path / "eight"), "progress": False, "tensorboard": False}}
+    result = pacer.train(cfg, preset="none")
+    saved = checkpoint.load(result.checkpoint)
+    assert saved["counters"]["updates"] >= 30 * 8 * 8  # every worker took every step
+    assert abs(float(saved["model"]["w"]) - 1.0) < 0.05
     assert all_cpus_free()

@@ -84,3 +84,14 @@ def test_the_front_door_writes_ppos_own_epochs_and_minibatches_or_the_configs(tm
     learner = Recorder()
     get_algo("ppo").schedule(rows(16), cfg.algo, torch.Generator().manual_seed(0), learner)
     assert [len(m) for m in learner.seen] == [8, 8]
+
+
+@pytest.mark.parametrize("n", [11, 3], ids=["rows-left-over", "fewer-rows-than-minibatches"])
+def test_every_epoch_has_exactly_its_minibatches(n: int) -> None:
+    """11 rows in 4 minibatches of 2 (not 5 of 2), 3 rows in 4 minibatches of 1: the workers of a data-parallel
+    group must take the same number of steps whatever their count of valid rows."""
+    learner = Recorder()
+    _, updates = epochs_of_minibatches(rows(n), AlgoConfig(epochs=2, minibatches=4), torch.Generator().manual_seed(0),
+                                       learner)
+    assert updates == 8 and len(learner.seen) == 8
+    assert all(len(set(m)) == len(m) for m in learner.seen)  # no row twice within a minibatch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import yaml
 import pacer
 from helpers import constant_loss
 from pacer import checkpoint
-from pacer.algos import ALGOS, Algorithm
+from pacer.algos import Algorithm
 from pacer.errors import PacerError
 
 
@@ -80,15 +79,6 @@ def test_env_factory_path(quiet: dict) -> None:
     quiet["log"]["run_dir"] += "-2"
     with pytest.raises(PacerError, match=r"returned object, not a gymnasium\.Env"):
         pacer.train(quiet)
-
-
-@pytest.fixture
-def algos() -> Iterator[dict[str, Algorithm]]:
-    """The global algorithm registry, restored afterwards: a test's registration must not leak into later tests."""
-    saved = dict(ALGOS)
-    yield ALGOS
-    ALGOS.clear()
-    ALGOS.update(saved)
 
 
 def test_registered_loss_function(quiet: dict, algos: dict[str, Algorithm]) -> None:

@@ -16,6 +16,14 @@ class Link(Protocol):
     def pull(self, params: list[nn.Parameter]) -> int:
         """Copy the latest parameters of the run into `params` (the local model's); returns their version."""
 
+    def reduce(self, params: list[nn.Parameter]) -> None:
+        """Combine this update's gradients (`params[i].grad`) with those of the worker's group, in place, before they
+        are clipped and pushed: the mean over a data-parallel group; nothing for a worker that updates alone."""
+
+    def agree(self, stats: dict[str, float]) -> dict[str, float]:
+        """The statistics a schedule decides on (approx-KL for `algo.target_kl`), the same on every worker of a
+        group; as they are for a worker that updates alone."""
+
     def push(self, params: list[nn.Parameter], lr: float) -> None:
         """Hand in one update: the gradients in `params[i].grad`, to be applied with learning rate `lr`."""
 
@@ -24,6 +32,12 @@ class Link(Protocol):
 
     def obs_stats(self) -> Any:
         """The run's observation moments as last seen (None when observations are not normalized)."""
+
+    def reward_stats(self) -> Any:
+        """This worker's reward-scaling moments as the run kept them (a restart, a resume), or None."""
+
+    def keep_reward_stats(self, stats: Any) -> None:
+        """Keep this worker's reward-scaling moments with the run, so that nothing learned is lost with it."""
 
     def add(self, steps: int, episodes: int, updates: int) -> None:
         """Count a finished rollout's env steps, episodes and updates towards the run's totals."""

@@ -85,7 +85,7 @@ class RunningNorm(nn.Module):
 
     @torch.no_grad()
     def load(self, row: NDArray[np.float64]) -> None:
-        mean, var = mean_var(row)
+        mean, var = mean_var(np.array(row))  # a copy: rows from Ray's object store are read-only
         self.mean.copy_(torch.from_numpy(mean).reshape(self.mean.shape))
         self.var.copy_(torch.from_numpy(var).reshape(self.var.shape))
 

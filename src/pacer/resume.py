@@ -48,7 +48,8 @@ def checkpoint_payload(cfg: Config, shared: shared_state.SharedState, clock: Clo
         "optimizer": {"kind": cfg.algo.optimizer,
                       "states": [[{k: v.clone() for k, v in e.items()} for e in s] for s in shared.optimizer_states]},
         "counters": shared.counters(),
-        "obs_moments": None if shared.obs_moments is None else shared.obs_moments.clone(),
+        "obs_moments": None if shared.obs is None else torch.from_numpy(shared.obs.read()),
+        "reward_moments": None if shared.rewards is None else torch.from_numpy(shared.rewards.read()),
         "wall_time": clock.elapsed(),
         "eval_time": clock.eval_time,
         "config": cfg.to_dict(),
@@ -98,6 +99,7 @@ def restore_run(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Co
         optim.load_state(target, source)
     shared.set_counters(saved["counters"])
     _restore_obs_moments(saved.get("obs_moments"), shared)
+    _restore_reward_moments(saved.get("reward_moments"), shared)
     clock.before = float(saved["wall_time"])
     clock.eval_time = float(saved.get("eval_time", 0.0))
     checkpoint.set_rng_state(saved["rng"])
@@ -110,11 +112,23 @@ def restore_run(saved: dict[str, Any], shared: shared_state.SharedState, cfg: Co
 
 def _restore_obs_moments(saved: torch.Tensor | None, shared: shared_state.SharedState) -> None:
     """Row for row when the worker count is the same (a bit-exact resume); else all in the earlier-sessions row."""
-    rows = shared.obs_moments
-    if rows is None or saved is None:
+    if shared.obs is None or saved is None:
         return
+    rows = shared.obs.values
     if saved.shape == rows.shape:
         rows.copy_(saved)
         return
     rows.zero_()
     rows[-1] = torch.from_numpy(normalize.total(saved.numpy()))
+
+
+def _restore_reward_moments(saved: torch.Tensor | None, shared: shared_state.SharedState) -> None:
+    """Each worker's reward-scaling moments, row for row; with another worker count, every worker starts from all
+    of them combined (the same returns' scale, measured on more of them)."""
+    if shared.rewards is None or saved is None:
+        return
+    rows = shared.rewards.values
+    if saved.shape == rows.shape:
+        rows.copy_(saved)
+    else:
+        rows[:] = torch.from_numpy(normalize.total(saved.numpy()))

@@ -159,13 +159,16 @@ class Collector:
         from pacer import envstate
 
         self.rng.set_state(torch.from_numpy(np.asarray(state["rng"], dtype=np.uint8)))
+        scaler = state.get("reward_scaler") if self.reward_scaler is not None else None
         if not envstate.is_exact(state["env"]):
+            if scaler is not None:  # fresh episodes: their running returns start at zero, the scale carries on
+                self.reward_scaler.stats = np.array(scaler["stats"])  # type: ignore[union-attr]
             return False
         envstate.restore(self.env, state["env"])
         for name in self.STATE:
             setattr(self, name, np.array(state[name]))
-        if self.reward_scaler is not None and "reward_scaler" in state:
-            self.reward_scaler.set_state(state["reward_scaler"])
+        if scaler is not None:
+            self.reward_scaler.set_state(scaler)  # type: ignore[union-attr]
         return True
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:

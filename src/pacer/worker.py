@@ -58,6 +58,9 @@ class Worker:
         self.norm = normalize.norm_of(self.model)
         link.pull(self.local_params)
         scaler = normalize.RewardScaler(self.env.num_envs, cfg.algo.gamma) if cfg.algo.scale_rewards else None
+        if scaler is not None and (kept := link.reward_stats()) is not None:
+            scaler.stats = np.array(kept)  # a restarted worker goes on with the run's scale, not from nothing
+        self.scaler = scaler
         self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
@@ -92,6 +95,8 @@ class Worker:
         batch = prepare(rollout, self.cfg.algo, self.spec.algorithm.targets)
         self.timings["returns"] += time.perf_counter() - tic
         stats, updates = self.learn(batch)
+        if self.scaler is not None:
+            self.link.keep_reward_stats(self.scaler.stats)
         returns, lengths = self.collector.pop_episodes()
         steps = int(rollout.valid.sum())
         self.link.add(steps, len(returns), updates)
@@ -130,7 +135,8 @@ class Worker:
                              "a loss returns pacer.algos.LossTerms(policy, value, entropy, stats)")
         loss = terms.total(self.cfg.algo)
         self.timings["learn"] += time.perf_counter() - tic
-        return loss, terms.report()
+        stats = terms.report()
+        return loss, self.link.agree(stats) if self.cfg.algo.target_kl is not None else stats
 
     def step(self, loss: torch.Tensor) -> dict[str, float]:
         """Back-propagate on the local model and hand the gradients to the link (one update)."""
@@ -138,6 +144,7 @@ class Worker:
         tic = time.perf_counter()
         self.model.zero_grad(set_to_none=True)
         loss.backward()
+        self.link.reduce(self.local_params)  # a data-parallel group averages its gradients before they are clipped
         stats = {"loss": float(loss.item())}
         if algo.max_grad_norm is not None:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))

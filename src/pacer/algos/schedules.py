@@ -33,7 +33,9 @@ Schedule = Callable[[Batch, AlgoConfig, torch.Generator, Learner], tuple[dict[st
 
 def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, learner: Learner
                           ) -> tuple[dict[str, float], int]:
-    """`cfg.epochs` passes over the batch, each in `cfg.minibatches` shuffled minibatches (one step each). With
+    """`cfg.epochs` passes over the batch, each in exactly `cfg.minibatches` shuffled minibatches of n // minibatches
+    rows (one step each; the n mod minibatches rows left over sit out that pass; a batch of fewer rows than
+    minibatches repeats rows). A fixed count keeps the workers of a data-parallel group in step. With
     `cfg.target_kl` set, a minibatch whose approx-KL to the collecting policy exceeds 1.5 x target_kl is not
     applied, and neither is the rest of the rollout (as SB3 does). Returns the stats averaged over the updates
     made."""
@@ -47,7 +49,9 @@ def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, l
     updates = 0
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=rng) if cfg.minibatches > 1 else torch.arange(n)
-        for start in range(0, n - size + 1, size):
+        if n < cfg.minibatches:
+            order = order.repeat(cfg.minibatches // n + 1)
+        for start in range(0, cfg.minibatches * size, size):
             minibatch = batch if cfg.minibatches == 1 else Batch(*(x[order[start:start + size]] for x in batch))
             loss, stats = learner.loss(minibatch)
             if cfg.target_kl is not None and stats.get("approx_kl", 0.0) > KL_MARGIN * cfg.target_kl:

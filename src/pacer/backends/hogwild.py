@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from pacer.config import Config
-from pacer.runtime import optim
 from pacer.runtime.shared import SharedState
+from pacer.runtime.store import ParamStore
 
 
 class HogwildLink:
@@ -25,8 +25,7 @@ class HogwildLink:
         for p in self.shared_params:
             if p.grad is None:  # this process's own gradient buffer (not shared), written by copy every update
                 p.grad = torch.zeros_like(p)
-        self.optimizer = optim.bind(cfg.algo.optimizer, self.shared_params, shared.optimizer_slot(rank),
-                                    cfg.algo.lr)
+        self.store = ParamStore(self.shared_params, shared.optimizer_slot(rank), cfg.algo.optimizer, cfg.algo.lr)
 
     def pull(self, params: list[nn.Parameter]) -> int:
         with torch.no_grad():
@@ -34,24 +33,27 @@ class HogwildLink:
                 local.copy_(shared)
         return 0  # Hogwild parameters change continuously: there are no versions to tell apart
 
+    def reduce(self, params: list[nn.Parameter]) -> None:
+        pass  # each worker updates on its own gradients: nothing to combine
+
+    def agree(self, stats: dict[str, float]) -> dict[str, float]:
+        return stats
+
     def push(self, params: list[nn.Parameter], lr: float) -> None:
-        with torch.no_grad():
-            for local, shared in zip(params, self.shared_params, strict=True):
-                if local.grad is None:  # unused by this loss: no gradient, so the optimizer leaves it alone
-                    shared.grad = None
-                elif shared.grad is None:
-                    shared.grad = local.grad.clone()
-                else:
-                    shared.grad.copy_(local.grad)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        self.store.apply([p.grad for p in params], lr)
 
     def observe(self, moments: Any) -> None:
         self.shared.observe(self.rank, moments)  # this worker's own row: it is the only writer
 
     def obs_stats(self) -> Any:
         return self.shared.obs_stats()
+
+    def reward_stats(self) -> Any:
+        return self.shared.reward_stats(self.rank)
+
+    def keep_reward_stats(self, stats: Any) -> None:
+        assert self.shared.rewards is not None
+        self.shared.rewards.write(self.rank, stats)  # this worker's own row
 
     def add(self, steps: int, episodes: int, updates: int) -> None:
         self.shared.add(self.rank, steps, episodes, updates)

@@ -1,24 +1,34 @@
-"""The Ray backend: one Ray actor per worker, anywhere in a cluster; this process is the parameter server.
+"""The Ray backend: one Ray actor per worker, anywhere in a cluster, learning as one data-parallel group.
 
-The driver keeps one call in flight per actor (`WorkerActor.iterate`, one rollout each). When a call returns, its
-update is applied to the driver's parameters (a gradient through the driver's optimizer, or a parameter change),
-the parameters are put in the object store once per version, and the next call goes out with them. Supervision
-matches the local backend: a call that raises brings back the actor's own traceback, an actor whose process or
-node died is reported as such, a call older than `runtime.heartbeat_timeout` counts as a hang; each is killed and
-reported, and the supervisor restarts it (Ray places it on a live node).
+The driver (this process) runs rounds. In a round every live actor collects one rollout from the run's current
+parameters, then the actors learn in lockstep: each minibatch's gradients are averaged over the group with an
+all-reduce (DD-PPO, Wijmans et al. 2020; gloo through torch.distributed) and every actor takes the same step on
+its replica (`backends/ray_actor.py`). So the update is large-batch PPO (or A2C) at any worker count, never a sum of
+separate learners' steps. The driver keeps member 0's parameters and optimizer state (what it evaluates and
+checkpoints), counts the round's reports, and starts the next round. The members meet at a TCP store the driver
+hosts; each change of membership (a worker lost, restarted or added) forms a new group, a new "generation".
+
+Supervision matches the local backend: a call that raises brings back the actor's own traceback, an actor whose
+process or node died is reported as such, a round older than `runtime.heartbeat_timeout` counts as a hang; each
+lost actor is killed and reported, and the supervisor restarts it (Ray places it on a live node). A round that
+loses a member is given up (an abort flag in the store releases the others; gloo's timeout bounds the rest) and
+applies nothing.
 
 Without `runtime.address`, a private Ray instance starts on this machine, on loopback only (num_cpus = workers, a
-small object store, no dashboard, no usage stats) and is shut down at the end; with an address (or 'auto') the
-run joins that cluster and leaves it running. Either way every actor of the run is killed before `stop` returns.
+small object store, no dashboard, no usage stats; the group's store and gloo on 127.0.0.1) and is shut down at the
+end; with an address (or 'auto') the run joins that cluster and leaves it running, and the store listens on this
+node's address so that other nodes reach it. Either way every actor of the run is killed before `stop` returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,12 +43,13 @@ from pacer.runtime import preflight as checks
 from pacer.runtime import shared as shared_state
 from pacer.runtime.shared import SharedState
 from pacer.usercode import ByValue, check_sendable
-from pacer.worker import WorkerSpec, learning_rate
+from pacer.worker import WorkerSpec
 
 OBJECT_STORE_BYTES = 200 * 2**20
 STARTUP_S = 180.0  # allowance for an actor's first rollout: a new worker process imports torch, maybe on a busy node
 STOP_GRACE_S = 10.0
 PAUSE_WAIT_S = 30.0
+GROUP_TIMEOUT_S = 30.0  # gloo's bound on a collective whose peer died without the driver noticing first
 PRIVATE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the latter: loopback
 
 
@@ -83,6 +94,19 @@ def connect(address: str | None, cpus: int) -> bool:
     return False
 
 
+@dataclass
+class Round:
+    """One round in flight: the members' calls, and what came back."""
+
+    id: int
+    version: int
+    members: list[int]
+    calls: dict[int, Any]
+    sent_at: float = field(default_factory=time.monotonic)
+    results: dict[int, Any] = field(default_factory=dict)
+    lost: bool = False
+
+
 class RayBackend:
     def __init__(self, specs: list[WorkerSpec], shared: SharedState, reseed: Callable[[int, int], int]) -> None:
         import ray
@@ -95,14 +119,17 @@ class RayBackend:
         rt = self.cfg.runtime
         self.remote_class = ray.remote(WorkerActor).options(num_cpus=rt.cpus_per_worker, max_restarts=0,
                                                             scheduling_strategy="SPREAD")
-        self.params = shared.params
-        self.optimizers = [optim.bind(self.cfg.algo.optimizer, self.params, state, self.cfg.algo.lr)
-                           for state in shared.optimizer_states]
         self.actors: dict[int, Any] = {}
-        self.calls: dict[int, tuple[Any, float]] = {}  # rank -> (object ref of the rollout in flight, sent at)
-        self.answered: set[int] = set()  # actors that finished a rollout (past start-up)
-        self.params_ref: Any = None
-        self.version, self.params_version = 0, -1
+        self.answered: set[int] = set()  # actors that finished a round (past start-up)
+        self.round: Round | None = None
+        self.rounds = 0
+        self.version = 0  # rounds applied to the driver's parameters
+        self.synced: dict[int, int] = {}  # rank -> the version its replica holds (after a round it took part in)
+        self.payload: tuple[int, Any] | None = None  # (version, object ref of parameters and optimizer state)
+        self.members: list[int] = []
+        self.generation = 0
+        self.store: Any = None
+        self.host = "127.0.0.1"
         self.dead: list[tuple[int, str]] = []
         self.held: list[Report] = []
         self.final_states: dict[int, Any] = {}
@@ -113,8 +140,15 @@ class RayBackend:
         self.started_ray = False
 
     def start(self, stop_requested: Callable[[], bool]) -> None:
+        import torch.distributed as dist
+
         rt = self.cfg.runtime
         self.started_ray = connect(rt.address, math.ceil(rt.workers * rt.cpus_per_worker))
+        # the group's meeting point: loopback for a private instance; this node's address when other nodes must
+        # reach it (joining a cluster is what asks for that)
+        self.host = "127.0.0.1" if self.started_ray else self.ray.util.get_node_ip_address()
+        self.store = dist.TCPStore(self.host, 0, is_master=True, wait_for_workers=False,
+                                   timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S))
         for spec in self.specs:
             if stop_requested():
                 break
@@ -126,85 +160,113 @@ class RayBackend:
         self.placements[spec.rank] = actor.where.remote()
         self.where.pop(spec.rank, None)
         self.answered.discard(spec.rank)
-        self._send(spec.rank)
+        self.synced.pop(spec.rank, None)
+        self.members = []  # a new actor (a restart too): the next round forms a new group
 
-    def _send(self, rank: int) -> None:
+    def _begin_round(self) -> None:
         rt = self.cfg.runtime
-        if self.paused or self.stopping or rank not in self.actors or self.shared.budget_spent(
-                rt.total_steps, rt.total_episodes):
+        if self.paused or self.stopping or not self.actors or self.shared.budget_spent(rt.total_steps,
+                                                                                         rt.total_episodes):
             return
-        if self.params_version != self.version:  # once per version, whoever asks
-            self.params_ref = self.ray.put([p.detach().numpy().copy() for p in self.params])
-            self.params_version = self.version
-        ref = self.actors[rank].iterate.remote(self.version, [self.params_ref], self.shared.counters()["env_steps"],
-                                               self.shared.obs_stats())
-        self.calls[rank] = (ref, time.monotonic())
+        members = sorted(self.actors)
+        if members != self.members:  # a new group (an actor lost, restarted or added): every member (re)joins it
+            self.generation += 1
+            self.members = members
+            for index, rank in enumerate(members):
+                self.actors[rank].join.remote(self.host, self.store.port, self.generation, index, len(members),
+                                              GROUP_TIMEOUT_S, self.host.startswith("127."))
+                self.synced.pop(rank, None)
+        payload = None
+        if any(self.synced.get(rank) != self.version for rank in members):
+            if self.payload is None or self.payload[0] != self.version:
+                values = [p.detach().numpy().copy() for p in self.shared.params]
+                self.payload = (self.version, self.ray.put((values, self.shared.optimizer_states[0])))
+            payload = self.payload[1]
+        counters, stats = self.shared.counters(), self.shared.obs_stats()
+        calls = {rank: self.actors[rank].round.remote(self.rounds, self.version, [payload], counters["env_steps"],
+                                                      stats, self.shared.reward_stats(rank)) for rank in members}
+        self.round = Round(self.rounds, self.version, members, calls)
+        self.rounds += 1
 
     def poll(self, timeout: float) -> list[Report]:
         out, self.held = self.held, []
-        refs = {ref: rank for rank, (ref, _) in self.calls.items()}
-        if refs:
-            ready, _ = self.ray.wait(list(refs), num_returns=len(refs), timeout=timeout, fetch_local=True)
-            for ref in ready:
-                report = self._finish(refs[ref], ref)
-                if report is not None:
-                    out.append(report)
-                    self._send(refs[ref])
-        else:
+        if self.round is None:
+            self._begin_round()
+        current = self.round
+        if current is None:
             time.sleep(timeout)
-        self._check_hangs()
+            return out
+        pending = {ref: rank for rank, ref in current.calls.items() if rank not in current.results}
+        if pending:
+            ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=timeout, fetch_local=True)
+            for ref in ready:
+                self._answer(current, pending[ref], ref)
+        self._check_hang(current)
+        if len(current.results) == len(current.members):
+            out.extend(self._finish(current))
+            self.round = None
         return out
 
-    def _finish(self, rank: int, ref: Any) -> Report | None:
-        """Take a returned rollout: apply its update and count it; or record the actor's failure."""
+    def _answer(self, current: Round, rank: int, ref: Any) -> None:
         from ray import exceptions as errors
 
-        del self.calls[rank]
         try:
-            (mode, update, moments), report = self.ray.get(ref)
+            current.results[rank] = self.ray.get(ref)
         except errors.RayTaskError as exc:  # the actor's own code raised: its traceback comes with it
-            self._lose(rank, f"worker {rank} failed:\n{str(exc).rstrip()}")
-            return None
+            self._lose(current, rank, f"worker {rank} failed:\n{str(exc).rstrip()}")
         except (errors.RayActorError, errors.ActorUnavailableError, errors.ObjectLostError) as exc:
-            self._lose(rank, f"worker {rank}'s actor died ({type(exc).__name__}: its process or node is gone)")
-            return None
-        self._apply(rank, mode, update)
-        if moments is not None and self.shared.obs_moments is not None:
-            self.shared.observe(rank, moments)
-        self.answered.add(rank)
-        self.shared.add(rank, report.env_steps, len(report.episode_returns), report.updates)
-        self.shared.beat(rank)
-        return report
+            self._lose(current, rank, f"worker {rank}'s actor died ({type(exc).__name__}: its process or node is gone)")
 
-    def _apply(self, rank: int, mode: str, update: list[Any]) -> None:
+    def _finish(self, current: Round) -> list[Report]:
+        """Every member answered: apply the round (member 0's parameters and optimizer state) unless a member was
+        lost or the group broke, in which case nothing is applied and every replica reloads next round."""
+        answers = {rank: result for rank, result in current.results.items() if result is not None}
+        if current.lost or any(result[0] != "ok" for result in answers.values()):
+            for rank in current.members:
+                self.synced.pop(rank, None)
+            return []
+        leader = answers[current.members[0]]
+        values, state = leader[2]
         with torch.no_grad():
-            if mode == "delta":
-                for param, change in zip(self.params, update, strict=True):
-                    param.add_(torch.tensor(change))  # a copy: object-store arrays are read-only
-            else:
-                for param, grad in zip(self.params, update, strict=True):
-                    param.grad = None if grad is None else torch.tensor(grad)
-                optimizer = self.optimizers[0 if len(self.optimizers) == 1 else rank]
-                lr = learning_rate(self.cfg, self.shared.counters()["env_steps"])
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.step()
-        self.version += 1
+            for param, value in zip(self.shared.params, values, strict=True):
+                param.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
+        for slot in self.shared.optimizer_states:  # one learner: every slot holds its state (checkpoint, resume)
+            optim.load_state(slot, state)
+        self.version = current.version + 1
+        reports = []
+        for rank in current.members:
+            _, moments, _, report, rewards = answers[rank]
+            self.synced[rank] = self.version
+            self.answered.add(rank)
+            if moments is not None and self.shared.obs is not None:
+                self.shared.observe(rank, moments)
+            if rewards is not None and self.shared.rewards is not None:
+                self.shared.rewards.write(rank, rewards)
+            self.shared.add(rank, report.env_steps, len(report.episode_returns), report.updates)
+            self.shared.beat(rank)
+            reports.append(report)
+        return reports
 
-    def _check_hangs(self) -> None:
-        now, limit = time.monotonic(), self.cfg.runtime.heartbeat_timeout
-        for rank, (_, sent) in list(self.calls.items()):
-            allowed = limit if rank in self.answered else max(limit, STARTUP_S)
-            if now - sent > allowed:
-                del self.calls[rank]
-                self._lose(rank, f"worker {rank} gave no sign of life for {now - sent:.1f} s "
-                                 f"(runtime.heartbeat_timeout {limit:g} s) and was killed")
+    def _check_hang(self, current: Round) -> None:
+        limit = self.cfg.runtime.heartbeat_timeout
+        allowed = limit if all(rank in self.answered for rank in current.members) else max(limit, STARTUP_S)
+        silent = time.monotonic() - current.sent_at
+        if silent > allowed:
+            for rank in current.members:
+                if rank not in current.results:
+                    self._lose(current, rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
+                                              f"(runtime.heartbeat_timeout {limit:g} s) and was killed")
 
-    def _lose(self, rank: int, message: str) -> None:
+    def _lose(self, current: Round | None, rank: int, message: str) -> None:
+        self.members = []  # the group is broken: the next round forms a new one
         actor = self.actors.pop(rank, None)
         if actor is not None:
             self.ray.kill(actor, no_restart=True)
         self.dead.append((rank, message))
+        if current is not None and rank in current.members:
+            current.results[rank] = None
+            current.lost = True
+            self.store.set(f"g{self.generation}/abort", "1")  # releases the members waiting for it
 
     def failures(self) -> list[tuple[int, str]]:
         dead, self.dead = self.dead, []
@@ -215,11 +277,11 @@ class RayBackend:
         self._launch(dataclasses.replace(self.specs[rank], seed=self.reseed(rank, self.restarts[rank]), state=None))
 
     def _drain(self, seconds: float) -> bool:
-        """Let the rollouts in flight finish (their updates count), within `seconds`; True when none is left."""
+        """Let the round in flight finish (its update counts), within `seconds`; True when none is left."""
         deadline = time.monotonic() + seconds
-        while self.calls and time.monotonic() < deadline and not signals.FORCE.is_set():
+        while self.round is not None and time.monotonic() < deadline and not signals.FORCE.is_set():
             self.held.extend(self.poll(min(0.1, max(0.0, deadline - time.monotonic()))))
-        return not self.calls
+        return self.round is None
 
     def pause(self) -> bool:
         self.paused = True
@@ -227,9 +289,6 @@ class RayBackend:
 
     def resume(self) -> None:
         self.paused = False
-        for rank in self.actors:
-            if rank not in self.calls:
-                self._send(rank)
 
     def placement(self) -> dict[int, Any]:
         """Where each worker's latest actor ran: node id, host, pid (known once it answered)."""
@@ -264,9 +323,9 @@ class RayBackend:
         finally:
             for actor in self.actors.values():
                 self.ray.kill(actor, no_restart=True)
-            self.actors, self.calls = {}, {}
+            self.actors, self.round = {}, None
+            self.store = None
             if self.started_ray:
                 self.ray.shutdown()
         late, self.held = self.held, []
         return late
-

@@ -1,18 +1,22 @@
-"""The Ray actor side: a worker, the very same Worker code, behind a link to the driver's parameter server.
+"""The Ray actor side: a worker, the very same Worker code, as one member of a data-parallel group (DD-PPO).
 
-The driver holds the parameters and the optimizer state. Once per rollout it calls `iterate(version, [params],
-env_steps)`: the actor loads the parameters if their version is new (fetched from the object store only then),
-collects and learns, and returns its update with its report. One remote call per rollout, never per minibatch:
+Every actor holds a replica of the run's parameters and optimizer state. The driver runs rounds: in each, every
+member collects one rollout from the same parameters, then the members learn in lockstep, as one learner on
+their pooled batch would: each minibatch's gradients are averaged over the group with an all-reduce (gloo, through
+torch.distributed), and every member takes the same optimizer step on its replica (`ParamStore`, the code the
+Hogwild link uses). The update is large-batch PPO (or A2C) whatever the group's size, never a sum of separate
+learners' steps. Member 0 returns the new parameters and optimizer state, which the driver keeps and checkpoints.
 
-- one update per rollout (mc, a2c, a3c): the update is the gradient, and the driver's optimizer steps on it;
-- several (ppo's epochs x minibatches): the actor steps its own optimizer on its local copy, and the update is
-  the parameter change over the rollout, which the driver adds to its parameters (asynchronous, like Hogwild).
+A member that dies breaks its group's collectives: the others notice (an abort flag the driver sets in the
+group's store, or gloo's timeout) and raise `GroupBroken`; the driver drops the round and forms a new group.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
+import time
 from typing import Any
 
 import numpy as np
@@ -22,32 +26,123 @@ from torch import Tensor, nn
 from pacer import normalize
 from pacer.reports import Report
 from pacer.runtime import optim
+from pacer.runtime.store import ParamStore
 from pacer.usercode import unwrap
 from pacer.worker import Worker, WorkerSpec
 
-# ("grad" or "delta", one NumPy array (or None) per parameter, the rollouts' observation moments or None)
-Update = tuple[str, list[Any], Any]
+BARRIER_POLL_S = 0.005
 
 
-class ActorLink:
-    """The worker's link inside an actor: parameters come with each call, updates leave with its result."""
+class GroupBroken(RuntimeError):
+    """A member of the group died or the driver gave the round up: the round's update is void."""
+
+
+class Group:
+    """This actor's place in the driver's current group: rank, size, and the store the members meet at."""
+
+    def __init__(self, host: str, port: int, generation: int, rank: int, size: int, timeout_s: float) -> None:
+        import torch.distributed as dist
+
+        self.generation, self.rank, self.size = generation, rank, size
+        self.store = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
+        self.prefix = f"g{generation}/"
+        if size > 1:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            dist.init_process_group("gloo", store=dist.PrefixStore(self.prefix + "pg", self.store), rank=rank,
+                                    world_size=size, timeout=datetime.timedelta(seconds=timeout_s))
+
+    def aborted(self) -> bool:
+        return self.store.check([self.prefix + "abort"])
+
+    def barrier(self, round_id: int) -> None:
+        """Wait until every member has collected its rollout (the slowest sets the pace), or the driver gives the
+        round up: a wait that the driver can cut short, where a collective could only time out."""
+        key = f"{self.prefix}r{round_id}/ready"
+        arrived = self.store.add(key, 1)
+        while arrived < self.size:
+            if self.aborted():
+                raise GroupBroken(f"the driver gave round {round_id} up (a member of the group was lost)")
+            time.sleep(BARRIER_POLL_S)
+            arrived = self.store.add(key, 0)
+
+
+class GroupLink:
+    """The worker's link inside an actor: parameters arrive with a round (when the replica is not at the driver's
+    version), gradients are averaged over the group, updates are applied to the replica."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.algo = spec.config.algo
-        self.mode = "grad" if self.algo.epochs == self.algo.minibatches == 1 else "delta"
-        self.received: list[np.ndarray] | None = None
-        self.received_version, self.loaded_version = -1, -1
-        self.start: list[Tensor] = []  # the parameters this rollout started from (delta mode)
-        self.grads: list[Any] = []
+        self.group: Group | None = None
+        self.round_id = -1
+        self.waited = False  # whether this round's barrier was passed
+        self.version = -1  # the driver's version the replica holds; -1: load the driver's before the next rollout
+        self.received: tuple[int, list[np.ndarray], list[dict[str, Any]]] | None = None
+        self.store: ParamStore | None = None
         self.steps_seen = 0
-        self.optimizer: torch.optim.Optimizer | None = None  # delta mode: this actor's own, kept across rollouts
         self.stats: Any = None  # the run's observation moments, as the driver sent them
         self.moments: Any = None  # this rollout's, for the driver
+        self.kept_rewards: Any = None  # this worker's reward-scaling moments, to and from the driver
 
-    def receive(self, version: int, params: list[np.ndarray] | None, env_steps: int, stats: Any) -> None:
-        if params is not None:
-            self.received, self.received_version = params, version
+    def receive(self, round_id: int, version: int, payload: Any, env_steps: int, stats: Any) -> None:
+        self.round_id, self.waited = round_id, False
+        # sent only to replicas not at the driver's version: nothing sent means this replica is at it
+        self.received = None if payload is None else (version, payload[0], payload[1])
         self.steps_seen, self.stats = env_steps, stats
+
+    def pull(self, params: list[nn.Parameter]) -> int:
+        """At a rollout's start, load the driver's parameters and optimizer state if the replica is not at its
+        version; later in the rollout the replica is the learner's own, and nothing is loaded."""
+        if self.store is None:
+            self.store = ParamStore(params, optim.new_state(self.algo.optimizer, params), self.algo.optimizer,
+                                    self.algo.lr)
+        if self.received is not None and self.received[0] != self.version:
+            version, values, state = self.received
+            with torch.no_grad():
+                for local, value in zip(params, values, strict=True):
+                    local.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
+            optim.load_state([self.store.optimizer.state[p] for p in params], state)
+            self.version = version
+        return self.version
+
+    def _sync(self) -> None:
+        if self.group is not None and self.group.size > 1 and not self.waited:
+            self.group.barrier(self.round_id)
+            self.waited = True
+
+    def reduce(self, params: list[nn.Parameter]) -> None:
+        if self.group is None or self.group.size == 1:
+            return
+        self._sync()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._all_reduce(flat)
+        flat /= self.group.size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+
+    def agree(self, stats: dict[str, float]) -> dict[str, float]:
+        if self.group is None or self.group.size == 1 or "approx_kl" not in stats:
+            return stats
+        self._sync()
+        kl = torch.tensor([stats["approx_kl"]], dtype=torch.float64)
+        self._all_reduce(kl)
+        return {**stats, "approx_kl": float(kl[0]) / self.group.size}
+
+    def _all_reduce(self, tensor: Tensor) -> None:
+        import torch.distributed as dist
+
+        try:
+            dist.all_reduce(tensor)
+        except RuntimeError as exc:  # a peer's connection closed, or gloo's timeout: the group is gone
+            raise GroupBroken(f"the group's all-reduce failed: {str(exc).splitlines()[0]}") from None
+
+    def push(self, params: list[nn.Parameter], lr: float) -> None:
+        assert self.store is not None
+        self.store.apply([p.grad for p in params], lr)  # the replica's own gradients: applied in place
 
     def observe(self, moments: Any) -> None:
         self.moments = moments if self.moments is None else normalize.combine(self.moments, moments)
@@ -55,36 +150,22 @@ class ActorLink:
     def obs_stats(self) -> Any:
         return self.stats
 
-    def pull(self, params: list[nn.Parameter]) -> int:
-        """At a rollout's start, load the parameters received with the call; later in the rollout (between
-        minibatches) the local copy is the learner's own, so there is nothing to load."""
-        if self.received is not None and self.loaded_version != self.received_version:
-            with torch.no_grad():
-                for local, value in zip(params, self.received, strict=True):
-                    local.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
-            self.loaded_version = self.received_version
-            self.start = [p.detach().clone() for p in params]
-        return self.loaded_version
-
-    def push(self, params: list[nn.Parameter], lr: float) -> None:
-        if self.mode == "grad":
-            self.grads = [None if p.grad is None else p.grad.numpy().copy() for p in params]
-            return
-        if self.optimizer is None:
-            self.optimizer = optim.bind(self.algo.optimizer, params, optim.new_state(self.algo.optimizer, params),
-                                        lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-
-    def take_update(self, params: list[nn.Parameter]) -> Update:
+    def take_moments(self) -> Any:
         moments, self.moments = self.moments, None
-        if self.mode == "grad":
-            grads, self.grads = self.grads, []
-            return ("grad", grads, moments)
-        delta = [(p.detach() - s).numpy() for p, s in zip(params, self.start, strict=True)]
-        self.loaded_version = -1  # the next call's parameters replace this rollout's local learning
-        return ("delta", delta, moments)
+        return moments
+
+    def state(self, params: list[nn.Parameter]) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+        """The replica's parameters and optimizer state, as plain arrays for the driver."""
+        assert self.store is not None
+        values = [p.detach().numpy().copy() for p in params]
+        state = [{k: v.clone() for k, v in self.store.optimizer.state[p].items()} for p in params]
+        return values, state
+
+    def reward_stats(self) -> Any:
+        return self.kept_rewards
+
+    def keep_reward_stats(self, stats: Any) -> None:
+        self.kept_rewards = np.array(stats)  # goes back to the driver with the round's result
 
     def add(self, steps: int, episodes: int, updates: int) -> None:
         pass  # the driver counts, from the report
@@ -105,23 +186,49 @@ class WorkerActor:
         self.rank = spec.rank
         self.worker: Worker | None = None
         self.spec = spec
+        self.link = GroupLink(spec)
+        self.join_error: str | None = None
 
     def where(self) -> dict[str, Any]:
         import ray
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
 
-    def iterate(self, version: int, params: list[Any], env_steps: int, stats: Any = None) -> tuple[Update, Report]:
+    def join(self, host: str, port: int, generation: int, rank: int, size: int, timeout_s: float,
+             loopback: bool) -> None:
+        """Become member `rank` of a group of `size` (a new generation each time the membership changes)."""
+        if loopback:
+            os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # the driver is on loopback: so is every socket of the group
+        self.link.group, self.link.version = None, -1  # a new group starts from the driver's parameters
+        self.join_error = None
+        try:
+            self.link.group = Group(host, port, generation, rank, size, timeout_s)
+        except Exception as exc:  # a member that never came (lost meanwhile): this group's rounds are void
+            self.join_error = f"joining group {generation} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+    def round(self, round_id: int, version: int, payload: list[Any], env_steps: int, stats: Any,
+              reward_stats: Any = None) -> tuple[str, Any, Any, Report | None, Any]:
+        """One rollout and the group's updates. Returns ('ok', moments, (params, optimizer state) from member 0,
+        report, reward-scaling moments) or ('aborted', why, ...) when the group broke (the replica then reloads from
+        the driver). `reward_stats` is what the run kept of this worker's (for a new actor: a restart, a resume)."""
         import ray
 
+        link = self.link
+        link.kept_rewards = reward_stats
         if self.worker is None:  # built on the first call, so that a failure comes back as that call's error
-            self.worker = Worker(self.spec, ActorLink(self.spec))
-        link = self.worker.link
-        assert isinstance(link, ActorLink)
-        fresh = params[0] is not None and version != link.received_version
-        link.receive(version, ray.get(params[0]) if fresh else None, env_steps, stats)
-        report = self.worker.iterate()
-        return link.take_update(self.worker.local_params), report
+            self.worker = Worker(self.spec, link)
+        if self.join_error is not None:
+            return "aborted", self.join_error, None, None, None
+        fresh = payload[0] is not None and version != link.version
+        link.receive(round_id, version, ray.get(payload[0]) if fresh else None, env_steps, stats)
+        try:
+            report = self.worker.iterate()
+        except GroupBroken as exc:
+            link.version, link.moments = -1, None
+            return "aborted", str(exc), None, None, None
+        link.version = version + 1  # every member took the same steps: the replica is the driver's next version
+        state = link.state(self.worker.local_params) if link.group is None or link.group.rank == 0 else None
+        return "ok", link.take_moments(), state, report, link.kept_rewards
 
     def get_state(self) -> dict[str, Any] | None:
         return None if self.worker is None else self.worker.get_state()

@@ -27,6 +27,48 @@ COUNTERS = ("env_steps", "episodes", "updates")
 PAUSE_POLL_S = 0.001
 
 
+@dataclass
+class Rows:
+    """float64 rows, each written by one process only and read whole by any: a sequence number per row is odd while
+    its writer rewrites it, and a reader keeps its copy only if the number was even and unchanged across the copy (a
+    seqlock, without a lock to hold). A torn read would mix two writes (a count from one, moments from another)."""
+
+    values: torch.Tensor
+    versions: torch.Tensor
+
+    @classmethod
+    def zeros(cls, rows: int, width: int) -> Rows:
+        return cls(torch.zeros(rows, width, dtype=torch.float64), torch.zeros(rows, dtype=torch.int64))
+
+    def share_memory_(self) -> None:
+        self.values.share_memory_()
+        self.versions.share_memory_()
+
+    def write(self, row: int, data: Any) -> None:
+        """Called only by the row's writer."""
+        values, versions = self.values[row].numpy(), self.versions.numpy()
+        versions[row] += 1  # odd: a write is under way
+        values[:] = data
+        versions[row] += 1
+
+    def own(self, row: int) -> Any:
+        """The writer's view of its own row (no one else writes it)."""
+        return self.values[row].numpy()
+
+    def read(self) -> Any:
+        """A consistent copy of every row."""
+        values, versions = self.values.numpy(), self.versions.numpy()
+        out = np.empty_like(values)
+        for row in range(len(values)):
+            while True:
+                before = int(versions[row])
+                out[row] = values[row]
+                if before % 2 == 0 and int(versions[row]) == before:
+                    break
+                time.sleep(0)  # the writer is inside its few microseconds of writing: let it finish
+        return out
+
+
 class Flag:
     """A flag in shared memory, without the lock a multiprocessing.Event takes even to read it: a worker killed
     (or stopped) inside `Event.is_set()` would hold that lock forever, and the supervisor's `set()` would hang."""
@@ -64,12 +106,12 @@ class SharedState:
     """Set by the supervisor to hold every worker between rollouts (evaluation with `runtime.pause_for_eval`)."""
     waiting: Any
     """int8 array [workers]: 1 while worker w is held by `pause`."""
-    obs_moments: torch.Tensor | None = None
-    """float64 [workers + 1, 1 + 2 * obs_dim] with `model.normalize_input: running`: row w is worker w's
-    observation moments (pacer/normalize.py), the last row those of earlier sessions; None otherwise."""
-    obs_versions: torch.Tensor | None = None
-    """int64 [workers + 1]: a sequence number per row of `obs_moments`, odd while its writer is writing it (a
-    seqlock: readers copy a row and keep the copy only if the number was even and did not change meanwhile)."""
+    obs: Rows | None = None
+    """With `model.normalize_input: running`, [workers + 1, 1 + 2 * obs_dim]: row w is worker w's observation moments
+    (pacer/normalize.py), the last row those of earlier sessions; None otherwise."""
+    rewards: Rows | None = None
+    """With `algo.scale_rewards`, [workers, 3]: row w holds the moments of worker w's discounted returns, which its
+    reward scaler divides by, kept here so that a restarted worker and a resumed run go on with them."""
 
     def add(self, rank: int, steps: int, episodes: int, updates: int) -> None:
         width = len(self.counts) // len(COUNTERS)
@@ -118,34 +160,26 @@ class SharedState:
 
     def observe(self, rank: int, moments: Any) -> None:
         """Add observation moments to row `rank`, whose only writer is the caller."""
-        assert self.obs_moments is not None and self.obs_versions is not None
-        row, version = self.obs_moments[rank].numpy(), self.obs_versions.numpy()
-        version[rank] += 1  # odd: a write is under way
-        row[:] = normalize.combine(row, moments)
-        version[rank] += 1
+        assert self.obs is not None
+        self.obs.write(rank, normalize.combine(self.obs.own(rank), moments))
 
     def obs_stats(self) -> Any:
-        """The run's observation moments: every worker's row combined (None without running normalization). Each
-        row is read whole, never half old and half new while its worker writes it."""
-        if self.obs_moments is None or self.obs_versions is None:
+        """The run's observation moments: every worker's row combined (None without running normalization)."""
+        return None if self.obs is None else normalize.total(self.obs.read())
+
+    def reward_stats(self, rank: int) -> Any:
+        """Worker `rank`'s reward-scaling moments, or None (no scaling, or nothing counted yet)."""
+        if self.rewards is None:
             return None
-        rows, versions = self.obs_moments.numpy(), self.obs_versions.numpy()
-        out = np.empty_like(rows)
-        for rank in range(len(rows)):
-            while True:
-                before = int(versions[rank])
-                out[rank] = rows[rank]
-                if before % 2 == 0 and int(versions[rank]) == before:
-                    break
-                time.sleep(0)  # the writer is inside its few microseconds of writing: let it finish
-        return normalize.total(out)
+        row = self.rewards.read()[rank]
+        return row if row[0] > 0 else None
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """A private copy of the parameters (and the observation statistics as of now), for evaluation and
         checkpoints while workers keep writing."""
         assert self.model is not None, "the model is the parent's"
         norm = normalize.norm_of(self.model)
-        if norm is not None and self.obs_moments is not None:
+        if norm is not None and self.obs is not None:
             norm.load(self.obs_stats())
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
@@ -156,17 +190,16 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
     params = list(model.parameters())
     states = [optim.new_state(cfg.algo.optimizer, params) for _ in range(slots)]
     norm = normalize.norm_of(model)
-    obs_moments = None if norm is None else torch.zeros(workers + 1, 1 + 2 * norm.mean.numel(), dtype=torch.float64)
-    obs_versions = None if norm is None else torch.zeros(workers + 1, dtype=torch.int64)
+    obs = None if norm is None else Rows.zeros(workers + 1, 1 + 2 * norm.mean.numel())
+    rewards = Rows.zeros(workers, 3) if cfg.algo.scale_rewards else None
     if in_shared_memory:
         model.share_memory()
         for state in states:
             optim.share_state(state)
-        for tensor in (obs_moments, obs_versions):
-            if tensor is not None:
-                tensor.share_memory_()
+        for rows in (obs, rewards):
+            if rows is not None:
+                rows.share_memory_()
     return SharedState(model=model, params=params, optimizer_states=states,
                        counts=ctx.Array("q", len(COUNTERS) * (workers + 1), lock=False),
                        heartbeats=ctx.Array("d", workers, lock=False), stop=Flag(ctx), pause=Flag(ctx),
-                       waiting=ctx.Array("b", workers, lock=False), obs_moments=obs_moments,
-                       obs_versions=obs_versions)
+                       waiting=ctx.Array("b", workers, lock=False), obs=obs, rewards=rewards)
