@@ -3,6 +3,10 @@
     python benchmarks/backends.py solve      # the default CartPole config on inline, local and ray: 100-episode eval
     python benchmarks/backends.py cluster    # a two-node loopback Ray cluster: workers on both nodes, then a node
                                              # lost mid-run; both final policies evaluated over 100 episodes
+    python benchmarks/backends.py node-loss  # issue 20: 5 CartPole runs (600k steps, no early stop) that each lose a
+                                             # node at ~300k steps: exit status and 100-episode greedy mean
+    python benchmarks/backends.py node-join  # issue 20: 2 workers where 1 fits; a node joins: when its worker starts,
+                                             # and whether the run (default CartPole, stop when solved) solves
 
 Results go to benchmarks/results/backends-<kind>-<date>.json (src/pacer/bench/record.py).
 """
@@ -110,15 +114,117 @@ def cluster() -> dict[str, Any]:
     return out
 
 
+def loopback_cluster(head_cpus: int) -> Any:
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": head_cpus, "object_store_memory": 100 * 2**20, "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4}})
+    ray.init(address=c.address)
+    return c
+
+
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
+
+
+def node_loss(runs: int = 5) -> dict[str, Any]:
+    """CartPole-v1, 2 workers, 600k env steps, no early stop; a node holding a worker removed at ~300k steps."""
+    import ray
+
+    import pacer
+
+    c = loopback_cluster(head_cpus=2)
+    out: dict[str, Any] = {"runs": []}
+    try:
+        for i in range(runs):
+            lost = c.add_node(**NODE)
+            c.wait_for_nodes()
+            run_dir = RUNS / f"node-loss-{i}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            removed: dict[str, Any] = {}
+
+            def remove(run_dir: Path = run_dir, lost: Any = lost, removed: dict[str, Any] = removed) -> None:
+                metrics = run_dir / "metrics.jsonl"
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    rows = metrics.read_text().splitlines() if metrics.exists() else []
+                    if rows and json.loads(rows[-1])["env_steps"] > 300_000:
+                        removed["at_steps"] = json.loads(rows[-1])["env_steps"]
+                        c.remove_node(lost, allow_graceful=False)
+                        return
+                    time.sleep(0.2)
+
+            remover = threading.Thread(target=remove, daemon=True)
+            remover.start()
+            cfg = {"runtime": {"backend": "ray", "address": c.address, "workers": 2, "seed": 2,
+                               "total_steps": 600_000, "stop_at_return": None},
+                   "log": {"run_dir": str(run_dir), "progress": False}}
+            try:
+                result = pacer.train(cfg)
+                row = {"exit": 0, "stop_reason": result.stop_reason, **summary(run_dir), **evaluate(run_dir)}
+            except Exception as exc:  # the run failed: that is the finding
+                row = {"exit": 1, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+            remover.join(timeout=5)
+            row["removed_at_steps"] = removed.get("at_steps")
+            row["nodes_used"] = len({p["node_id"] for w in row.get("workers", []) for p in w.get("places", [])})
+            print("node loss", i, {k: v for k, v in row.items() if k != "workers"}, flush=True)
+            out["runs"].append(row)
+    finally:
+        ray.shutdown()
+        c.shutdown()
+    return out
+
+
+def node_join() -> dict[str, Any]:
+    """The default CartPole config (stop when solved) on 2 workers where 1 fits; a node joins at ~50k env steps."""
+    import ray
+
+    import pacer
+    from pacer.backends.ray import RayBackend
+
+    c = loopback_cluster(head_cpus=1)
+    added: dict[str, float] = {}
+    nodes: list[Any] = []
+    poll = RayBackend.poll
+
+    def poll_then_grow(self: RayBackend, timeout: float) -> list[Any]:
+        reports = poll(self, timeout)
+        if not nodes and self.shared.counters()["env_steps"] > 50_000:  # Ray adds nodes from the main thread only
+            added["epoch"] = time.time()
+            nodes.append(c.add_node(**NODE))
+        return reports
+
+    RayBackend.poll = poll_then_grow  # type: ignore[method-assign]
+    run_dir = RUNS / "node-join"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        result = pacer.train({"runtime": {"backend": "ray", "address": c.address, "workers": 2},
+                              "log": {"run_dir": str(run_dir), "progress": False}})
+        workers = summary(run_dir)["workers"]
+        started = sorted(place["at"] for w in workers for place in w["places"])
+        out = {"exit": 0, "stop_reason": result.stop_reason, "env_steps": result.env_steps,
+               "eval_mean": result.eval_mean, "places": started, "node_requested_at": added.get("epoch"),
+               "joined_after_s": round(started[-1] - added["epoch"], 2) if "epoch" in added else None}
+    finally:
+        RayBackend.poll = poll  # type: ignore[method-assign]
+        ray.shutdown()
+        c.shutdown()
+    print("node join", out, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["solve", "cluster"])
+    parser.add_argument("kind", choices=["solve", "cluster", "node-loss", "node-join"])
     kind = parser.parse_args().kind
     sys.path.insert(0, str(ROOT / "src"))
     from pacer.bench import record
 
     record.begin()
-    result = solve() if kind == "solve" else cluster()
+    result = {"solve": solve, "cluster": cluster, "node-loss": node_loss, "node-join": node_join}[kind]()
     print("wrote", record.write(f"backends-{kind}", result))
 
 

@@ -205,3 +205,30 @@ def test_a_short_timed_mujoco_compare_runs_end_to_end(tmp_path: Path) -> None:
     assert "id: HalfCheetah-v5" in (Path(pacer_run["run_dir"]) / "config.yaml").read_text()
     assert record["published"]["mean"] == 5819.099
     assert (out / "timed-HalfCheetah-v5.png").stat().st_size > 10_000
+
+
+def test_scaling_on_another_backend_also_reports_env_steps_to_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pacer.bench import throughput
+
+    backends: list[str] = []
+    solves: list[tuple[int, dict]] = []
+
+    def fake_measure(env: str, backend: str, workers: int, envs: int, seconds: float,
+                     preset: str | None = None) -> dict[str, object]:
+        backends.append(backend)
+        return {"steps_per_s": 100.0 * workers}
+
+    def fake_solve(run_dir: Path, env: str, seed: int, target: float, eval_every: int, cap_s: float,
+                   preset: str | None = None, settings: dict | None = None) -> dict[str, object]:
+        solves.append((seed, dict(settings or {})))
+        workers = (settings or {})["runtime.workers"]
+        return {"solved": True, "solve_env_steps": 1000 * workers + seed, "solve_s": 10.0}
+
+    monkeypatch.setattr(throughput, "measure", fake_measure)
+    monkeypatch.setattr(throughput, "format_point", lambda point: "")
+    monkeypatch.setattr(runs, "pacer_solve", fake_solve)
+    result = suite.scaling("LunarLander-v3", [1, 2], 1.0, 1, lambda line: None, backend="ray", solve_seeds=3)
+    assert backends == ["ray", "ray"] and result["backend"] == "ray"
+    assert [row["solve_env_steps"] for row in result["table"]] == [1001, 2001]  # medians over seeds 0, 1, 2
+    assert [row["solved"] for row in result["table"]] == ["3/3", "3/3"]
+    assert solves[0] == (0, {"runtime.backend": "ray", "runtime.workers": 1}) and len(solves) == 6

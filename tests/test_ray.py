@@ -23,7 +23,6 @@ ray = pytest.importorskip("ray")
 import pacer  # noqa: E402
 from faults import Run  # noqa: E402
 from pacer import checkpoint  # noqa: E402
-from pacer.supervisor import Supervisor  # noqa: E402
 from ray_envs import make_crashing_cartpole  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -128,45 +127,97 @@ def test_an_actor_that_raises_shows_its_traceback_and_is_restarted(cluster: Any,
     assert result.env_steps >= 6000 and all_cpus_free()
 
 
-def test_a_lost_node_is_noticed_and_its_worker_restarted_on_a_live_one(cluster: Any, tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str],
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    node = cluster.add_node(**NODE)  # a node of its own to lose (the fixture's second node stays)
-    cluster.wait_for_nodes()
-    cfg = config(tmp_path, cluster, "lost", workers=3, total_steps=40000)
-    metrics = Path(cfg["log"]["run_dir"]) / "metrics.jsonl"
-    removed: dict[str, float] = {}
+def logged_at(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str]]:
+    """Every line the run tells the user, with the time it was told."""
+    from pacer.metrics import Metrics
 
-    def remove_when_training() -> None:
+    lines: list[tuple[float, str]] = []
+    log = Metrics.log
+
+    def timed_log(self: Metrics, message: str) -> None:
+        lines.append((time.monotonic(), message))
+        log(self, message)
+
+    monkeypatch.setattr(Metrics, "log", timed_log)
+    return lines
+
+
+def when_steps(metrics: Path, steps: int, action: Any, done: dict[str, float]) -> threading.Thread:
+    """A thread that runs `action()` once the run's metrics show `steps` env steps, and notes when."""
+    def watch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             rows = metrics.read_text().splitlines() if metrics.exists() else []
-            if rows and json.loads(rows[-1])["env_steps"] > 5000:
-                removed["at"] = time.monotonic()
-                cluster.remove_node(node, allow_graceful=False)
+            if rows and json.loads(rows[-1])["env_steps"] > steps:
+                done["at"], done["epoch"] = time.monotonic(), time.time()
+                action()
                 return
             time.sleep(0.2)
 
-    restarted: list[float] = []
-    restart = Supervisor.restart
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
 
-    def timed_restart(self: Supervisor, rank: int, message: str) -> None:
-        restarted.append(time.monotonic())
-        restart(self, rank, message)
 
-    monkeypatch.setattr(Supervisor, "restart", timed_restart)
-    remover = threading.Thread(target=remove_when_training)
-    remover.start()
-    result = pacer.train(cfg)
+def test_a_lost_node_is_noticed_and_its_worker_restarted_on_a_live_one(cluster: Any, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost capacity, not a crash: the worker starts again where there is room, and no restart is spent."""
+    node = cluster.add_node(**NODE)  # a node of its own to lose (the fixture's second node stays)
+    cluster.wait_for_nodes()
+    cfg = config(tmp_path, cluster, "lost", workers=3, total_steps=40000, max_restarts=0)
+    lines = logged_at(monkeypatch)
+    removed: dict[str, float] = {}
+    remover = when_steps(Path(cfg["log"]["run_dir"]) / "metrics.jsonl", 5000,
+                         lambda: cluster.remove_node(node, allow_graceful=False), removed)
+    result = pacer.train(cfg)  # max_restarts 0: a counted restart would end the run
     remover.join()
     err = capsys.readouterr().err
     assert "at" in removed, "the run ended before the node could be removed"
-    assert "actor died" in err and "restarting worker" in err
+    noticed = [at for at, line in lines if "lost with its node" in line]
+    assert noticed and "not counted against runtime.max_restarts" in err and "restarting worker" not in err
     # seen within seconds: Ray's health checks (every 0.5 s here) notice the node, the pending call fails
-    print(f"lost node noticed {restarted[0] - removed['at']:.1f} s after its removal")
-    assert restarted and restarted[0] - removed["at"] < 30.0
+    print(f"lost node noticed {noticed[0] - removed['at']:.1f} s after its removal")
+    assert noticed[0] - removed["at"] < 30.0
     assert result.stop_reason == "total_steps" and result.env_steps >= 40000
     assert all_cpus_free()
+
+
+def test_a_run_starts_with_what_fits_and_grows_when_a_node_joins(cluster: Any, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 workers of 1 CPU on the fixture's 3 CPUs: 3 train, the run says so; a node joins and the 4th starts."""
+    from pacer.backends.ray import RayBackend
+
+    cfg = config(tmp_path, cluster, "grow", workers=4, total_steps=60000)
+    cfg["algo"] = {"epochs": 1, "minibatches": 2}
+    added: dict[str, float] = {}
+    nodes: list[Any] = []
+    poll = RayBackend.poll
+
+    def poll_then_grow(self: RayBackend, timeout: float) -> list:
+        reports = poll(self, timeout)
+        if not nodes and self.shared.counters()["env_steps"] > 3000:  # Ray adds nodes from the main thread only
+            added["epoch"] = time.time()
+            nodes.append(cluster.add_node(**NODE))
+        return reports
+
+    monkeypatch.setattr(RayBackend, "poll", poll_then_grow)
+    try:
+        result = pacer.train(cfg)
+    finally:
+        for node in nodes:
+            cluster.remove_node(node)
+    err = capsys.readouterr().err
+    assert "the cluster has room for 3 of 4 workers" in err and "4 workers train" in err
+    assert "epoch" in added, "the run ended before a node could join"
+    workers = json.loads((result.run_dir / "summary.json").read_text())["workers"]
+    started = sorted(place["at"] for w in workers for place in w["places"])
+    assert len(started) == 4 and started[2] < added["epoch"]  # three from the start, one place each
+    joined = started[3] - added["epoch"]
+    print(f"the 4th worker started {joined:.1f} s after its node joined")
+    assert 0 < joined < 20.0
+    assert result.stop_reason == "total_steps" and result.env_steps >= 60000
 
 
 def small(tmp_path: Path, name: str, backend: str, cluster: Any, **runtime: Any) -> dict:

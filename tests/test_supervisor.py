@@ -51,6 +51,9 @@ class FakeBackend:
     def failures(self) -> list[tuple[int, str]]:
         return self.script.pop(self.polls, [])  # each death is reported once
 
+    def notices(self) -> list[str]:
+        return []
+
     def restart(self, rank: int) -> None:
         self.restarted.append(rank)
 

@@ -40,6 +40,8 @@ class Supervisor:
                 self.metrics.absorb(report)
             for rank, message in self.backend.failures():
                 self.restart(rank, message)
+            for line in self.backend.notices():
+                self.metrics.log(line)
             steps = self.shared.counters()["env_steps"]
             for job in self.jobs:
                 job.tick(steps)

@@ -41,6 +41,9 @@ class Backend(Protocol):
     def failures(self) -> list[tuple[int, str]]:
         """(rank, message with the worker's own traceback) for each worker that died since the last call."""
 
+    def notices(self) -> list[str]:
+        """Lines for the user since the last call: changes of capacity (what fits, a node lost or joined)."""
+
     def restart(self, rank: int) -> None:
         """Start a dead worker again, with a new seed and the current parameters."""
 

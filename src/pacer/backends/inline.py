@@ -62,6 +62,9 @@ class InlineBackend:
     def failures(self) -> list[tuple[int, str]]:
         return []  # an exception in an inline worker propagates with its traceback
 
+    def notices(self) -> list[str]:
+        return []  # the workers are this machine's: no capacity comes or goes
+
     def restart(self, rank: int) -> None:
         raise NotImplementedError("inline workers are never restarted: their exceptions propagate")
 

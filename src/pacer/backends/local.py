@@ -221,6 +221,9 @@ class LocalBackend:
         host = socket.gethostname()
         return {rank: {"host": host, "pid": pid} for rank, pid in sorted(self.pids.items())}
 
+    def notices(self) -> list[str]:
+        return []  # the workers are this machine's: no capacity comes or goes
+
     def restart(self, rank: int) -> None:
         """Start worker `rank` again: a new seed, parameters from shared memory, counters kept."""
         self.restarts[rank] = self.restarts.get(rank, 0) + 1

@@ -49,6 +49,7 @@ OBJECT_STORE_BYTES = 200 * 2**20
 STARTUP_S = 180.0  # allowance for an actor's first rollout: a new worker process imports torch, maybe on a busy node
 STOP_GRACE_S = 10.0
 PAUSE_WAIT_S = 30.0
+NODE_WAIT_S = 30.0  # how long an unreachable actor's node may stay alive before the actor counts as crashed
 GROUP_TIMEOUT_S = 30.0  # gloo's bound on a collective whose peer died without the driver noticing first
 PRIVATE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the latter: loopback
 
@@ -136,6 +137,11 @@ class RayBackend:
         self.placements: dict[int, Any] = {}  # rank -> object ref of its actor's where()
         self.where: dict[int, dict[str, Any]] = {}  # rank -> its answer
         self.restarts: dict[int, int] = {}
+        self.history: list[dict[str, Any]] = []  # every actor's place when it started: rank, node, host, pid, at
+        # lost actors: (node, until when to wait for Ray's verdict on it (-1: its node died; 0: a crash), message)
+        self._suspects: dict[int, tuple[str | None, float, str]] = {}
+        self.notes: list[str] = []
+        self.room = 0  # workers the cluster has had room for
         self.paused = self.stopping = False
         self.started_ray = False
 
@@ -149,6 +155,12 @@ class RayBackend:
         self.host = "127.0.0.1" if self.started_ray else self.ray.util.get_node_ip_address()
         self.store = dist.TCPStore(self.host, 0, is_master=True, wait_for_workers=False,
                                    timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S))
+        free = float(self.ray.available_resources().get("CPU", 0.0))
+        room = self.room = int(free / rt.cpus_per_worker + 1e-9)
+        if room < rt.workers:  # Ray keeps the other actors pending, and places them when a node with room joins
+            self.notes.append(f"pacer: the cluster has room for {room} of {rt.workers} workers ({free:g} CPUs free, "
+                              f"runtime.cpus_per_worker {rt.cpus_per_worker:g}): training with {room}; the others "
+                              "start when a node with room joins")
         for spec in self.specs:
             if stop_requested():
                 break
@@ -168,7 +180,10 @@ class RayBackend:
         if self.paused or self.stopping or not self.actors or self.shared.budget_spent(rt.total_steps,
                                                                                          rt.total_episodes):
             return
-        members = sorted(self.actors)
+        self._locate(0.0)
+        members = [rank for rank in sorted(self.actors) if rank in self.where]  # running: placed and started
+        if not members:
+            return
         if members != self.members:  # a new group (an actor lost, restarted or added): every member (re)joins it
             self.generation += 1
             self.members = members
@@ -190,6 +205,7 @@ class RayBackend:
 
     def poll(self, timeout: float) -> list[Report]:
         out, self.held = self.held, []
+        self._judge_suspects()
         if self.round is None:
             self._begin_round()
         current = self.round
@@ -215,7 +231,18 @@ class RayBackend:
         except errors.RayTaskError as exc:  # the actor's own code raised: its traceback comes with it
             self._lose(current, rank, f"worker {rank} failed:\n{str(exc).rstrip()}")
         except (errors.RayActorError, errors.ActorUnavailableError, errors.ObjectLostError) as exc:
-            self._lose(current, rank, f"worker {rank}'s actor died ({type(exc).__name__}: its process or node is gone)")
+            # A lost node is lost capacity, not a crash: no restart is spent on it. Ray says which it was when the
+            # actor is known dead; an unreachable one waits until its node is declared dead or alive.
+            node = self.where.get(rank, {}).get("node_id")
+            message = f"worker {rank}'s actor died ({type(exc).__name__}: its process is gone)"
+            self._lose(current, rank, message, capacity=True)
+            if "its node has died" in str(exc):
+                self._suspects[rank] = (node, -1.0, message)  # Ray's word: the node died
+            elif isinstance(exc, errors.ActorUnavailableError) and node is not None:
+                self._suspects[rank] = (node, time.monotonic() + NODE_WAIT_S, message)
+            else:
+                self._suspects[rank] = (None, 0.0, message)  # the process died on a live node: a crash
+            self._judge_suspects()
 
     def _finish(self, current: Round) -> list[Report]:
         """Every member answered: apply the round (member 0's parameters and optimizer state) unless a member was
@@ -257,12 +284,34 @@ class RayBackend:
                     self._lose(current, rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
                                               f"(runtime.heartbeat_timeout {limit:g} s) and was killed")
 
-    def _lose(self, current: Round | None, rank: int, message: str) -> None:
+    def _judge_suspects(self) -> None:
+        """Each lost actor: lost with its node (started again where there is room, no restart spent), or crashed
+        (handed to the supervisor, which spends a restart)."""
+        for rank, (node, deadline, message) in list(self._suspects.items()):
+            node_died = deadline < 0 or (node is not None and deadline > 0 and not self._node_alive(node))
+            if not node_died and deadline > 0 and time.monotonic() < deadline:
+                continue  # unreachable, on a node Ray still counts alive: wait for its verdict
+            del self._suspects[rank]
+            if not node_died or node is None:
+                self.dead.append((rank, message))
+            else:
+                self.notes.append(f"pacer: worker {rank} was lost with its node {node[:12]}; it starts again where "
+                                  "there is room (not counted against runtime.max_restarts)")
+                self._launch(self._reseeded(rank))
+
+    def _node_alive(self, node_id: str) -> bool:
+        """Whether Ray still counts the node alive (a node that died is marked so before its actors' calls fail)."""
+        return any(node["NodeID"] == node_id and node["Alive"] for node in self.ray.nodes())
+
+    def _lose(self, current: Round | None, rank: int, message: str, capacity: bool = False) -> None:
         self.members = []  # the group is broken: the next round forms a new one
+        if self.where.pop(rank, None) is not None:
+            self.room -= 1
         actor = self.actors.pop(rank, None)
         if actor is not None:
             self.ray.kill(actor, no_restart=True)
-        self.dead.append((rank, message))
+        if not capacity:  # a crash or a hang: the supervisor restarts it, within the run's restart budget
+            self.dead.append((rank, message))
         if current is not None and rank in current.members:
             current.results[rank] = None
             current.lost = True
@@ -272,9 +321,16 @@ class RayBackend:
         dead, self.dead = self.dead, []
         return dead
 
+    def notices(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        return notes
+
     def restart(self, rank: int) -> None:
+        self._launch(self._reseeded(rank))
+
+    def _reseeded(self, rank: int) -> WorkerSpec:
         self.restarts[rank] = self.restarts.get(rank, 0) + 1
-        self._launch(dataclasses.replace(self.specs[rank], seed=self.reseed(rank, self.restarts[rank]), state=None))
+        return dataclasses.replace(self.specs[rank], seed=self.reseed(rank, self.restarts[rank]), state=None)
 
     def _drain(self, seconds: float) -> bool:
         """Let the round in flight finish (its update counts), within `seconds`; True when none is left."""
@@ -291,9 +347,11 @@ class RayBackend:
         self.paused = False
 
     def placement(self) -> dict[int, Any]:
-        """Where each worker's latest actor ran: node id, host, pid (known once it answered)."""
+        """Where each worker's latest actor ran (node id, host, pid, once it started), and `places`: where each of
+        its actors started, and when (epoch seconds)."""
         self._locate(0.0)
-        return dict(self.where)
+        return {rank: {**where, "places": [{k: v for k, v in place.items() if k != "rank"} for place in self.history
+                                           if place["rank"] == rank]} for rank, where in self.where.items()}
 
     def _locate(self, timeout: float) -> None:
         pending = {rank: ref for rank, ref in self.placements.items() if rank not in self.where}
@@ -306,6 +364,12 @@ class RayBackend:
                     self.where[rank] = self.ray.get(ref)
                 except Exception:  # an actor that died before answering: its place stays unknown
                     self.placements.pop(rank)
+                    continue
+                self.history.append({"rank": rank, **self.where[rank], "at": round(time.time(), 3)})
+                if len(self.where) > self.room:  # one more than the cluster had room for: a node joined
+                    self.room = len(self.where)
+                    self.notes.append(f"pacer: worker {rank} started on node {self.where[rank]['node_id'][:12]} "
+                                      f"({self.where[rank]['host']}): {self.room} workers train")
 
     def stop(self) -> list[Report]:
         self.stopping = True

@@ -75,6 +75,10 @@ def add_parser(sub: Any) -> None:
     sc.add_argument("--workers", type=_ints, default=[1, 2, 4])
     sc.add_argument("--seconds", type=float, default=20.0)
     sc.add_argument("--repeats", type=int, default=3)
+    sc.add_argument("--backend", default="local", help="local, ray (a private instance; every socket on loopback) "
+                    "or inline")
+    sc.add_argument("--solve-seeds", type=int, default=0, metavar="N",
+                    help="also the env steps to solve at each worker count, median of N seeds (0: skip)")
 
     cs = kinds.add_parser("coldstart", parents=[common], help="command to first env step of 2 workers")
     cs.add_argument("--methods", type=_words, default=["forkserver", "spawn", "fork"])
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         plots.timed_curves(result, png)
     elif kind == "scaling":
-        result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset)
+        result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset, args.backend,
+                               args.solve_seeds, args.runs_dir)
         png = args.out / f"scaling-{args.env}.png"
         args.out.mkdir(parents=True, exist_ok=True)
         plots.speedup_curve(result, png)

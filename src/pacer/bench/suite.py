@@ -171,9 +171,11 @@ def format_run(run: dict[str, Any]) -> str:
 
 
 def scaling(env: str, workers: list[int], seconds: float, repeats: int, log: Log = print,
-            preset: str | None = "auto") -> dict[str, Any]:
+            preset: str | None = "auto", backend: str = "local", solve_seeds: int = 0,
+            root: Path | None = None) -> dict[str, Any]:
     """Throughput for each worker count, repeated in alternation; speed-up, efficiency, Amdahl fit. `preset`:
-    'auto' is what `pacer train --env ENV` picks."""
+    'auto' is what `pacer train --env ENV` picks. With `solve_seeds`, also the env steps (and seconds) to solve
+    at each worker count, median over that many seeds (seeds 0, 1, ...)."""
     import os
 
     from pacer.presets import resolve
@@ -182,7 +184,7 @@ def scaling(env: str, workers: list[int], seconds: float, repeats: int, log: Log
     rates: dict[int, list[float]] = {n: [] for n in workers}
     for _ in range(repeats):
         for n in workers:
-            point = throughput.measure(env, "local", n, envs, seconds, preset)
+            point = throughput.measure(env, backend, n, envs, seconds, preset)
             log(throughput.format_point(point))
             rates[n].append(point["steps_per_s"] or 0.0)
     med = {n: median(v) or 0.0 for n, v in rates.items()}
@@ -194,8 +196,9 @@ def scaling(env: str, workers: list[int], seconds: float, repeats: int, log: Log
     # the same fit on each repeat alone: how far the machine's noise moves the serial fraction
     per_repeat = [amdahl_fit({n: rates[n][r] / (rates[min(workers)][r] * min(workers)) for n in fitted})
                   for r in range(repeats)]
-    table = [{"workers": n, "steps_per_s": round(med[n], 1), "runs": rates[n], "speedup": round(speedup[n], 3),
-              "efficiency": round(speedup[n] / n, 3)} for n in workers]
+    table: list[dict[str, Any]] = [
+        {"workers": n, "steps_per_s": round(med[n], 1), "runs": rates[n], "speedup": round(speedup[n], 3),
+         "efficiency": round(speedup[n] / n, 3)} for n in workers]
     for row in table:
         log(f"  {row['workers']:>3} workers: {row['steps_per_s']:>10,.0f} steps/s  speed-up {row['speedup']:.2f}  "
             f"efficiency {row['efficiency']:.0%}")
@@ -206,8 +209,22 @@ def scaling(env: str, workers: list[int], seconds: float, repeats: int, log: Log
         f"{', '.join(f'{f:.3f}' for f in per_repeat)}); PROJECTED speed-up (not measured): 16 cores "
         f"{projection[16]}x ({projection_worst[16]}x with the worst repeat), 64 cores {projection[64]}x "
         f"({projection_worst[64]}x)")
-    return {"env": env, "preset": preset, "envs_per_worker": envs, "seconds": seconds, "repeats": repeats,
-            "cores": cores, "table": table, "amdahl_serial_fraction": round(serial, 4), "fit_workers": fitted,
+    if solve_seeds:
+        t = task(env)
+        for row in table:
+            n = row["workers"]
+            done = [runs.pacer_solve(_run_dir(root or Path("runs/bench"), f"scaling-{env}-{backend}-w{n}-s{seed}"),
+                                     env, seed, t["target"], t["eval_every"], t["cap_s"], preset,
+                                     {"runtime.backend": backend, "runtime.workers": n}) for seed in range(solve_seeds)]
+            row["solve_runs"] = done
+            row["solve_env_steps"] = median([r["solve_env_steps"] for r in done if r.get("solved")])
+            row["solve_s"] = median([r["solve_s"] for r in done if r.get("solved")])
+            row["solved"] = f"{sum(bool(r.get('solved')) for r in done)}/{len(done)}"
+            log(f"  {n:>3} workers: solved {row['solved']}, median {row['solve_env_steps'] or 0:,.0f} env steps, "
+                f"{row['solve_s'] or 0:.1f} s to solve")
+    return {"env": env, "preset": preset, "backend": backend, "envs_per_worker": envs, "seconds": seconds,
+            "repeats": repeats, "cores": cores, "table": table, "amdahl_serial_fraction": round(serial, 4),
+            "fit_workers": fitted,
             "serial_fraction_per_repeat": [round(f, 4) for f in per_repeat], "projection_not_measured": projection,
             "projection_worst_repeat_not_measured": projection_worst}
 
