@@ -41,6 +41,25 @@ def summary(run_dir: Path) -> dict[str, Any]:
     return {k: data[k] for k in ("env_steps", "wall_time_s", "steps_per_s", "stop_reason", "workers")}
 
 
+def remove_node_at(c: Any, node: Any, run_dir: Path, steps: int, removed: dict[str, Any]) -> threading.Thread:
+    """A thread that removes `node` (no graceful stop: a lost machine) once the run's metrics pass `steps` env
+    steps, noting the count in `removed['at_steps']`; it gives up after 10 minutes."""
+    def remove() -> None:
+        metrics = run_dir / "metrics.jsonl"
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            rows = metrics.read_text().splitlines() if metrics.exists() else []
+            if rows and json.loads(rows[-1])["env_steps"] > steps:
+                removed["at_steps"] = json.loads(rows[-1])["env_steps"]
+                c.remove_node(node, allow_graceful=False)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=remove, daemon=True)
+    thread.start()
+    return thread
+
+
 def solve() -> dict[str, Any]:
     """The same (default) config on each backend, seed 0, as whole commands."""
     out: dict[str, Any] = {}
@@ -89,20 +108,8 @@ def cluster() -> dict[str, Any]:
         c.wait_for_nodes()
         run_dir = RUNS / "backends-cluster-lost-node"
         shutil.rmtree(run_dir, ignore_errors=True)
-        removed: dict[str, float] = {}
-
-        def remove() -> None:
-            metrics = run_dir / "metrics.jsonl"
-            while True:
-                rows = metrics.read_text().splitlines() if metrics.exists() else []
-                if rows and json.loads(rows[-1])["env_steps"] > 100_000:
-                    removed["at_steps"] = json.loads(rows[-1])["env_steps"]
-                    c.remove_node(lost, allow_graceful=False)
-                    return
-                time.sleep(0.2)
-
-        remover = threading.Thread(target=remove, daemon=True)
-        remover.start()
+        removed: dict[str, Any] = {}
+        remove_node_at(c, lost, run_dir, 100_000, removed)
         result = pacer.train({"runtime": {"backend": "ray", "address": c.address, "workers": 3},
                               "log": {"run_dir": str(run_dir), "progress": False}})
         out["lost_node"] = {**summary(run_dir), **evaluate(run_dir), "removed_at_steps": removed.get("at_steps"),
@@ -147,20 +154,7 @@ def node_loss(runs: int = 5, steps: int = 1_000_000) -> dict[str, Any]:
             run_dir = RUNS / f"node-loss-{i}"
             shutil.rmtree(run_dir, ignore_errors=True)
             removed: dict[str, Any] = {}
-
-            def remove(run_dir: Path = run_dir, lost: Any = lost, removed: dict[str, Any] = removed) -> None:
-                metrics = run_dir / "metrics.jsonl"
-                deadline = time.monotonic() + 600
-                while time.monotonic() < deadline:
-                    rows = metrics.read_text().splitlines() if metrics.exists() else []
-                    if rows and json.loads(rows[-1])["env_steps"] > 300_000:
-                        removed["at_steps"] = json.loads(rows[-1])["env_steps"]
-                        c.remove_node(lost, allow_graceful=False)
-                        return
-                    time.sleep(0.2)
-
-            remover = threading.Thread(target=remove, daemon=True)
-            remover.start()
+            remover = remove_node_at(c, lost, run_dir, 300_000, removed)
             cfg = {"runtime": {"backend": "ray", "address": c.address, "workers": 2, "seed": 2,
                                "total_steps": steps, "stop_at_return": None},
                    "log": {"run_dir": str(run_dir), "progress": False}}
