@@ -75,8 +75,8 @@ def add_parser(sub: Any) -> None:
     sc.add_argument("--workers", type=_ints, default=[1, 2, 4])
     sc.add_argument("--seconds", type=float, default=20.0)
     sc.add_argument("--repeats", type=int, default=3)
-    sc.add_argument("--backend", default="local", help="local, ray (a private instance; every socket on loopback) "
-                    "or inline")
+    sc.add_argument("--backend", "--backends", dest="backend", default="local",
+                    help="local, ray (a private instance; every socket on loopback) or inline")
     sc.add_argument("--solve-seeds", type=int, default=0, metavar="N",
                     help="also the env steps to solve at each worker count, median of N seeds (0: skip)")
 
