@@ -388,6 +388,7 @@ class RayBackend:
             for actor in self.actors.values():
                 self.ray.kill(actor, no_restart=True)
             self.actors, self.round = {}, None
+            self.placements = {}  # what has not answered by now never will (and its refs die with a private Ray)
             self.store = None
             if self.started_ray:
                 self.ray.shutdown()
