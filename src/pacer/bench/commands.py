@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     elif kind == "scaling":
         result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset, args.backend,
                                args.solve_seeds, args.runs_dir)
-        png = args.out / f"scaling-{args.env}.png"
+        png = args.out / f"scaling-{args.env}{'' if args.backend == 'local' else '-' + args.backend}.png"
         args.out.mkdir(parents=True, exist_ok=True)
         plots.speedup_curve(result, png)
     else:
