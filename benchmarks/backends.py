@@ -3,10 +3,11 @@
     python benchmarks/backends.py solve      # the default CartPole config on inline, local and ray: 100-episode eval
     python benchmarks/backends.py cluster    # a two-node loopback Ray cluster: workers on both nodes, then a node
                                              # lost mid-run; both final policies evaluated over 100 episodes
-    python benchmarks/backends.py node-loss  # issue 20: 5 CartPole runs (the default 1M steps, no early stop) that
-                                             # each lose a node at ~300k steps: exit status, 100-episode greedy mean
+    python benchmarks/backends.py node-loss  # issue 20: 5 CartPole runs (600k steps, no early stop) that each
+                                             # lose a node at ~300k steps: exit status, 100-episode greedy mean
     python benchmarks/backends.py node-join  # issue 20: 2 workers where 1 fits; a node joins: when its worker starts,
                                              # and whether the run (default CartPole, stop when solved) solves
+    --group-minibatch worker                 # either of the last two with runtime.group_minibatch 'worker'
 
 Results go to benchmarks/results/backends-<kind>-<date>.json (src/pacer/bench/record.py).
 """
@@ -24,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# read when Ray is first imported: every node of the test clusters on 127.0.0.1 (never this machine's address)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "bench"
 PACER = [sys.executable, "-m", "pacer"]
@@ -82,8 +86,6 @@ def solve() -> dict[str, Any]:
 def cluster() -> dict[str, Any]:
     """A head (2 CPUs) and two more nodes (1 CPU each) on 127.0.0.1; the default CartPole config on 2 workers,
     then again with a node removed once training runs."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
     from ray.cluster_utils import Cluster
 
@@ -122,8 +124,6 @@ def cluster() -> dict[str, Any]:
 
 
 def loopback_cluster(head_cpus: int) -> Any:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
     from ray.cluster_utils import Cluster
 
@@ -131,22 +131,23 @@ def loopback_cluster(head_cpus: int) -> Any:
         "num_cpus": head_cpus, "object_store_memory": 100 * 2**20, "include_dashboard": False,
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4}})
     ray.init(address=c.address)
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}, "a node is not on loopback"
     return c
 
 
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
 
 
-def node_loss(runs: int = 5, steps: int = 1_000_000) -> dict[str, Any]:
+def node_loss(group_minibatch: str, runs: int = 5, steps: int = 600_000) -> dict[str, Any]:
     """CartPole-v1 defaults, 2 workers, `steps` env steps, no early stop; a node with a worker removed at ~300k
-    steps. (At 600k steps the 2-worker group, one learner on 512 envs, is not done learning even without a loss:
-    232 here, and 287 for one local worker on 512 envs; Hogwild's two learners make twice the updates per step.)"""
+    steps. (With group_minibatch 'pooled' the 2-worker group, one learner on 512 envs, is not done learning at
+    600k steps even without a loss: Hogwild's two learners make twice the updates per step.)"""
     import ray
 
     import pacer
 
     c = loopback_cluster(head_cpus=2)
-    out: dict[str, Any] = {"total_steps": steps, "runs": []}
+    out: dict[str, Any] = {"total_steps": steps, "group_minibatch": group_minibatch, "runs": []}
     try:
         for i in range(runs):
             lost = c.add_node(**NODE)
@@ -156,7 +157,7 @@ def node_loss(runs: int = 5, steps: int = 1_000_000) -> dict[str, Any]:
             removed: dict[str, Any] = {}
             remover = remove_node_at(c, lost, run_dir, 300_000, removed)
             cfg = {"runtime": {"backend": "ray", "address": c.address, "workers": 2, "seed": 2,
-                               "total_steps": steps, "stop_at_return": None},
+                               "total_steps": steps, "stop_at_return": None, "group_minibatch": group_minibatch},
                    "log": {"run_dir": str(run_dir), "progress": False}}
             try:
                 result = pacer.train(cfg)
@@ -174,7 +175,7 @@ def node_loss(runs: int = 5, steps: int = 1_000_000) -> dict[str, Any]:
     return out
 
 
-def node_join() -> dict[str, Any]:
+def node_join(group_minibatch: str) -> dict[str, Any]:
     """The default CartPole config (stop when solved) on 2 workers where 1 fits; a node joins at ~50k env steps."""
     import ray
 
@@ -197,11 +198,13 @@ def node_join() -> dict[str, Any]:
     run_dir = RUNS / "node-join"
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
-        result = pacer.train({"runtime": {"backend": "ray", "address": c.address, "workers": 2},
+        result = pacer.train({"runtime": {"backend": "ray", "address": c.address, "workers": 2,
+                                          "group_minibatch": group_minibatch},
                               "log": {"run_dir": str(run_dir), "progress": False}})
         workers = summary(run_dir)["workers"]
         started = sorted(place["at"] for w in workers for place in w["places"])
-        out = {"exit": 0, "stop_reason": result.stop_reason, "env_steps": result.env_steps,
+        out = {"exit": 0, "group_minibatch": group_minibatch, "stop_reason": result.stop_reason,
+               "env_steps": result.env_steps,
                "eval_mean": result.eval_mean, "places": started, "node_requested_at": added.get("epoch"),
                "joined_after_s": round(started[-1] - added["epoch"], 2) if "epoch" in added else None}
     finally:
@@ -215,12 +218,17 @@ def node_join() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=["solve", "cluster", "node-loss", "node-join"])
-    kind = parser.parse_args().kind
+    parser.add_argument("--group-minibatch", choices=["pooled", "worker"], default="pooled")
+    args = parser.parse_args()
+    kind = args.kind
     sys.path.insert(0, str(ROOT / "src"))
     from pacer.bench import record
 
     record.begin()
-    result = {"solve": solve, "cluster": cluster, "node-loss": node_loss, "node-join": node_join}[kind]()
+    if kind in ("node-loss", "node-join"):
+        result = {"node-loss": node_loss, "node-join": node_join}[kind](args.group_minibatch)
+    else:
+        result = {"solve": solve, "cluster": cluster}[kind]()
     print("wrote", record.write(f"backends-{kind}", result))
 
 

@@ -84,9 +84,21 @@ def all_cpus_free() -> bool:
     return False
 
 
+def updates_per_step(counters: dict[str, int], before: dict[str, int] | None = None) -> float:
+    """Updates of the run's parameters per env step, in units of one per (rollout of 8 envs x 32 steps) / 32: a
+    worker's rollout of the default config makes 4 epochs x 8 minibatches = 32 updates."""
+    before = before or {"updates": 0, "env_steps": 0}
+    return (counters["updates"] - before["updates"]) / (counters["env_steps"] - before["env_steps"]) * 256 / 32
+
+
 def test_workers_run_on_both_nodes_and_leave_no_actor(cluster: Any, tmp_path: Path) -> None:
+    """Also: a group of 2 updates the parameters once per pooled minibatch (half a local worker's rate per env
+    step: counted once, not once per member); with runtime.group_minibatch 'worker', as often as 2 local workers.
+    (Each rollout's last steps may be autoreset steps that do not count: a rate up to ~20% above.)"""
     result = pacer.train(config(tmp_path, cluster, "both"))
     assert result.env_steps >= 6000 and result.stop_reason == "total_steps"
+    pooled = checkpoint.load(result.checkpoint)["counters"]
+    assert 0.5 <= updates_per_step(pooled) < 0.6
     workers = json.loads((result.run_dir / "summary.json").read_text())["workers"]
     assert len(workers) == 2 and len({w["node_id"] for w in workers}) == 2  # one per node
     assert all(w["host"] for w in workers)
@@ -94,8 +106,11 @@ def test_workers_run_on_both_nodes_and_leave_no_actor(cluster: Any, tmp_path: Pa
     # a Ray checkpoint resumes on another backend (and back): the same format
     local = pacer.train(resume=result.run_dir, runtime__backend="inline", runtime__total_steps=8000)
     assert local.env_steps >= 8000
-    again = pacer.train(resume=result.run_dir, runtime__backend="ray", runtime__total_steps=10000)
-    assert again.env_steps >= 10000 and all_cpus_free()
+    before = checkpoint.load(local.checkpoint)["counters"]
+    again = pacer.train(resume=result.run_dir, runtime__backend="ray", runtime__total_steps=12000,
+                        runtime__group_minibatch="worker")
+    assert again.env_steps >= 12000 and all_cpus_free()
+    assert 1.0 <= updates_per_step(checkpoint.load(again.checkpoint)["counters"], before) < 1.2
 
 
 def test_observation_statistics_gather_every_actors_observations(cluster: Any, tmp_path: Path) -> None:

@@ -144,7 +144,11 @@ class Worker:
         tic = time.perf_counter()
         self.model.zero_grad(set_to_none=True)
         loss.backward()
+        toc = time.perf_counter()
         self.link.reduce(self.local_params)  # a data-parallel group averages its gradients before they are clipped
+        reduced = time.perf_counter()
+        self.timings["sync"] += reduced - toc
+        tic += reduced - toc  # the learn phase leaves out the wait for the group
         stats = {"loss": float(loss.item())}
         if algo.max_grad_norm is not None:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))

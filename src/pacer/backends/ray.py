@@ -5,7 +5,8 @@ parameters, then the actors learn in lockstep: each minibatch's gradients are av
 all-reduce (DD-PPO, Wijmans et al. 2020; gloo through torch.distributed) and every actor takes the same step on
 its replica (`backends/ray_actor.py`). So the update is large-batch PPO (or A2C) at any worker count, never a sum of
 separate learners' steps. The driver keeps member 0's parameters and optimizer state (what it evaluates and
-checkpoints), counts the round's reports, and starts the next round. The members meet at a TCP store the driver
+checkpoints) and counts the round's reports; the next round is already queued behind it, so that the actors go
+from one round to the next without waiting for the driver. The members meet at a TCP store the driver
 hosts; each change of membership (a worker lost, restarted or added) forms a new group, a new "generation".
 
 Supervision matches the local backend: a call that raises brings back the actor's own traceback, an actor whose
@@ -48,6 +49,7 @@ from pacer.worker import WorkerSpec
 OBJECT_STORE_BYTES = 200 * 2**20
 STARTUP_S = 180.0  # allowance for an actor's first rollout: a new worker process imports torch, maybe on a busy node
 STOP_GRACE_S = 10.0
+AHEAD = 1  # rounds queued behind the one running: an actor never waits for the driver between rounds
 PAUSE_WAIT_S = 30.0
 NODE_WAIT_S = 30.0  # how long an unreachable actor's node may stay alive before the actor counts as crashed
 GROUP_TIMEOUT_S = 30.0  # gloo's bound on a collective whose peer died without the driver noticing first
@@ -104,6 +106,7 @@ class Round:
     members: list[int]
     calls: dict[int, Any]
     sent_at: float = field(default_factory=time.monotonic)
+    """When the round was sent, or, for a round queued behind another, when that one finished (its start)."""
     results: dict[int, Any] = field(default_factory=dict)
     lost: bool = False
 
@@ -122,10 +125,11 @@ class RayBackend:
                                                             scheduling_strategy="SPREAD")
         self.actors: dict[int, Any] = {}
         self.answered: set[int] = set()  # actors that finished a round (past start-up)
-        self.round: Round | None = None
+        self.flight: list[Round] = []  # rounds sent, oldest first: at most AHEAD + 1
+        self.last_round: tuple[int, int] | None = None  # env steps and episodes of the last round applied
         self.rounds = 0
         self.version = 0  # rounds applied to the driver's parameters
-        self.synced: dict[int, int] = {}  # rank -> the version its replica holds (after a round it took part in)
+        self.synced: dict[int, int] = {}  # rank -> the version its replica holds once its calls in flight are done
         self.payload: tuple[int, Any] | None = None  # (version, object ref of parameters and optimizer state)
         self.members: list[int] = []
         self.generation = 0
@@ -175,15 +179,21 @@ class RayBackend:
         self.synced.pop(spec.rank, None)
         self.members = []  # a new actor (a restart too): the next round forms a new group
 
-    def _begin_round(self) -> None:
+    def _begin_round(self) -> bool:
+        """Send the next round, if one may start: True when one was sent. A round may be queued behind the one in
+        flight (the same group, nothing lost), so that each actor starts its next rollout the moment it finishes a
+        round instead of waiting for the driver (the next round's parameters are the replica's own)."""
         rt = self.cfg.runtime
-        if self.paused or self.stopping or not self.actors or self.shared.budget_spent(rt.total_steps,
-                                                                                         rt.total_episodes):
-            return
+        if self.paused or self.stopping or not self.actors or len(self.flight) > AHEAD:
+            return False
+        if self.shared.budget_spent(rt.total_steps, rt.total_episodes) or not self._room_ahead():
+            return False
         self._locate(0.0)
         members = [rank for rank in sorted(self.actors) if rank in self.where]  # running: placed and started
         if not members:
-            return
+            return False
+        if self.flight and (members != self.flight[-1].members or self.flight[-1].lost):
+            return False  # a new group, or a broken one: only once the round in flight is settled
         if members != self.members:  # a new group (an actor lost, restarted or added): every member (re)joins it
             self.generation += 1
             self.members = members
@@ -191,51 +201,75 @@ class RayBackend:
                 self.actors[rank].join.remote(self.host, self.store.port, self.generation, index, len(members),
                                               GROUP_TIMEOUT_S, self.host.startswith("127."))
                 self.synced.pop(rank, None)
+        version = self.version + len(self.flight)  # what the rounds in flight will have made it
         payload = None
-        if any(self.synced.get(rank) != self.version for rank in members):
-            if self.payload is None or self.payload[0] != self.version:
+        if any(self.synced.get(rank) != version for rank in members):
+            if self.flight:
+                return False  # a replica must be loaded: that needs the driver's parameters at `version`
+            if self.payload is None or self.payload[0] != version:
                 values = [p.detach().numpy().copy() for p in self.shared.params]
-                self.payload = (self.version, self.ray.put((values, self.shared.optimizer_states[0])))
+                self.payload = (version, self.ray.put((values, self.shared.optimizer_states[0])))
             payload = self.payload[1]
         counters, stats = self.shared.counters(), self.shared.obs_stats()
-        calls = {rank: self.actors[rank].round.remote(self.rounds, self.version, [payload], counters["env_steps"],
-                                                      stats, self.shared.reward_stats(rank)) for rank in members}
-        self.round = Round(self.rounds, self.version, members, calls)
+        # a round queued behind another: the driver's count misses that one, whose steps the group tallies itself
+        behind = bool(self.flight)
+        calls = {rank: self.actors[rank].round.remote(self.rounds, version, [payload], counters["env_steps"],
+                                                      stats, self.shared.reward_stats(rank), behind)
+                 for rank in members}
+        for rank in members:
+            self.synced[rank] = version + 1
+        self.flight.append(Round(self.rounds, version, members, calls))
         self.rounds += 1
+        return True
+
+    def _room_ahead(self) -> bool:
+        """Whether the budget has room for one more round beyond those in flight (each as large as the last one
+        finished): a round queued ahead must not run past the budget that a round sent later would respect."""
+        if not self.flight:
+            return True
+        if self.last_round is None:
+            return False
+        rt, counters = self.cfg.runtime, self.shared.counters()
+        steps, episodes = (count * len(self.flight) for count in self.last_round)
+        return counters["env_steps"] + steps < rt.total_steps and (
+            rt.total_episodes is None or counters["episodes"] + episodes < rt.total_episodes)
 
     def poll(self, timeout: float) -> list[Report]:
         out, self.held = self.held, []
         self._judge_suspects()
-        if self.round is None:
-            self._begin_round()
-        current = self.round
-        if current is None:
+        while self._begin_round():
+            pass
+        if not self.flight:
             time.sleep(timeout)
             return out
+        current = self.flight[0]
         pending = {ref: rank for rank, ref in current.calls.items() if rank not in current.results}
         if pending:
             ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=timeout, fetch_local=True)
             for ref in ready:
-                self._answer(current, pending[ref], ref)
+                self._answer(pending[ref], ref)
         self._check_hang(current)
-        if len(current.results) == len(current.members):
-            out.extend(self._finish(current))
-            self.round = None
+        while self.flight and len(self.flight[0].results) == len(self.flight[0].members):
+            out.extend(self._finish(self.flight.pop(0)))
+            if self.flight:
+                self.flight[0].sent_at = time.monotonic()  # it starts now: its age counts from here
+        while self._begin_round():
+            pass
         return out
 
-    def _answer(self, current: Round, rank: int, ref: Any) -> None:
+    def _answer(self, rank: int, ref: Any) -> None:
         from ray import exceptions as errors
 
         try:
-            current.results[rank] = self.ray.get(ref)
+            self.flight[0].results[rank] = self.ray.get(ref)
         except errors.RayTaskError as exc:  # the actor's own code raised: its traceback comes with it
-            self._lose(current, rank, f"worker {rank} failed:\n{str(exc).rstrip()}")
+            self._lose(rank, f"worker {rank} failed:\n{str(exc).rstrip()}")
         except (errors.RayActorError, errors.ActorUnavailableError, errors.ObjectLostError) as exc:
             # A lost node is lost capacity, not a crash: no restart is spent on it. Ray says which it was when the
             # actor is known dead; an unreachable one waits until its node is declared dead or alive.
             node = self.where.get(rank, {}).get("node_id")
             message = f"worker {rank}'s actor died ({type(exc).__name__}: its process is gone)"
-            self._lose(current, rank, message, capacity=True)
+            self._lose(rank, message, capacity=True)
             if "its node has died" in str(exc):
                 self._suspects[rank] = (node, -1.0, message)  # Ray's word: the node died
             elif isinstance(exc, errors.ActorUnavailableError) and node is not None:
@@ -246,9 +280,10 @@ class RayBackend:
 
     def _finish(self, current: Round) -> list[Report]:
         """Every member answered: apply the round (member 0's parameters and optimizer state) unless a member was
-        lost or the group broke, in which case nothing is applied and every replica reloads next round."""
+        lost, the group broke or the round before it was void, in which case nothing is applied and every replica
+        reloads from the driver next round."""
         answers = {rank: result for rank, result in current.results.items() if result is not None}
-        if current.lost or any(result[0] != "ok" for result in answers.values()):
+        if current.lost or current.version != self.version or any(r[0] != "ok" for r in answers.values()):
             for rank in current.members:
                 self.synced.pop(rank, None)
             return []
@@ -263,15 +298,17 @@ class RayBackend:
         reports = []
         for rank in current.members:
             _, moments, _, report, rewards = answers[rank]
-            self.synced[rank] = self.version
             self.answered.add(rank)
             if moments is not None and self.shared.obs is not None:
                 self.shared.observe(rank, moments)
             if rewards is not None and self.shared.rewards is not None:
                 self.shared.rewards.write(rank, rewards)
-            self.shared.add(rank, report.env_steps, len(report.episode_returns), report.updates)
+            # the members took the same steps on their replicas: the run's parameters changed by the leader's count
+            updates = report.updates if rank == current.members[0] else 0
+            self.shared.add(rank, report.env_steps, len(report.episode_returns), updates)
             self.shared.beat(rank)
             reports.append(report)
+        self.last_round = (sum(r.env_steps for r in reports), sum(len(r.episode_returns) for r in reports))
         return reports
 
     def _check_hang(self, current: Round) -> None:
@@ -281,7 +318,7 @@ class RayBackend:
         if silent > allowed:
             for rank in current.members:
                 if rank not in current.results:
-                    self._lose(current, rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
+                    self._lose(rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
                                               f"(runtime.heartbeat_timeout {limit:g} s) and was killed")
 
     def _judge_suspects(self) -> None:
@@ -303,7 +340,7 @@ class RayBackend:
         """Whether Ray still counts the node alive (a node that died is marked so before its actors' calls fail)."""
         return any(node["NodeID"] == node_id and node["Alive"] for node in self.ray.nodes())
 
-    def _lose(self, current: Round | None, rank: int, message: str, capacity: bool = False) -> None:
+    def _lose(self, rank: int, message: str, capacity: bool = False) -> None:
         self.members = []  # the group is broken: the next round forms a new one
         if self.where.pop(rank, None) is not None:
             self.room -= 1
@@ -312,10 +349,11 @@ class RayBackend:
             self.ray.kill(actor, no_restart=True)
         if not capacity:  # a crash or a hang: the supervisor restarts it, within the run's restart budget
             self.dead.append((rank, message))
-        if current is not None and rank in current.members:
-            current.results[rank] = None
-            current.lost = True
-            self.store.set(f"g{self.generation}/abort", "1")  # releases the members waiting for it
+        for current in self.flight:
+            if rank in current.members:
+                current.results[rank] = None
+                current.lost = True
+                self.store.set(f"g{self.generation}/abort", "1")  # releases the members waiting for it
 
     def failures(self) -> list[tuple[int, str]]:
         dead, self.dead = self.dead, []
@@ -333,11 +371,11 @@ class RayBackend:
         return dataclasses.replace(self.specs[rank], seed=self.reseed(rank, self.restarts[rank]), state=None)
 
     def _drain(self, seconds: float) -> bool:
-        """Let the round in flight finish (its update counts), within `seconds`; True when none is left."""
+        """Let the rounds in flight finish (their updates count), within `seconds`; True when none is left."""
         deadline = time.monotonic() + seconds
-        while self.round is not None and time.monotonic() < deadline and not signals.FORCE.is_set():
+        while self.flight and time.monotonic() < deadline and not signals.FORCE.is_set():
             self.held.extend(self.poll(min(0.1, max(0.0, deadline - time.monotonic()))))
-        return self.round is None
+        return not self.flight
 
     def pause(self) -> bool:
         self.paused = True
@@ -387,7 +425,7 @@ class RayBackend:
         finally:
             for actor in self.actors.values():
                 self.ray.kill(actor, no_restart=True)
-            self.actors, self.round = {}, None
+            self.actors, self.flight = {}, []
             self.placements = {}  # what has not answered by now never will (and its refs die with a private Ray)
             self.store = None
             if self.started_ray:

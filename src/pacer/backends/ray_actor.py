@@ -13,6 +13,7 @@ group's store, or gloo's timeout) and raise `GroupBroken`; the driver drops the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import socket
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from pacer import normalize
+from pacer.config import Config
 from pacer.reports import Report
 from pacer.runtime import optim
 from pacer.runtime.store import ParamStore
@@ -31,6 +33,14 @@ from pacer.usercode import unwrap
 from pacer.worker import Worker, WorkerSpec
 
 BARRIER_POLL_S = 0.005
+
+
+def group_config(cfg: Config, size: int) -> Config:
+    """The config a member of a group of `size` learns with: with `runtime.group_minibatch` 'worker', each member's
+    rollout is split `size` times finer, so that the pooled minibatch is as large as a local worker's."""
+    if cfg.runtime.group_minibatch == "pooled" or size == 1 or cfg.algo.minibatches is None:
+        return cfg
+    return dataclasses.replace(cfg, algo=dataclasses.replace(cfg.algo, minibatches=cfg.algo.minibatches * size))
 
 
 class GroupBroken(RuntimeError):
@@ -80,15 +90,28 @@ class GroupLink:
         self.received: tuple[int, list[np.ndarray], list[dict[str, Any]]] | None = None
         self.store: ParamStore | None = None
         self.steps_seen = 0
+        self.behind = False  # whether `steps_seen` misses the round before this one (this one was queued behind it)
+        self.last = (-1, 0)  # this member's last round: its id and env steps
         self.stats: Any = None  # the run's observation moments, as the driver sent them
         self.moments: Any = None  # this rollout's, for the driver
         self.kept_rewards: Any = None  # this worker's reward-scaling moments, to and from the driver
 
-    def receive(self, round_id: int, version: int, payload: Any, env_steps: int, stats: Any) -> None:
+    def receive(self, round_id: int, version: int, payload: Any, env_steps: int, stats: Any, behind: bool) -> None:
         self.round_id, self.waited = round_id, False
         # sent only to replicas not at the driver's version: nothing sent means this replica is at it
         self.received = None if payload is None else (version, payload[0], payload[1])
-        self.steps_seen, self.stats = env_steps, stats
+        self.steps_seen, self.stats, self.behind = env_steps, stats, behind
+
+    def finished(self, steps: int) -> None:
+        """This member's round is done: its env steps go to the group's tally, which the next round reads when
+        the driver had not counted this one yet."""
+        self.last = (self.round_id, steps)
+        group = self.group
+        if group is not None and group.size > 1:
+            group.store.add(f"{group.prefix}r{self.round_id}/steps", steps)
+            if group.rank == 0:  # rounds long read by every member: dropped, so that the store stays small
+                for key in ("ready", "steps"):
+                    group.store.delete_key(f"{group.prefix}r{self.round_id - 3}/{key}")
 
     def pull(self, params: list[nn.Parameter]) -> int:
         """At a rollout's start, load the driver's parameters and optimizer state if the replica is not at its
@@ -121,7 +144,7 @@ class GroupLink:
         offset = 0
         for p in params:
             n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).clone()
+            p.grad = flat[offset:offset + n].view_as(p)  # views of this minibatch's own buffer
             offset += n
 
     def agree(self, stats: dict[str, float]) -> dict[str, float]:
@@ -171,6 +194,16 @@ class GroupLink:
         pass  # the driver counts, from the report
 
     def env_steps(self) -> int:
+        """The run's env steps before this rollout, the same on every member (they take the same step): the
+        driver's count, plus the group's tally of the round before when this round was queued behind it."""
+        if self.behind:
+            before, steps = self.last
+            if before != self.round_id - 1:
+                raise GroupBroken(f"round {self.round_id} was queued behind a round this replica did not finish")
+            if self.group is not None and self.group.size > 1:
+                self._sync()  # every member is past the round before: its tally is complete
+                steps = self.group.store.add(f"{self.group.prefix}r{before}/steps", 0)
+            self.steps_seen, self.behind = self.steps_seen + steps, False
         return self.steps_seen
 
     def beat(self) -> None:
@@ -207,26 +240,32 @@ class WorkerActor:
             self.join_error = f"joining group {generation} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
 
     def round(self, round_id: int, version: int, payload: list[Any], env_steps: int, stats: Any,
-              reward_stats: Any = None) -> tuple[str, Any, Any, Report | None, Any]:
+              reward_stats: Any = None, behind: bool = False) -> tuple[str, Any, Any, Report | None, Any]:
         """One rollout and the group's updates. Returns ('ok', moments, (params, optimizer state) from member 0,
-        report, reward-scaling moments) or ('aborted', why, ...) when the group broke (the replica then reloads from
-        the driver). `reward_stats` is what the run kept of this worker's (for a new actor: a restart, a resume)."""
+        report, reward-scaling moments) or ('aborted', why, ...) when the group broke or the round was queued behind
+        one that was void (the replica then reloads from the driver). The driver sends parameters only to a replica
+        that is not at `version`; a round queued behind another finds its replica there, and starts at once.
+        `reward_stats` is what the run kept of this worker's (for a new actor: a restart, a resume)."""
         import ray
 
         link = self.link
         link.kept_rewards = reward_stats
         if self.worker is None:  # built on the first call, so that a failure comes back as that call's error
             self.worker = Worker(self.spec, link)
+        self.worker.cfg = group_config(self.spec.config, 1 if link.group is None else link.group.size)
         if self.join_error is not None:
             return "aborted", self.join_error, None, None, None
+        if payload[0] is None and version != link.version:  # queued behind a round that was given up
+            return "aborted", f"the replica is not at version {version} (the round before was void)", None, None, None
         fresh = payload[0] is not None and version != link.version
-        link.receive(round_id, version, ray.get(payload[0]) if fresh else None, env_steps, stats)
+        link.receive(round_id, version, ray.get(payload[0]) if fresh else None, env_steps, stats, behind)
         try:
             report = self.worker.iterate()
         except GroupBroken as exc:
             link.version, link.moments = -1, None
             return "aborted", str(exc), None, None, None
         link.version = version + 1  # every member took the same steps: the replica is the driver's next version
+        link.finished(report.env_steps)
         state = link.state(self.worker.local_params) if link.group is None or link.group.rank == 0 else None
         return "ok", link.take_moments(), state, report, link.kept_rewards
 
