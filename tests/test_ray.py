@@ -273,7 +273,7 @@ def summed_rule(workers: int, rounds: int, steps: int, lr: float) -> float:
             with torch.no_grad():
                 param.copy_(w)
             for _ in range(steps):
-                store.apply([2 * (param.detach() - 1.0)], lr)  # the gradient of (w - 1)^2
+                store.apply((2 * (param.detach() - 1.0)).reshape(1), lr)  # the gradient of (w - 1)^2, flat
             change += param.detach() - w
         w = w + change
     return abs(float(w) - 1.0)
@@ -296,6 +296,6 @@ def test_eight_workers_learn_as_one_where_summed_updates_diverge(cluster: Any, t
            "log": {"run_dir": str(tmp_path / "eight"), "progress": False, "tensorboard": False}}
     result = pacer.train(cfg, preset="none")
     saved = checkpoint.load(result.checkpoint)
-    assert saved["counters"]["updates"] >= 30 * 8 * 8  # every worker took every step
+    assert saved["counters"]["updates"] >= 30 * 8  # 30 rounds or more of 8 group steps (counted once per step)
     assert abs(float(saved["model"]["w"]) - 1.0) < 0.05
     assert all_cpus_free()

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from torch import nn
+from torch import Tensor, nn
 
 
 class Link(Protocol):
     def pull(self, params: list[nn.Parameter]) -> int:
         """Copy the latest parameters of the run into `params` (the local model's); returns their version."""
 
-    def reduce(self, params: list[nn.Parameter]) -> None:
-        """Combine this update's gradients (`params[i].grad`) with those of the worker's group, in place, before they
-        are clipped and pushed: the mean over a data-parallel group; nothing for a worker that updates alone."""
+    def reduce(self, grad: Tensor) -> None:
+        """Combine this update's flat gradient with those of the worker's group, in place, before it is clipped and
+        pushed: the mean over a data-parallel group; nothing for a worker that updates alone."""
 
     def agree(self, stats: dict[str, float]) -> dict[str, float]:
         """The statistics a schedule decides on (approx-KL for `algo.target_kl`), the same on every worker of a
         group; as they are for a worker that updates alone."""
 
-    def push(self, params: list[nn.Parameter], lr: float) -> None:
-        """Hand in one update: the gradients in `params[i].grad`, to be applied with learning rate `lr`."""
+    def push(self, grad: Tensor, lr: float) -> None:
+        """Hand in one update: the flat gradient of every parameter (in `model.parameters()` order), to be applied
+        with learning rate `lr`."""
 
     def observe(self, moments: Any) -> None:
         """Add a rollout's observation moments (pacer/normalize.py) to the run's statistics."""

@@ -27,6 +27,7 @@ from pacer.link import Link
 from pacer.model import make_model
 from pacer.reports import Report
 from pacer.rollout import Collector
+from pacer.runtime import flat
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Worker:
         self.head = head_for(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())
+        flat.flatten_(self.local_params)  # views of one buffer: a pull is one copy (runtime/flat.py)
         self.norm = normalize.norm_of(self.model)
         link.pull(self.local_params)
         scaler = normalize.RewardScaler(self.env.num_envs, cfg.algo.gamma) if cfg.algo.scale_rewards else None
@@ -144,18 +146,20 @@ class Worker:
         tic = time.perf_counter()
         self.model.zero_grad(set_to_none=True)
         loss.backward()
+        # one flat gradient (zeros for a parameter the loss did not use): one norm, one all-reduce, one step
+        grad = flat.gather([p.grad for p in self.local_params], self.local_params)
         toc = time.perf_counter()
-        self.link.reduce(self.local_params)  # a data-parallel group averages its gradients before they are clipped
+        self.link.reduce(grad)  # a data-parallel group averages its gradients before they are clipped
         reduced = time.perf_counter()
         self.timings["sync"] += reduced - toc
         tic += reduced - toc  # the learn phase leaves out the wait for the group
         stats = {"loss": float(loss.item())}
         if algo.max_grad_norm is not None:
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.local_params, algo.max_grad_norm))
+            stats["grad_norm"] = flat.clip_norm_(grad, algo.max_grad_norm)
         toc = time.perf_counter()
         # the run's step count (summed shared counters) only when the schedule uses it
         steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
-        self.link.push(self.local_params, learning_rate(self.cfg, steps))
+        self.link.push(grad, learning_rate(self.cfg, steps))
         self.timings["learn"] += toc - tic
         self.timings["optimizer"] += time.perf_counter() - toc
         self.updates += 1

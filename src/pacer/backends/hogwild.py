@@ -1,9 +1,8 @@
 """The Hogwild link, for the inline and local backends: lock-free updates of parameters every worker shares.
 
-`pull` copies the shared parameters into the worker's local model; `push` copies (never aliases) the local gradients
-onto the shared parameters and steps the (shared or per-worker) optimizer on them, lock-free. Copying matters:
-aliasing the shared `.grad` to the local one, as older A3C code does, makes gradients accumulate across updates
-on torch >= 2, where `zero_grad()` sets them to None instead of zeroing in place.
+`pull` copies the shared parameters into the worker's local model (one copy when both are flat buffers:
+`runtime/flat.py`); `push` hands the update's flat gradient, a tensor of its own, to the shared parameters and steps
+the (shared or per-worker) optimizer on them, lock-free (`runtime/store.py`).
 """
 
 from __future__ import annotations
@@ -11,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pacer.config import Config
+from pacer.runtime import flat
 from pacer.runtime.shared import SharedState
 from pacer.runtime.store import ParamStore
 
@@ -22,25 +22,29 @@ class HogwildLink:
     def __init__(self, shared: SharedState, rank: int, cfg: Config) -> None:
         self.shared, self.rank = shared, rank
         self.shared_params = shared.params
-        for p in self.shared_params:
-            if p.grad is None:  # this process's own gradient buffer (not shared), written by copy every update
-                p.grad = torch.zeros_like(p)
         self.store = ParamStore(self.shared_params, shared.optimizer_slot(rank), cfg.algo.optimizer, cfg.algo.lr)
+        self.local: tuple[list[nn.Parameter], Tensor | None] | None = None  # the worker's parameters, and their flat
 
     def pull(self, params: list[nn.Parameter]) -> int:
+        if self.local is None or self.local[0] is not params:
+            self.local = (params, flat.view_of(list(params)))
+        local_flat = self.local[1]
         with torch.no_grad():
-            for local, shared in zip(params, self.shared_params, strict=True):
-                local.copy_(shared)
+            if local_flat is not None and self.store.flat is not None:
+                local_flat.copy_(self.store.flat)
+            else:
+                for local, shared in zip(params, self.shared_params, strict=True):
+                    local.copy_(shared)
         return 0  # Hogwild parameters change continuously: there are no versions to tell apart
 
-    def reduce(self, params: list[nn.Parameter]) -> None:
+    def reduce(self, grad: Tensor) -> None:
         pass  # each worker updates on its own gradients: nothing to combine
 
     def agree(self, stats: dict[str, float]) -> dict[str, float]:
         return stats
 
-    def push(self, params: list[nn.Parameter], lr: float) -> None:
-        self.store.apply([p.grad for p in params], lr)
+    def push(self, grad: Tensor, lr: float) -> None:
+        self.store.apply(grad, lr)
 
     def observe(self, moments: Any) -> None:
         self.shared.observe(self.rank, moments)  # this worker's own row: it is the only writer

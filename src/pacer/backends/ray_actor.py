@@ -124,7 +124,7 @@ class GroupLink:
             with torch.no_grad():
                 for local, value in zip(params, values, strict=True):
                     local.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
-            optim.load_state([self.store.optimizer.state[p] for p in params], state)
+            optim.load_state(self.store.state, state)
             self.version = version
         return self.version
 
@@ -133,19 +133,12 @@ class GroupLink:
             self.group.barrier(self.round_id)
             self.waited = True
 
-    def reduce(self, params: list[nn.Parameter]) -> None:
+    def reduce(self, grad: Tensor) -> None:
         if self.group is None or self.group.size == 1:
             return
         self._sync()
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        self._all_reduce(flat)
-        flat /= self.group.size
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p)  # views of this minibatch's own buffer
-            offset += n
+        self._all_reduce(grad)
+        grad /= self.group.size
 
     def agree(self, stats: dict[str, float]) -> dict[str, float]:
         if self.group is None or self.group.size == 1 or "approx_kl" not in stats:
@@ -163,9 +156,9 @@ class GroupLink:
         except RuntimeError as exc:  # a peer's connection closed, or gloo's timeout: the group is gone
             raise GroupBroken(f"the group's all-reduce failed: {str(exc).splitlines()[0]}") from None
 
-    def push(self, params: list[nn.Parameter], lr: float) -> None:
+    def push(self, grad: Tensor, lr: float) -> None:
         assert self.store is not None
-        self.store.apply([p.grad for p in params], lr)  # the replica's own gradients: applied in place
+        self.store.apply(grad, lr)  # to the replica, in place
 
     def observe(self, moments: Any) -> None:
         self.moments = moments if self.moments is None else normalize.combine(self.moments, moments)
@@ -181,7 +174,7 @@ class GroupLink:
         """The replica's parameters and optimizer state, as plain arrays for the driver."""
         assert self.store is not None
         values = [p.detach().numpy().copy() for p in params]
-        state = [{k: v.clone() for k, v in self.store.optimizer.state[p].items()} for p in params]
+        state = [{k: v.clone() for k, v in entry.items()} for entry in self.store.state]
         return values, state
 
     def reward_stats(self) -> Any:

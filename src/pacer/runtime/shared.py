@@ -19,7 +19,7 @@ from torch import nn
 
 from pacer import normalize
 from pacer.config import Config
-from pacer.runtime import optim
+from pacer.runtime import flat, optim
 
 COUNTERS = ("env_steps", "episodes", "updates")
 
@@ -188,6 +188,7 @@ def create(cfg: Config, model: nn.Module, ctx: Any, in_shared_memory: bool) -> S
     workers = cfg.runtime.workers
     slots = 1 if cfg.algo.shared_optimizer else workers
     params = list(model.parameters())
+    flat.flatten_(params)  # views of one buffer, shared as one: a worker's pull is one copy, its step one tensor
     states = [optim.new_state(cfg.algo.optimizer, params) for _ in range(slots)]
     norm = normalize.norm_of(model)
     obs = None if norm is None else Rows.zeros(workers + 1, 1 + 2 * norm.mean.numel())

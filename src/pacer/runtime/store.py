@@ -1,37 +1,47 @@
 """The parameter store: parameters, the optimizer state that updates them, and a version, in one place.
 
-An update is a list of gradients (None where a parameter got none) and a learning rate; `apply` puts them on the
-parameters' `.grad` by copy, never by alias (older A3C code aliased the shared `.grad` to the local one, which makes
-gradients accumulate on torch >= 2, where `zero_grad()` sets them to None), and steps the optimizer bound to the
-state. The Hogwild link applies to parameters in shared memory; a Ray actor applies to its replica of the run's
+An update is one flat gradient (every parameter's, in order; `runtime/flat.py`) and a learning rate. When the
+parameters are views of one flat tensor and the optimizer state is made of flat moments (as `SharedState` and
+`optim.new_state` make them), the optimizer steps that one tensor: a handful of operations per update, whatever
+the number of layers. Otherwise each parameter gets its slice of the gradient, and the optimizer steps each.
+The gradient is set on the parameters by reference, never accumulated into: older A3C code aliased the shared
+`.grad` to the local one, which makes gradients pile up on torch >= 2, where `zero_grad()` sets them to None.
+The Hogwild link applies to parameters in shared memory; a Ray actor applies to its replica of the run's
 parameters, after averaging the gradients with its group. The same code either way, testable without either.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from pacer.runtime import optim
+from pacer.runtime import flat, optim
 
 
 class ParamStore:
     def __init__(self, params: list[nn.Parameter], state: optim.OptimizerState, kind: str, lr: float) -> None:
-        self.params = params
-        self.optimizer = optim.bind(kind, params, state, lr)
+        self.params, self.state = params, state
+        self.flat = flat.view_of(list(params))
+        moments = optim.flat_state(state)
+        if self.flat is not None and moments is not None:
+            self.optimizer = optim.bind(kind, [self.flat], [moments], lr)
+        else:
+            self.flat = None
+            self.optimizer = optim.bind(kind, params, state, lr)
         self.version = 0
         """Updates applied through this store."""
 
-    def apply(self, grads: list[Tensor | None], lr: float) -> None:
-        with torch.no_grad():
-            for param, grad in zip(self.params, grads, strict=True):
-                if grad is None:  # unused by this loss: no gradient, so the optimizer leaves it alone
-                    param.grad = None
-                elif param.grad is None:
-                    param.grad = grad.clone()
-                elif param.grad is not grad:
-                    param.grad.copy_(grad)
+    def apply(self, grad: Tensor, lr: float) -> None:
+        """One optimizer step with `grad`, the flat gradient of every parameter (a tensor of its own: it is
+        referenced until the next update, not copied)."""
+        if self.flat is not None:
+            self.flat.grad = grad
+        else:
+            offset = 0
+            for param in self.params:
+                param.grad = grad[offset:offset + param.numel()].view_as(param)
+                offset += param.numel()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
         self.version += 1
+

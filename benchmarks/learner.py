@@ -1,0 +1,84 @@
+"""Per-minibatch profile of the learner: where one PPO update of an env's preset spends its time.
+
+    python benchmarks/learner.py [--env LunarLander-v3] [--updates 2000] [--repeats 3]
+
+One worker of the preset (the inline backend's Hogwild link, parameters in this process), one rollout collected,
+then `--updates` minibatch updates timed phase by phase, as the worker makes them: pull (the latest parameters
+into the local model), loss (forward and the loss terms), backward+clip (`Worker.step` up to the optimizer: the
+backward pass, the gradient's norm and clipping), optimizer (the step on the run's parameters). One torch thread,
+as in a worker. Prints each phase's median microseconds per update over `--repeats` passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+import torch
+
+from pacer.algos import Batch, get_algo, prepare
+from pacer.backends.hogwild import HogwildLink
+from pacer.envs import make_vector_env
+from pacer.model import make_model
+from pacer.runconfig import complete, resolve
+from pacer.runtime import shared as shared_state
+from pacer.worker import Worker, WorkerSpec
+
+PHASES = ("pull", "loss", "backward+clip", "optimizer")
+
+
+def profile(env: str, updates: int) -> dict[str, float]:
+    cfg, _ = resolve({"env": {"id": env}, "runtime": {"workers": 1}})
+    cfg = complete(cfg, Path("/tmp/pacer-learner-profile"))
+    probe = make_vector_env(cfg.env.id, 1, cfg.env.max_episode_steps, kwargs=cfg.env.kwargs)
+    model = make_model(cfg.model, probe.single_observation_space, probe.single_action_space)
+    probe.close()
+    shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=False)
+    algorithm = get_algo(cfg.algo.name)
+    worker = Worker(WorkerSpec(cfg, 0, 0, algorithm), HogwildLink(shared, 0, cfg))
+    rollout = worker.collector.collect(cfg.algo.n_steps)
+    batch = prepare(rollout, cfg.algo, algorithm.targets)
+    assert cfg.algo.minibatches is not None
+    size = batch.obs.shape[0] // cfg.algo.minibatches
+    gen = torch.Generator().manual_seed(0)
+    spent = dict.fromkeys(PHASES, 0.0)
+    link, params = worker.link, worker.local_params
+    for _ in range(updates):
+        order = torch.randperm(batch.obs.shape[0], generator=gen)[:size]
+        minibatch = Batch(*(x[order] for x in batch))
+        t0 = time.perf_counter()
+        link.pull(params)
+        t1 = time.perf_counter()
+        loss = algorithm.loss(worker.model, worker.head, minibatch, cfg.algo).total(cfg.algo)
+        t2 = time.perf_counter()
+        before = dict(worker.timings)
+        worker.step(loss)  # the worker's own update: backward, gradient, clip, optimizer step
+        t3 = time.perf_counter()
+        optimizer = worker.timings["optimizer"] - before["optimizer"]
+        for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2 - optimizer, optimizer), strict=True):
+            spent[phase] += seconds
+    worker.close()
+    return {phase: spent[phase] / updates * 1e6 for phase in PHASES} | {"rows": float(size)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env", default="LunarLander-v3")
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    runs = [profile(args.env, args.updates) for _ in range(args.repeats)]
+    med = {phase: statistics.median(run[phase] for run in runs) for phase in PHASES}
+    print(f"{args.env}: {int(runs[0]['rows'])} rows a minibatch; median us per update over {args.repeats} passes "
+          f"of {args.updates}: " + ", ".join(f"{phase} {med[phase]:.0f}" for phase in PHASES)
+          + f"; total {sum(med.values()):.0f}")
+
+
+if __name__ == "__main__":
+    main()
