@@ -24,11 +24,11 @@ def new_state(kind: str, params: list[nn.Parameter]) -> OptimizerState:
     moment is one flat tensor, and each parameter's entry holds views of it; the entries share one step count (the
     optimizer steps every parameter together), so that `ParamStore` can step the flat tensors in one go."""
     keys = ("exp_avg", "exp_avg_sq") if kind == "adam" else ("square_avg",)
+    if len({p.dtype for p in params}) != 1:  # mixed dtypes cannot share a buffer: separate tensors, separate steps
+        return [{"step": torch.zeros((), dtype=torch.float32), **{key: torch.zeros_like(p) for key in keys}}
+                for p in params]
     step = torch.zeros((), dtype=torch.float32)
-    if len({p.dtype for p in params}) == 1:
-        views = {key: flat.zeros_like_all(list(params))[1] for key in keys}
-    else:  # mixed dtypes cannot share a buffer
-        views = {key: [torch.zeros_like(p) for p in params] for key in keys}
+    views = {key: flat.zeros_like_all(list(params))[1] for key in keys}
     return [{"step": step, **{key: views[key][i] for key in keys}} for i in range(len(params))]
 
 

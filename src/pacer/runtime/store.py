@@ -22,7 +22,10 @@ class ParamStore:
         self.params, self.state = params, state
         self.flat = flat.view_of(list(params))
         moments = optim.flat_state(state)
-        if self.flat is not None and moments is not None:
+        if moments is not None:  # one step count for every parameter: only a step of them all together keeps it
+            if self.flat is None:
+                raise ValueError("a flat optimizer state needs parameters that are views of one buffer "
+                                 "(pacer.runtime.flat.flatten_)")
             self.optimizer = optim.bind(kind, [self.flat], [moments], lr)
         else:
             self.flat = None
@@ -38,7 +41,7 @@ class ParamStore:
         else:
             offset = 0
             for param in self.params:
-                param.grad = grad[offset:offset + param.numel()].view_as(param)
+                param.grad = grad[offset:offset + param.numel()].view_as(param).to(param.dtype)
                 offset += param.numel()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
