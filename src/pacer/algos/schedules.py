@@ -51,8 +51,10 @@ def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, l
         order = torch.randperm(n, generator=rng) if cfg.minibatches > 1 else torch.arange(n)
         if n < cfg.minibatches:
             order = order.repeat(cfg.minibatches // n + 1)
+        # shuffled once an epoch; each minibatch is then a slice (a view), not a gather of its own
+        shuffled = batch if cfg.minibatches == 1 else Batch(*(x[order] for x in batch))
         for start in range(0, cfg.minibatches * size, size):
-            minibatch = batch if cfg.minibatches == 1 else Batch(*(x[order[start:start + size]] for x in batch))
+            minibatch = shuffled if cfg.minibatches == 1 else Batch(*(x[start:start + size] for x in shuffled))
             loss, stats = learner.loss(minibatch)
             if cfg.target_kl is not None and stats.get("approx_kl", 0.0) > KL_MARGIN * cfg.target_kl:
                 return _mean(totals, updates, stopped_early=1.0), updates
