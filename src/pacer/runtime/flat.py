@@ -30,14 +30,14 @@ def flatten_(params: Sequence[nn.Parameter]) -> Tensor | None:
     return buffer
 
 
-def zeros_like_all(tensors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """A zero flat tensor the size of `tensors` together, and its views shaped like each of them."""
+def zeros_like_all(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """Zeros shaped like each of `tensors`, as consecutive views of one new flat tensor."""
     buffer = torch.zeros(sum(t.numel() for t in tensors), dtype=tensors[0].dtype)
     views, offset = [], 0
     for t in tensors:
         views.append(buffer[offset:offset + t.numel()].view_as(t))
         offset += t.numel()
-    return buffer, views
+    return views
 
 
 def view_of(tensors: Sequence[Tensor]) -> Tensor | None:

@@ -28,7 +28,7 @@ def new_state(kind: str, params: list[nn.Parameter]) -> OptimizerState:
         return [{"step": torch.zeros((), dtype=torch.float32), **{key: torch.zeros_like(p) for key in keys}}
                 for p in params]
     step = torch.zeros((), dtype=torch.float32)
-    views = {key: flat.zeros_like_all(list(params))[1] for key in keys}
+    views = {key: flat.zeros_like_all(params) for key in keys}
     return [{"step": step, **{key: views[key][i] for key in keys}} for i in range(len(params))]
 
 
