@@ -9,14 +9,15 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
+from pacer import runconfig
 from pacer.config import Config
 from pacer.envs import spaces_of, stop_target
 from pacer.errors import PacerError
-from pacer.presets import announce, choose, resolve
+from pacer.presets import CONTINUOUS, announce, choose, resolve
 
 
 @pytest.mark.parametrize(("config", "picked"), [
-    (None, None),  # CartPole with PPO: the defaults are tuned for it
+    (None, "cartpole"),  # CartPole with PPO: the defaults, named so that no env is made to choose
     ({"env": {"id": "LunarLander-v3"}}, "lunarlander"),
     ({"env.id": "LunarLander-v3", "env.kwargs.continuous": True}, "lunarlander-continuous"),
     ({"env": {"id": "HalfCheetah-v5"}}, "halfcheetah"),
@@ -59,7 +60,50 @@ def test_the_cli_says_which_preset_it_picked(tmp_path: Path) -> None:
     assert "pacer: using preset 'acrobot', tuned for Acrobot-v1 (--preset none for the plain defaults)" in err
     assert "envs_per_worker: 16" in saved
     err, saved = run("--preset", "none")
-    assert "using preset" not in err and "envs_per_worker: 256" in saved
+    assert "using preset" not in err and "envs_per_worker: 32" in saved
+
+
+@pytest.mark.parametrize(("env_id", "kind", "line"), [
+    ("Walker2d-v5", "continuous", "pacer: no preset for Walker2d-v5; Box actions, so the continuous-control recipe "
+     "'continuous': PPO, 8 envs per worker, 256-step rollouts, 10 epochs, running observation normalization, reward "
+     "scaling (--preset none for the plain defaults)"),
+    ("MountainCarContinuous-v0", "continuous", None),
+    ("MountainCar-v0", "discrete", "pacer: no preset for MountainCar-v0; discrete actions, so the general recipe "
+     "'discrete' (the defaults): PPO, 32 envs per worker, 32-step rollouts, 4 epochs x 8 minibatches"),
+    ("helpers:make_cartpole", "discrete", None),
+])
+def test_an_env_without_a_preset_gets_the_recipe_for_its_actions(env_id: str, kind: str, line: str | None) -> None:
+    cfg, notes = runconfig.resolve({"env": {"id": env_id}, "algo": {"lr": 1e-4}})
+    assert [kind] == [runconfig.kind_of({"env": {"id": env_id}})]
+    assert len(notes) == 1 and notes[0].startswith(f"pacer: no preset for {env_id}; ")
+    if line is not None:
+        assert notes[0] == line
+    plain = Config.from_dict({"env": {"id": env_id}, "algo": {"lr": 1e-4}})
+    if kind == "continuous":
+        assert (cfg.env.envs_per_worker, cfg.algo.n_steps, cfg.model.normalize_input) == (
+            CONTINUOUS["env"]["envs_per_worker"], CONTINUOUS["algo"]["n_steps"], "running")
+    else:
+        assert cfg == plain
+    assert cfg.algo.lr == 1e-4  # the config still overrides the recipe
+    none_cfg, none_notes = runconfig.resolve({"env": {"id": env_id}, "algo": {"lr": 1e-4}}, preset="none")
+    assert none_cfg == plain and none_notes == []
+
+
+def test_a_named_preset_makes_no_env_to_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(wanted: dict) -> str:
+        raise AssertionError("made an env")
+
+    monkeypatch.setattr(runconfig, "kind_of", refuse)
+    assert runconfig.resolve(None)[1] == ["pacer: using preset 'cartpole', tuned for CartPole-v1 (--preset none "
+                                          "for the plain defaults)"]
+    runconfig.resolve({"env": {"id": "Hopper-v5"}})
+    with pytest.raises(AssertionError, match="made an env"):
+        runconfig.resolve({"env": {"id": "Walker2d-v5"}})
+
+
+def test_an_unknown_env_is_refused_before_a_recipe_is_chosen() -> None:
+    with pytest.raises(PacerError, match=r"^unknown environment 'CartPoel-v1' \(did you mean 'CartPole-v1'"):
+        runconfig.resolve({"env": {"id": "CartPoel-v1"}})
 
 
 @pytest.mark.parametrize(("env_id", "setting", "target"), [

@@ -101,6 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     pl.add_argument("--out", type=Path, default=Path("learning-curve.png"))
     pl.add_argument("--x", choices=["env_steps", "time"], default="env_steps", help="horizontal axis")
+    tu = sub.add_parser("tune", help="search an env's hyperparameters with Optuna (TPE sampler, median pruner), "
+                        "trials in parallel; writes the best as a config YAML (needs the tune extra)")
+    tu.add_argument("--env", default="CartPole-v1", help="Gymnasium id or module:factory")
+    tu.add_argument("--algo", default="ppo", help="the algorithm whose settings are searched")
+    tu.add_argument("--config", type=Path, help="YAML with fixed settings; the search overrides what it samples")
+    tu.add_argument("--preset", default="auto", help="what the trials start from (default: the env's preset or "
+                    "recipe)")
+    tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a fixed setting (repeatable)")
+    tu.add_argument("--trials", type=_integer, default=20, help="trials in the study, earlier runs of it included")
+    tu.add_argument("--parallel", type=_integer, default=2, help="trials trained at once")
+    tu.add_argument("--steps", type=_integer, default=100_000, help="env steps per trial")
+    tu.add_argument("--workers", type=_integer, default=1, help="workers per trial")
+    tu.add_argument("--backend", default="local", help="where each trial's workers run: local, inline or ray")
+    tu.add_argument("--address", help="ray: the cluster the trials' workers join ('auto' or host:port)")
+    tu.add_argument("--seed", type=_integer, default=100, help="the trials' seed (tune on seeds you do not report)")
+    tu.add_argument("--evaluations", type=_integer, default=10, help="greedy evaluations per trial (pruning points)")
+    tu.add_argument("--dir", type=Path, help="the study's directory (default runs/tune-<env>): study.db, trials/, "
+                    "best.yaml; the same command continues the study in it")
+    tu.add_argument("--study-name", help="default: the env id")
     from pacer.bench.commands import add_parser as add_bench
 
     add_bench(sub)
@@ -133,7 +152,8 @@ def _run(argv: list[str] | None) -> int:
         if extra:  # reported here, where the subcommand is known, so that the hint names its --help
             where = " ".join(["pacer", args.command, *([args.bench] if args.command == "bench" else [])])
             raise PacerError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
-        commands = {"train": _train, "eval": _eval, "export": _export, "plot": _plot, "bench": _bench}
+        commands = {"train": _train, "eval": _eval, "export": _export, "plot": _plot, "bench": _bench,
+                    "tune": _tune}
         return commands[args.command](args)
     except (Terminated, KeyboardInterrupt) as stop:
         saved = "; the run stopped cleanly and saved a final checkpoint" if command == "train" else ""
@@ -246,6 +266,38 @@ def _bench(args: argparse.Namespace) -> int:
     from pacer.bench.commands import run
 
     return run(args)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from pacer import runconfig
+    from pacer.config import parse_settings
+
+    for flag in ("trials", "parallel", "steps", "workers", "evaluations"):
+        if getattr(args, flag) < 1:
+            raise PacerError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if importlib.util.find_spec("optuna") is None:
+        raise PacerError("pacer tune needs Optuna: pip install -e '.[tune]'")
+    overrides = {"env.id": args.env, "algo.name": args.algo, "runtime.workers": args.workers,
+                 "runtime.backend": args.backend, **parse_settings(args.set)}
+    if args.address is not None:
+        overrides["runtime.address"] = args.address
+    cfg, notes = runconfig.resolve(args.config, preset=args.preset, overrides=overrides)
+    for line in notes:
+        print(line, file=sys.stderr)
+    from pacer.tune import TuneSpec, tune
+
+    base = {name: section for name, section in cfg.to_dict().items() if name != "log"}
+    name = str(cfg.env.id).replace(":", "_").replace("/", "_")
+    spec = TuneSpec(base, args.trials, args.parallel, args.steps, args.dir or Path("runs") / f"tune-{name}",
+                    args.seed, args.evaluations, study_name=args.study_name)
+    kind = runconfig.kind_of({"env": {"id": cfg.env.id, "kwargs": cfg.env.kwargs}})
+    result = tune(spec, cfg.algo.name, kind == "continuous", lambda line: print(line, flush=True))
+    counts = ", ".join(f"{n} {state}" for state, n in result["trials"].items())
+    print(f"study {result['study']!r}: {counts}; best trial {result['best_trial']}: {result['best_value']:.1f}")
+    print(f"wrote {result['config']}; train with: pacer train --config {result['config']}")
+    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:

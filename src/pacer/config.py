@@ -23,9 +23,10 @@ class EnvConfig:
     id: Any = field(default="CartPole-v1", metadata={"required": True})
     """A Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1, ...) or `package.module:factory`
     naming a callable that returns a `gymnasium.Env` (from Python, also the picklable callable itself)."""
-    envs_per_worker: int = field(default=256, metadata={"min": 1})
-    """Environments stepped together by one worker, with one batched forward pass per step. 256 on CartPole: 4.6x
-    the env steps/s of 32 for 1.3-1.8x the time to solve (BENCHMARKS.md, "Speed on real tasks")."""
+    envs_per_worker: int = field(default=32, metadata={"min": 1})
+    """Environments stepped together by one worker, with one batched forward pass per step. More envs step faster
+    but learn less per env step: on CartPole 256 gave 4.6x the env steps/s of 32 and needed 5-7x the env steps to
+    solve; a small custom env learned worse within a budget (BENCHMARKS.md, issue 21)."""
     termination_reward: float | None = None
     """If set, replaces the reward of a step that *terminates* an episode (not one that is truncated)."""
     max_episode_steps: int | None = field(default=None, metadata={"min": 1})

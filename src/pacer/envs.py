@@ -90,6 +90,17 @@ def spaces_of(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping
         env.close()
 
 
+def action_kind(env_id: Any, kwargs: Mapping[str, Any] | None = None) -> str | None:
+    """'continuous' for Box actions, 'discrete' for Discrete, MultiDiscrete and MultiBinary ones, None otherwise:
+    which recipe an env without a preset of its own gets (pacer.presets.FAMILIES)."""
+    action_space = spaces_of(env_id, kwargs=kwargs)[1]
+    if isinstance(action_space, gym.spaces.Box):
+        return "continuous"
+    if isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return "discrete"
+    return None
+
+
 def spec_max_episode_steps(env_id: Any) -> int | None:
     """The time limit of a registered Gymnasium id (None for a factory, or an id without one)."""
     if callable(env_id) or ":" in env_id or env_id not in gym.registry:

@@ -1,9 +1,10 @@
-"""Named configurations. Each is a nested dict of overrides on the defaults (which are tuned for CartPole-v1).
+"""Named configurations. Each is a nested dict of overrides on the defaults (a general recipe for Discrete actions).
 
 A preset that names an env (and, unless it is PPO, an algorithm) is picked automatically for a run of that env
-with that algorithm: `pacer train --env LunarLander-v3` trains with "lunarlander". `--preset none` opts out;
-the config file and flags still override whatever a preset sets. Presets were tuned on seeds other than the
-ones BENCHMARKS.md reports.
+with that algorithm: `pacer train --env LunarLander-v3` trains with "lunarlander". An env with no preset of its
+own gets a recipe for its kind of actions: "continuous" for Box actions, "discrete" (the defaults) otherwise.
+`--preset none` opts out; the config file and flags still override whatever a preset sets. Presets were tuned on
+seeds other than the ones BENCHMARKS.md reports.
 """
 
 from __future__ import annotations
@@ -13,16 +14,37 @@ from typing import Any
 from pacer.config import AlgoConfig, Config, merge, nest
 from pacer.errors import PacerError, did_you_mean
 
+# For Box actions with no preset of their own: PPO as in the MuJoCo benchmarks of the PPO paper, CleanRL and SB3
+# (normalized observations and rewards, orthogonal init, 10 epochs over 2,048-step rollouts). Minibatches tuned on
+# HalfCheetah-v5 seed 101 for the greedy return after 300 s of training: 16 gave 4,646, 8 gave 4,478.
+CONTINUOUS: dict[str, Any] = {
+    "env": {"envs_per_worker": 8},
+    "model": {"normalize_input": "running", "init": "orthogonal"},
+    "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 16, "lr": 3e-4, "lr_schedule": "constant",
+             "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
+    "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
+}
+# What an env with no preset of its own gets, by its kind of actions (pacer.envs.action_kind). The defaults are the
+# general recipe for discrete actions, so "discrete" adds nothing to them.
+FAMILIES: dict[str, dict[str, Any]] = {"continuous": CONTINUOUS, "discrete": {}}
+FAMILY_TEXT = {
+    "continuous": "Box actions, so the continuous-control recipe 'continuous': PPO, 8 envs per worker, 256-step "
+                  "rollouts, 10 epochs, running observation normalization, reward scaling",
+    "discrete": "discrete actions, so the general recipe 'discrete' (the defaults): PPO, 32 envs per worker, 32-step "
+                "rollouts, 4 epochs x 8 minibatches",
+}
 
-def _mujoco(env_id: str) -> dict[str, Any]:
-    """PPO for MuJoCo locomotion: normalized observations and rewards, orthogonal init. Minibatches tuned on
-    HalfCheetah-v5 seed 101 for the greedy return after 300 s of training: 16 gave 4,646, 8 gave 4,478."""
+
+def _zoo_mujoco(env_id: str, batch: int, hp: dict[str, Any], budget: int = 2_000_000) -> dict[str, Any]:
+    """PPO with an rl-baselines3-zoo MuJoCo recipe (hyperparams/ppo.yml): one env per worker, `batch`-row
+    minibatches of each 512-step rollout, 256x256 ReLU actor and critic with torch's init, a small initial action
+    noise (log-std -2), observations and rewards normalized with the algorithm's discount (VecNormalize)."""
     return {
-        "env": {"id": env_id, "envs_per_worker": 8},
-        "model": {"normalize_input": "running", "init": "orthogonal"},
-        "algo": {"name": "ppo", "n_steps": 256, "epochs": 10, "minibatches": 16, "lr": 3e-4,
-                 "lr_schedule": "constant", "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
-        "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
+        "env": {"id": env_id, "envs_per_worker": 1},
+        "model": {"hidden": [256, 256], "activation": "relu", "normalize_input": "running", "log_std_init": -2.0},
+        "algo": merge({"name": "ppo", "n_steps": 512, "minibatches": 512 // batch, "lr_schedule": "constant",
+                       "scale_rewards": True}, hp),
+        "runtime": {"total_steps": budget, "eval_every": 50_000, "eval_episodes": 5},
     }
 
 
@@ -49,6 +71,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lr_schedule": "constant", "normalize_advantages": False},
         "runtime": {"workers": 7, "total_episodes": 7000, "total_steps": 10_000_000, "eval_every": 50_000},
     },
+    # CartPole-v1 with PPO trains on the defaults (tuned on it, seeds 100-104, for the time from the command to a
+    # solved policy); named so that `pacer train` need not make an env to choose a recipe.
+    "cartpole": {"env": {"id": "CartPole-v1"}},
     "acrobot": {
         # as validated in BENCHMARKS.md, not the later CartPole defaults (256 envs, 8 minibatches)
         "env": {"id": "Acrobot-v1", "envs_per_worker": 16},
@@ -78,23 +103,35 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "gamma": 0.999, "gae_lambda": 0.98, "entropy_coef": 0.0, "scale_rewards": True},
         "runtime": {"total_steps": 2_000_000, "eval_every": 100_000},
     },
-    "halfcheetah": _mujoco("HalfCheetah-v5"),
-    "hopper": _mujoco("Hopper-v5"),
+    # MuJoCo: the zoo's tuned entries for HalfCheetah and Hopper (v4 there), its Swimmer entry, and its defaults for
+    # Ant (the continuous recipe below is the same PPO with 8 envs per worker).
+    "halfcheetah": _zoo_mujoco("HalfCheetah-v5", 64, {
+        "gamma": 0.98, "gae_lambda": 0.92, "lr": 2.0633e-5, "entropy_coef": 4.01762e-4, "clip_range": 0.1,
+        "epochs": 20, "max_grad_norm": 0.8, "value_coef": 0.58096}),
+    "hopper": _zoo_mujoco("Hopper-v5", 32, {
+        "gamma": 0.999, "gae_lambda": 0.99, "lr": 9.80828e-5, "entropy_coef": 2.29519e-3, "clip_range": 0.2,
+        "epochs": 5, "max_grad_norm": 0.7, "value_coef": 0.835671}),
+    "ant": merge(CONTINUOUS, {"env": {"id": "Ant-v5"}}),
+    "swimmer": merge(CONTINUOUS, {"env": {"id": "Swimmer-v5", "envs_per_worker": 4},
+                                  "algo": {"n_steps": 1024, "minibatches": 16, "lr": 6e-4, "gamma": 0.9999,
+                                           "gae_lambda": 0.98}}),
     # a2c and a3c: one update per short rollout. On pacer's runtime both run asynchronously (Hogwild); a3c shares
     # its optimizer's statistics between workers (shared RMSprop, as in the A3C paper), a2c keeps one per worker.
     "cartpole-a2c": _one_step("CartPole-v1", "a2c", entropy_coef=0.0),
     "cartpole-a3c": _one_step("CartPole-v1", "a3c", entropy_coef=0.0),
     "acrobot-a2c": _one_step("Acrobot-v1", "a2c", entropy_coef=0.01),
     "acrobot-a3c": _one_step("Acrobot-v1", "a3c", entropy_coef=0.01),
+    **FAMILIES,  # by name too: `--preset continuous`
 }
 
 
 AUTO_EXCLUDED = ("classic-da2c",)  # a historical baseline, chosen only by name
 
 
-def choose(config: dict[str, Any] | None, preset: str | None) -> str | None:
-    """The preset a run uses: 'auto' picks the one made for the config's env and algorithm (None when there is
-    none), 'none' (or None) uses none, anything else is a preset name (checked by `resolve`)."""
+def choose(config: dict[str, Any] | None, preset: str | None, kind: str | None = None) -> str | None:
+    """The preset a run uses: 'auto' picks the one made for the config's env and algorithm, or when there is none
+    the family for `kind`, the env's kind of actions ('continuous', 'discrete'; None: no family); 'none' (or None)
+    uses none; anything else is a preset name (checked by `resolve`)."""
     if preset in (None, "none"):
         return None
     if preset != "auto":
@@ -103,8 +140,14 @@ def choose(config: dict[str, Any] | None, preset: str | None) -> str | None:
     env = wanted.get("env", {})
     env_id, kwargs = env.get("id", "CartPole-v1"), env.get("kwargs") or {}
     algo = wanted.get("algo", {}).get("name", AlgoConfig.name)
+    named = named_for(env_id, kwargs, algo)
+    return named if named is not None or kind not in FAMILIES else kind
+
+
+def named_for(env_id: Any, kwargs: dict[str, Any], algo: str) -> str | None:
+    """The preset made for this env (with these kwargs) and algorithm, if any."""
     for name, body in PRESETS.items():
-        if name in AUTO_EXCLUDED or body["env"]["id"] != env_id:
+        if name in AUTO_EXCLUDED or body.get("env", {}).get("id") != env_id:
             continue
         if (body["env"].get("kwargs") or {}) != kwargs:  # LunarLander-v3 vs LunarLander-v3 continuous=True
             continue
@@ -113,14 +156,20 @@ def choose(config: dict[str, Any] | None, preset: str | None) -> str | None:
     return None
 
 
-def resolve(config: Config | dict[str, Any] | None = None, preset: str | None = None) -> Config:
+def needs_kind(config: dict[str, Any] | None, preset: str | None) -> bool:
+    """Whether 'auto' must know the env's kind of actions: no preset is made for its env and algorithm."""
+    return preset == "auto" and choose(config, preset) is None
+
+
+def resolve(config: Config | dict[str, Any] | None = None, preset: str | None = None, kind: str | None = None
+            ) -> Config:
     """defaults <- preset <- config (a dict of overrides, or a whole Config). `preset` may be 'auto' (see
-    `choose`) or 'none'."""
+    `choose`, and `kind` there) or 'none'."""
     if isinstance(config, Config):
         if preset not in (None, "none", "auto"):
             raise PacerError("give either a Config object or a preset (a dict config may be combined with one)")
         return config
-    name = choose(config, preset)
+    name = choose(config, preset, kind)
     base: dict[str, Any] = {}
     if name is not None:
         if name not in PRESETS:
@@ -130,10 +179,15 @@ def resolve(config: Config | dict[str, Any] | None = None, preset: str | None = 
     return Config.from_dict(merge(base, nest(config or {})))
 
 
-def announce(config: dict[str, Any] | None, preset: str | None) -> str | None:
+def announce(config: dict[str, Any] | None, preset: str | None, kind: str | None = None) -> str | None:
     """The one line that says which preset 'auto' picked (None when it picked none, or was not asked to)."""
-    name = choose(config, preset) if preset == "auto" else None
+    name = choose(config, preset, kind) if preset == "auto" else None
     if name is None:
         return None
+    if name in FAMILIES:
+        env_id = nest(config or {}).get("env", {}).get("id", "CartPole-v1")
+        shown = env_id if isinstance(env_id, str) else getattr(env_id, "__name__", type(env_id).__name__)
+        hint = " (--preset none for the plain defaults)" if FAMILIES[name] else ""
+        return f"pacer: no preset for {shown}; {FAMILY_TEXT[name]}{hint}"
     env_id = PRESETS[name]["env"]["id"]
     return f"pacer: using preset {name!r}, tuned for {env_id} (--preset none for the plain defaults)"

@@ -17,7 +17,7 @@ from typing import Any
 from pacer.backends import check_name
 from pacer.config import Config, load_yaml, merge, nest
 from pacer.errors import PacerError
-from pacer.presets import announce
+from pacer.presets import announce, needs_kind
 from pacer.presets import resolve as with_preset
 from pacer.runtime.processes import resolve_start_method
 
@@ -46,12 +46,23 @@ def resolve(config: ConfigSource = None, *, preset: str | None = "auto", overrid
         data = load_yaml(config) if isinstance(config, (str, Path)) else (config or {})
         # the preset is chosen for the env and algorithm that the file and overrides ask for; they override it
         wanted = merge(nest(data), nest(overrides))
-        cfg = with_preset(wanted, preset)
-        line = announce(wanted, preset)
+        kind = kind_of(wanted) if needs_kind(wanted, preset) else None
+        cfg = with_preset(wanted, preset, kind)
+        line = announce(wanted, preset, kind)
         if line is not None:
             notes.append(line)
     check_name(cfg.runtime.backend)
     return cfg, notes
+
+
+def kind_of(wanted: dict[str, Any]) -> str | None:
+    """The env's kind of actions, for an env with no preset of its own (this makes one env, with gymnasium)."""
+    from pacer.envs import action_kind, check_env_id
+
+    env = wanted.get("env", {})
+    env_id = env.get("id", "CartPole-v1")
+    check_env_id(env_id)
+    return action_kind(env_id, env.get("kwargs") or {})
 
 
 def saved_config(run_dir: str | Path) -> Path:

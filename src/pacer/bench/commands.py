@@ -48,6 +48,7 @@ def add_parser(sub: Any) -> None:
         p = kinds.add_parser(name, parents=[common], help=text)
         p.add_argument("--env", default="CartPole-v1")
         p.add_argument("--seeds", type=int, default=5)
+        p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (tune on others)")
         p.add_argument("--cap", type=float, default=None, help="seconds per run before it counts as unsolved")
         if name == "solve":
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -64,10 +65,14 @@ def add_parser(sub: Any) -> None:
                           help="greedy return after a fixed training time, pacer vs SB3 PPO (MuJoCo; bench extra)")
     tm.add_argument("--env", default="HalfCheetah-v5")
     tm.add_argument("--seeds", type=int, default=1)
+    tm.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (tune on others)")
     tm.add_argument("--pacer-seconds", type=float, default=300.0)
     tm.add_argument("--sb3-seconds", type=float, default=1500.0)
     tm.add_argument("--eval-every", type=int, default=50_000)
     tm.add_argument("--eval-episodes", type=int, default=10)
+    tm.add_argument("--sb3", choices=["zoo", "defaults"], default="zoo",
+                    help="SB3 PPO with rl-baselines3-zoo's hyperparameters for the env, or the library's defaults")
+    tm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key for pacer's runs")
 
     sc = kinds.add_parser("scaling", parents=[common], help="speed-up over worker counts, Amdahl fit")
     sc.add_argument("--env", default="LunarLander-v3")
@@ -83,6 +88,10 @@ def add_parser(sub: Any) -> None:
     cs = kinds.add_parser("coldstart", parents=[common], help="command to first env step of 2 workers")
     cs.add_argument("--methods", type=_words, default=["forkserver", "spawn", "fork"])
     cs.add_argument("--repeats", type=int, default=3)
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    return list(range(args.first_seed, args.first_seed + args.seeds))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
                                                                   args.seconds, args.preset, log, settings,
                                                                   args.env_limit)}
     elif kind == "solve":
-        result = suite.solve(args.env, list(range(args.seeds)), args.runs_dir, log, args.cap, _settings(args.set))
+        result = suite.solve(args.env, _seeds(args), args.runs_dir, log, args.cap, _settings(args.set))
         s = result["summary"]["pacer"]
         log(f"pacer: {s['solved']}/{s['runs']} seeds solved, median {s['median_solve_s']} s")
     elif kind == "compare":
         if importlib.util.find_spec("stable_baselines3") is None:
             raise PacerError("compare needs Stable-Baselines3: pip install -e '.[bench]'")
-        result = suite.compare(args.env, list(range(args.seeds)), args.runs_dir, log, tuple(args.algos),
+        result = suite.compare(args.env, _seeds(args), args.runs_dir, log, tuple(args.algos),
                                args.classic_cap, args.render_default_seeds, args.throughput_seconds, args.cap)
         png = args.out / f"compare-{args.env}.png"
         args.out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     elif kind == "timed":
         if importlib.util.find_spec("stable_baselines3") is None:
             raise PacerError("timed needs Stable-Baselines3: pip install -e '.[bench]'")
-        result = timed.timed(args.env, list(range(args.seeds)), args.runs_dir, log, args.pacer_seconds,
-                             args.sb3_seconds, args.eval_every, args.eval_episodes)
+        result = timed.timed(args.env, _seeds(args), args.runs_dir, log, args.pacer_seconds,
+                             args.sb3_seconds, args.eval_every, args.eval_episodes, args.sb3, _settings(args.set))
         png = args.out / f"timed-{args.env}.png"
         args.out.mkdir(parents=True, exist_ok=True)
         plots.timed_curves(result, png)

@@ -64,8 +64,15 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
                       "batch_size": 32, "n_steps": 512, "gamma": 0.999, "learning_rate": 9.80828e-05,
                       "ent_coef": 0.00229519, "clip_range": 0.2, "n_epochs": 5, "gae_lambda": 0.99,
                       "max_grad_norm": 0.7, "vf_coef": 0.835671, "policy_kwargs": MUJOCO_POLICY},
+        # Ant: the zoo's "mujoco-defaults" (SB3's PPO defaults with VecNormalize); Swimmer: its tuned entry.
+        "Ant-v5": {"normalize": True, "n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy"},
+        "Swimmer-v5": {"normalize": True, "n_envs": 4, "n_timesteps": 1_000_000, "policy": "MlpPolicy",
+                       "gamma": 0.9999, "n_steps": 1024, "batch_size": 256, "learning_rate": 6e-4,
+                       "gae_lambda": 0.98},
     },
 }
+# What a user gets from SB3 without the zoo: the library's own defaults, one env, no normalization.
+LIBRARY_DEFAULTS: dict[str, Any] = {"n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy"}
 NOT_ALGO_KWARGS = {"n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs"}  # zoo keys that are not A2C/PPO's
 
 
@@ -164,7 +171,7 @@ class BenchCallback(BaseCallback):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    hp = ZOO[args.algo][args.env]
+    hp = LIBRARY_DEFAULTS if args.hyperparams == "defaults" else ZOO[args.algo][args.env]
     env_kwargs = {"render_mode": None} if args.render_mode == "none" else None
     venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs)
     kwargs = {key: schedule(value) for key, value in hp.items() if key not in NOT_ALGO_KWARGS}
@@ -204,7 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     solved = callback.solved_at is not None
     return {
         "framework": "sb3", "algo": args.algo, "env": args.env, "seed": args.seed, "mode": args.mode,
-        "render_mode": args.render_mode, "hyperparams": hp,
+        "render_mode": args.render_mode, "hyperparams": hp, "hyperparams_from": args.hyperparams,
         "started_at": round(STARTED_AT, 3), "train_started_at": round(callback.train_started_at, 3),
         "env_steps": end_steps, "train_time_s": round(end_t - callback.train_started_at - end_eval, 3),
         "eval_time_s": round(callback.eval_time, 3), "steps_per_s": steps_per_s,
@@ -221,7 +228,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pacer.bench.sb3", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", choices=sorted(ZOO), required=True)
-    parser.add_argument("--env", required=True, help=f"one of {', '.join(ZOO['ppo'])}")
+    parser.add_argument("--env", required=True, help=f"with zoo hyperparameters one of {', '.join(ZOO['ppo'])}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", choices=["solve", "timed", "throughput"], required=True,
                         help="solve: until --target; timed: --max-seconds of training, then a final evaluation; "
@@ -233,8 +240,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100_000, help="throughput mode: env steps to run")
     parser.add_argument("--render-mode", choices=["none", "default"], default="none",
                         help="none: render_mode=None (as the zoo does); default: SB3's make_vec_env default, rgb_array")
+    parser.add_argument("--hyperparams", choices=["zoo", "defaults"], default="zoo",
+                        help="zoo: rl-baselines3-zoo's for the env; defaults: SB3's library defaults, any env")
     args = parser.parse_args(argv)
-    if args.env not in ZOO[args.algo]:
+    if args.hyperparams == "zoo" and args.env not in ZOO[args.algo]:
         parser.error(f"no zoo hyperparameters for {args.algo} on {args.env}; have {', '.join(ZOO[args.algo])}")
     if args.mode == "solve" and args.target is None:
         parser.error("--mode solve needs --target")

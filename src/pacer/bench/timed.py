@@ -27,14 +27,16 @@ PUBLISHED = {
 
 
 def timed(env: str, seeds: list[int], root: Path, log: Callable[[str], None] = print, pacer_s: float = 300.0,
-          sb3_s: float = 1500.0, eval_every: int = 50_000, eval_episodes: int = 10) -> dict[str, Any]:
+          sb3_s: float = 1500.0, eval_every: int = 50_000, eval_episodes: int = 10, sb3_hyperparams: str = "zoo",
+          settings: dict[str, Any] | None = None) -> dict[str, Any]:
     by: dict[str, list[dict[str, Any]]] = {"pacer": [], "sb3-ppo": []}
     for seed in seeds:
         run_dir = root / f"pacer-{env}-s{seed}-{time.strftime('%H%M%S')}"
-        run = runs.pacer_timed(run_dir, env, seed, pacer_s, eval_every, eval_episodes)
+        run = runs.pacer_timed(run_dir, env, seed, pacer_s, eval_every, eval_episodes, settings)
         log(format_timed(run, pacer_s))
         by["pacer"].append(run)
-        run = runs.sb3("ppo", env, seed, "timed", eval_every=eval_every, cap_s=sb3_s, eval_episodes=eval_episodes)
+        run = runs.sb3("ppo", env, seed, "timed", eval_every=eval_every, cap_s=sb3_s, eval_episodes=eval_episodes,
+                       hyperparams=sb3_hyperparams)
         log(format_timed(run, sb3_s))
         by["sb3-ppo"].append(run)
     summary = {name: {"runs": len(rs), "median_final_return": median([r.get("final_return") for r in rs]),
@@ -44,7 +46,8 @@ def timed(env: str, seeds: list[int], root: Path, log: Callable[[str], None] = p
     verdict = None if p is None or s is None else p >= s
     log(f"  median greedy return: pacer after {pacer_s:g} s {p}, SB3 PPO after {sb3_s:g} s {s}: "
         + ("pacer >= SB3" if verdict else "pacer < SB3" if verdict is not None else "n/a"))
-    return {"env": env, "seeds": seeds, "pacer_s": pacer_s, "sb3_s": sb3_s, "eval_every": eval_every,
+    return {"env": env, "seeds": seeds, "pacer_s": pacer_s, "sb3_s": sb3_s, "sb3_hyperparams": sb3_hyperparams,
+            "settings": settings, "eval_every": eval_every,
             "eval_episodes": eval_episodes, "runs": by, "summary": summary, "pacer_at_least_sb3": verdict,
             "published": PUBLISHED.get(env)}
 

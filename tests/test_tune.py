@@ -1,0 +1,84 @@
+"""`pacer tune`: a tiny study end to end (CLI, parallel trials, SQLite resume, best.yaml), pruning, the search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from pacer.config import Config, load_yaml, nest  # noqa: E402
+from pacer.tune import Running, follow, new_evaluations, sample  # noqa: E402
+
+
+def _tune(directory: Path, trials: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pacer", "tune", "--env", "CartPole-v1", "--trials", str(trials),
+                           "--parallel", "2", "--steps", "2048", "--evaluations", "2", "--backend", "inline",
+                           "--dir", str(directory)], capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.timeout(300)
+def test_a_tiny_study_runs_trials_in_parallel_writes_the_best_and_resumes(tmp_path: Path) -> None:
+    out = _tune(tmp_path, 3)
+    assert out.returncode == 0, out.stderr + out.stdout
+    study = optuna.load_study(study_name="CartPole-v1", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    # two trials ran at the same time: the second started before the first ended
+    first, second = sorted(study.trials, key=lambda t: t.datetime_start)[:2]
+    assert second.datetime_start < first.datetime_complete
+    best = study.best_trial
+    config = load_yaml(tmp_path / "best.yaml")
+    cfg = Config.from_dict(config)
+    assert cfg.algo.lr == pytest.approx(best.params["lr"]) and cfg.algo.n_steps == best.params["n_steps"]
+    assert cfg.runtime.workers == 1 and cfg.runtime.total_steps == 2048 and "backend" not in config["runtime"]
+    assert f"best trial {best.number}: {best.value:.1f}" in out.stdout
+
+    again = _tune(tmp_path, 4)  # the same command, one trial more: the study continues
+    assert again.returncode == 0, again.stderr
+    assert "continuing study 'CartPole-v1': 3 trial(s) already" in again.stdout
+    assert len(optuna.load_study(study_name="CartPole-v1", storage=f"sqlite:///{tmp_path / 'study.db'}").trials) == 4
+
+
+def test_a_trial_the_pruner_gives_up_on_is_stopped(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"env_steps": 100, "eval_return": null}\n'
+                                            '{"env_steps": 200, "eval_return": 12.5}\n{"env_steps": 3')  # half a line
+    reports: list[tuple[float, int]] = []
+    trial = SimpleNamespace(number=7, report=lambda value, step: reports.append((value, step)),
+                            should_prune=lambda: True)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    running = Running(trial, process, tmp_path)
+    lines: list[str] = []
+    start = time.monotonic()
+    follow(running, lines.append)
+    assert reports == [(12.5, 200)] and running.pruned
+    assert process.poll() is not None and time.monotonic() - start < 10  # stopped, and reaped
+    assert lines == ["trial 7: pruned at 200 env steps (greedy return 12.5)"]
+    # the half-written line is read once it is whole, not before
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('00, "eval_return": 20.0}\n')
+    assert new_evaluations(running) == [(300, 20.0)]
+
+
+def test_the_search_caps_minibatches_and_replays_from_the_best_params() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        settings = sample(trial, "ppo", continuous=True)
+        rows = settings["env.envs_per_worker"] * settings["algo.n_steps"]
+        assert rows // settings["algo.minibatches"] >= 16 or settings["algo.minibatches"] == 1
+        assert sample(optuna.trial.FixedTrial(trial.params), "ppo", continuous=True) == settings
+        Config.from_dict(nest(settings))
+        study.tell(trial, 0.0)
+    a2c = sample(optuna.trial.FixedTrial({**study.trials[0].params}), "a2c", continuous=False)
+    assert "algo.epochs" not in a2c and "model.log_std_init" not in a2c
+
+
+def test_bad_tune_input_is_refused_in_one_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "pacer", "tune", "--trials", "0"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and out.stderr == "pacer: error: --trials must be >= 1, got 0\n"
