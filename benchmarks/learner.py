@@ -1,12 +1,14 @@
 """Per-minibatch profile of the learner: where one PPO update of an env's preset spends its time.
 
-    python benchmarks/learner.py [--env LunarLander-v3] [--updates 2000] [--repeats 3]
+    python benchmarks/learner.py [--env LunarLander-v3] [--updates 2000] [--repeats 3] [--compare]
 
 One worker of the preset (the inline backend's Hogwild link, parameters in this process), one rollout collected,
 then `--updates` minibatch updates timed phase by phase, as the worker makes them: pull (the latest parameters
-into the local model), loss (forward and the loss terms), backward+clip (`Worker.step` up to the optimizer: the
-backward pass, the gradient's norm and clipping), optimizer (the step on the run's parameters). One torch thread,
-as in a worker. Prints each phase's median microseconds per update over `--repeats` passes.
+into the local model), loss (`Worker.loss`: forward and the loss terms; with the hand-written gradient of
+algos/analytic.py, the gradient too), backward+clip (`Worker.step` up to the optimizer: autograd's backward pass,
+the gradient's norm and clipping), optimizer (the step on the run's parameters). One torch thread, as in a worker.
+Prints each phase's median microseconds per update over `--repeats` passes; `--compare` alternates the
+hand-written gradient and autograd (`algo.analytic_grad`) pass by pass and prints both.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from pacer.worker import Worker, WorkerSpec
 PHASES = ("pull", "loss", "backward+clip", "optimizer")
 
 
-def profile(env: str, updates: int) -> dict[str, float]:
-    cfg, _ = resolve({"env": {"id": env}, "runtime": {"workers": 1}})
+def profile(env: str, updates: int, analytic: bool = True) -> dict[str, float]:
+    cfg, _ = resolve({"env": {"id": env}, "runtime": {"workers": 1}, "algo": {"analytic_grad": analytic}})
     cfg = complete(cfg, Path("/tmp/pacer-learner-profile"))
     probe = make_vector_env(cfg.env.id, 1, cfg.env.max_episode_steps, kwargs=cfg.env.kwargs)
     model = make_model(cfg.model, probe.single_observation_space, probe.single_action_space)
@@ -54,7 +56,8 @@ def profile(env: str, updates: int) -> dict[str, float]:
         t0 = time.perf_counter()
         link.pull(params)
         t1 = time.perf_counter()
-        loss = algorithm.loss(worker.model, worker.head, minibatch, cfg.algo).total(cfg.algo)
+        worker.updates = 0  # no second pull inside Worker.loss: "pull" above is the one
+        loss, _ = worker.loss(minibatch)
         t2 = time.perf_counter()
         before = dict(worker.timings)
         worker.step(loss)  # the worker's own update: backward, gradient, clip, optimizer step
@@ -71,13 +74,21 @@ def main() -> None:
     parser.add_argument("--env", default="LunarLander-v3")
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compare", action="store_true", help="also autograd, alternating pass by pass")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = [profile(args.env, args.updates) for _ in range(args.repeats)]
-    med = {phase: statistics.median(run[phase] for run in runs) for phase in PHASES}
-    print(f"{args.env}: {int(runs[0]['rows'])} rows a minibatch; median us per update over {args.repeats} passes "
-          f"of {args.updates}: " + ", ".join(f"{phase} {med[phase]:.0f}" for phase in PHASES)
-          + f"; total {sum(med.values()):.0f}")
+    kinds = (True, False) if args.compare else (True,)
+    runs: dict[bool, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for _ in range(args.repeats):
+        for kind in kinds:
+            runs[kind].append(profile(args.env, args.updates, kind))
+    for kind in kinds:
+        med = {phase: statistics.median(run[phase] for run in runs[kind]) for phase in PHASES}
+        name = "hand-written gradient" if kind else "autograd"
+        print(f"{args.env}, {name}: {int(runs[kind][0]['rows'])} rows a minibatch; median us per update over "
+              f"{args.repeats} passes of {args.updates}: " + ", ".join(f"{phase} {med[phase]:.0f}" for phase in PHASES)
+              + f"; total {sum(med.values()):.0f}; passes' totals "
+              + " / ".join(f"{sum(run[p] for p in PHASES):.0f}" for run in runs[kind]))
 
 
 if __name__ == "__main__":

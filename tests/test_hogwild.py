@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pacer.algos import get_algo, prepare
@@ -11,15 +12,16 @@ from pacer.runtime import shared as shared_state
 from pacer.worker import Worker, WorkerSpec
 
 
-def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0,
-                 max_grad_norm: float | None = 0.5) -> tuple[list[Worker], shared_state.SharedState]:
+def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0, max_grad_norm: float | None = 0.5,
+                 analytic_grad: bool = True) -> tuple[list[Worker], shared_state.SharedState]:
     from pacer.envs import spaces_of
     from pacer.model import make_model
 
     cfg = Config.from_dict({"env": {"envs_per_worker": 2}, "algo": {"n_steps": 4, "lr": lr, "epochs": 1,
                                                                      "minibatches": 1,
                             "shared_optimizer": shared_optimizer, "lr_schedule": "constant",
-                                                          "max_grad_norm": max_grad_norm},
+                                                          "max_grad_norm": max_grad_norm,
+                                                          "analytic_grad": analytic_grad},
                             "runtime": {"backend": "inline", "workers": n}})
     model = make_model(cfg.model, *spaces_of(cfg.env.id))
     shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=True)
@@ -44,9 +46,10 @@ def record_step_grads(worker: Worker) -> list[list[torch.Tensor]]:
     return seen
 
 
-def test_optimizer_sees_the_same_gradient_for_the_same_loss_twice() -> None:
+@pytest.mark.parametrize("analytic_grad", [True, False])
+def test_optimizer_sees_the_same_gradient_for_the_same_loss_twice(analytic_grad: bool) -> None:
     # lr 0: the parameters stay put; no clipping, which would rescale a doubled gradient back to the same vector
-    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0, max_grad_norm=None)
+    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0, max_grad_norm=None, analytic_grad=analytic_grad)
     batch = prepare(worker.collector.collect(4), worker.cfg.algo, "gae")
     seen = record_step_grads(worker)
     worker.learn(batch)
@@ -60,7 +63,8 @@ def test_optimizer_sees_the_same_gradient_for_the_same_loss_twice() -> None:
 def test_gradients_that_accumulate_across_updates_would_be_caught() -> None:
     """The check above can fail: with the pre-torch-2 A3C hand-off (the shared `.grad` aliased to the local one, then
     `zero_grad` that no longer zeroes in place) each update's gradient piles onto the last one's."""
-    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0, max_grad_norm=None)
+    # autograd's path: the hand-written gradient (algos/analytic.py) is written whole into its buffer every time
+    (worker,), _ = make_workers(1, shared_optimizer=True, lr=0.0, max_grad_norm=None, analytic_grad=False)
     batch = prepare(worker.collector.collect(4), worker.cfg.algo, "gae")
     seen = record_step_grads(worker)
     worker.model.zero_grad = lambda set_to_none=True: None  # type: ignore[method-assign,assignment,misc]

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -47,17 +46,22 @@ def test_a_tiny_study_runs_trials_in_parallel_writes_the_best_and_resumes(tmp_pa
 def test_a_trial_the_pruner_gives_up_on_is_stopped(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text('{"env_steps": 100, "eval_return": null}\n'
                                             '{"env_steps": 200, "eval_return": 12.5}\n{"env_steps": 3')  # half a line
-    reports: list[tuple[float, int]] = []
-    trial = SimpleNamespace(number=7, report=lambda value, step: reports.append((value, step)),
-                            should_prune=lambda: True)
+    # a study whose one finished trial scored 50 at the second evaluation: the median pruner stops a 12.5 there
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    finished = study.ask()
+    finished.report(50.0, 2)
+    study.tell(finished, 50.0)
+    trial = study.ask()
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    running = Running(trial, process, tmp_path)
+    running = Running(trial, process, tmp_path, eval_every=100)
     lines: list[str] = []
     start = time.monotonic()
     follow(running, lines.append)
-    assert reports == [(12.5, 200)] and running.pruned
+    # reported at its evaluation's index (200 env steps // 100), where the pruner finds the other trial's value
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {2: 12.5} and running.pruned
     assert process.poll() is not None and time.monotonic() - start < 10  # stopped, and reaped
-    assert lines == ["trial 7: pruned at 200 env steps (greedy return 12.5)"]
+    assert lines == ["trial 1: pruned at 200 env steps (greedy return 12.5)"]
     # the half-written line is read once it is whole, not before
     with (tmp_path / "metrics.jsonl").open("a") as f:
         f.write('00, "eval_return": 20.0}\n')

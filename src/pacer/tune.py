@@ -72,6 +72,7 @@ class Running:
     trial: Any
     process: subprocess.Popen[bytes]
     run_dir: Path
+    eval_every: int
     offset: int = 0
     reported: list[tuple[int, float]] = field(default_factory=list)
     pruned: bool = False
@@ -92,11 +93,15 @@ class TuneSpec:
     final_episodes: int = 20
     study_name: str | None = None
 
+    @property
+    def eval_every(self) -> int:
+        return max(1, self.steps // self.evaluations)
+
 
 def trial_config(spec: TuneSpec, params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The config a trial trains with: the base, the sampled settings, then the tuner's own run settings."""
     runtime = {"total_steps": spec.steps, "seed": spec.seed, "stop_at_return": None,
-               "eval_every": max(1, spec.steps // spec.evaluations), "eval_episodes": spec.eval_episodes,
+               "eval_every": spec.eval_every, "eval_episodes": spec.eval_episodes,
                "final_eval_episodes": spec.final_episodes, "eval_share": 1.0}
     return merge(merge(spec.base, nest(params)), {"runtime": runtime,
                                                   "log": {"run_dir": str(run_dir), "progress": False,
@@ -160,7 +165,9 @@ def follow(running: Running, log: Log) -> None:
     """Report the trial's new evaluations; stop it if the pruner says so."""
     for steps, value in new_evaluations(running):
         running.reported.append((steps, value))
-        running.trial.report(value, steps)
+        # Optuna's pruners compare trials at equal steps: the evaluation's index, not the env steps (which differ
+        # from trial to trial by a rollout's length)
+        running.trial.report(value, steps // running.eval_every)
         if not running.pruned and running.trial.should_prune():
             running.pruned = True
             log(f"trial {running.trial.number}: pruned at {steps:,} env steps (greedy return {value:.1f})")
@@ -179,7 +186,7 @@ def make_study(spec: TuneSpec, log: Log) -> Any:
         study_name=name, storage=storage, load_if_exists=True, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(10, max(1, spec.trials // 4))),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, spec.trials // 4)),
-                                           n_warmup_steps=spec.steps // 4))
+                                           n_warmup_steps=spec.evaluations // 4))
     # a tuner stopped hard left these running: they ended with it
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -204,7 +211,7 @@ def tune(spec: TuneSpec, algo: str, continuous: bool, log: Log = print) -> dict[
                 run_dir = spec.directory / "trials" / f"trial-{trial.number:03d}"
                 process = _launch(trial_config(spec, params, run_dir), run_dir)
                 trial.set_user_attr("run_dir", str(run_dir))
-                running.append(Running(trial, process, run_dir))
+                running.append(Running(trial, process, run_dir, spec.eval_every))
                 done += 1
             time.sleep(POLL_S)
             for r in list(running):

@@ -19,6 +19,7 @@ import torch
 
 from pacer import normalize
 from pacer.algos import Algorithm, Batch, LossTerms, explained_variance, prepare
+from pacer.algos.analytic import analytic_for
 from pacer.config import Config
 from pacer.envs import make_vector_env
 from pacer.errors import PacerError
@@ -65,6 +66,12 @@ class Worker:
         self.scaler = scaler
         self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
+        # the hand-written gradient of the built-in model's a2c/ppo loss (exactly autograd's, ~2x faster), into
+        # one flat buffer allocated once; None: autograd
+        self.analytic = analytic_for(self.model, self.head, spec.algorithm.loss, cfg.model, cfg.algo,
+                                     self.local_params) if cfg.algo.analytic_grad else None
+        self.grad = torch.empty(sum(p.numel() for p in self.local_params)) if self.analytic else None
+        self.computed = False  # the gradient of the last loss() is already in self.grad
         self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
         self.first_reported = False
         self.updates = 0  # this rollout's, so far
@@ -131,6 +138,11 @@ class Worker:
             self.link.pull(self.local_params)
             self.timings["sync"] += time.perf_counter() - tic
             tic = time.perf_counter()
+        if self.analytic is not None and self.grad is not None:
+            stats, total = self.analytic.compute(minibatch, self.grad)  # the gradient too: step() applies it
+            self.computed = True
+            self.timings["learn"] += time.perf_counter() - tic
+            return torch.tensor(total), self.link.agree(stats) if self.cfg.algo.target_kl is not None else stats
         terms = self.spec.algorithm.loss(self.model, self.head, minibatch, self.cfg.algo)
         if not isinstance(terms, LossTerms):
             raise PacerError(f"the loss function of algo {self.cfg.algo.name!r} returned {type(terms).__name__}; "
@@ -144,10 +156,13 @@ class Worker:
         """Back-propagate on the local model and hand the gradients to the link (one update)."""
         algo = self.cfg.algo
         tic = time.perf_counter()
-        self.model.zero_grad(set_to_none=True)
-        loss.backward()
-        # one flat gradient (zeros for a parameter the loss did not use): one norm, one all-reduce, one step
-        grad = flat.gather([p.grad for p in self.local_params], self.local_params)
+        if self.computed and self.grad is not None:
+            grad, self.computed = self.grad, False
+        else:
+            self.model.zero_grad(set_to_none=True)
+            loss.backward()
+            # one flat gradient (zeros for a parameter the loss did not use): one norm, one all-reduce, one step
+            grad = flat.gather([p.grad for p in self.local_params], self.local_params)
         toc = time.perf_counter()
         self.link.reduce(grad)  # a data-parallel group averages its gradients before they are clipped
         reduced = time.perf_counter()

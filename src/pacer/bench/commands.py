@@ -67,7 +67,7 @@ def add_parser(sub: Any) -> None:
     tm.add_argument("--seeds", type=int, default=1)
     tm.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (tune on others)")
     tm.add_argument("--pacer-seconds", type=float, default=300.0)
-    tm.add_argument("--sb3-seconds", type=float, default=1500.0)
+    tm.add_argument("--sb3-seconds", type=float, default=1500.0, help="0: pacer alone")
     tm.add_argument("--eval-every", type=int, default=50_000)
     tm.add_argument("--eval-episodes", type=int, default=10)
     tm.add_argument("--sb3", choices=["zoo", "defaults"], default="zoo",

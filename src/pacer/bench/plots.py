@@ -62,7 +62,8 @@ def timed_curves(record: dict[str, Any], out: Path) -> Path:
                 ax.plot([p[0] for p in curve], [p[2] for p in curve], color=COLORS.get(name, "black"), alpha=0.8,
                         lw=1.2, marker=".", label=name if i == 0 else None)
     for seconds, name in ((record["pacer_s"], "pacer"), (record["sb3_s"], "sb3-ppo")):
-        ax.axvline(seconds, color=COLORS[name], ls=":", lw=1)
+        if seconds > 0:
+            ax.axvline(seconds, color=COLORS[name], ls=":", lw=1)
     published = record.get("published")
     if published:
         ax.axhline(published["mean"], color="gray", ls="--", lw=1,

@@ -35,10 +35,11 @@ def timed(env: str, seeds: list[int], root: Path, log: Callable[[str], None] = p
         run = runs.pacer_timed(run_dir, env, seed, pacer_s, eval_every, eval_episodes, settings)
         log(format_timed(run, pacer_s))
         by["pacer"].append(run)
-        run = runs.sb3("ppo", env, seed, "timed", eval_every=eval_every, cap_s=sb3_s, eval_episodes=eval_episodes,
-                       hyperparams=sb3_hyperparams)
-        log(format_timed(run, sb3_s))
-        by["sb3-ppo"].append(run)
+        if sb3_s > 0:  # 0: pacer alone (tuning a preset)
+            run = runs.sb3("ppo", env, seed, "timed", eval_every=eval_every, cap_s=sb3_s,
+                           eval_episodes=eval_episodes, hyperparams=sb3_hyperparams)
+            log(format_timed(run, sb3_s))
+            by["sb3-ppo"].append(run)
     summary = {name: {"runs": len(rs), "median_final_return": median([r.get("final_return") for r in rs]),
                       "median_env_steps": median([r.get("env_steps") for r in rs]),
                       "median_steps_per_s": median([r.get("steps_per_s") for r in rs])} for name, rs in by.items()}
