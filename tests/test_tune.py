@@ -86,3 +86,38 @@ def test_bad_tune_input_is_refused_in_one_line() -> None:
     out = subprocess.run([sys.executable, "-m", "pacer", "tune", "--trials", "0"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and out.stderr == "pacer: error: --trials must be >= 1, got 0\n"
+
+
+def _trial_processes(directory: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(directory) in cmdline and "tune" not in cmdline.split("\0")[2:4] and state != "Z":
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_trials_end_when_the_tuner_is_killed(tmp_path: Path) -> None:
+    tuner = subprocess.Popen([sys.executable, "-m", "pacer", "tune", "--env", "CartPole-v1", "--trials", "2",
+                              "--parallel", "2", "--steps", "100000000", "--backend", "inline", "--dir",
+                              str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "trials" / "trial-001" / "metrics.jsonl").exists():  # both trials are training
+        assert time.monotonic() < deadline and tuner.poll() is None
+        time.sleep(0.2)
+    assert len(_trial_processes(tmp_path)) >= 2
+    tuner.kill()
+    tuner.wait(10)
+    deadline = time.monotonic() + 60
+    while (left := _trial_processes(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == []
+    # they stopped as on a SIGTERM: cleanly, each with its final checkpoint
+    assert all((tmp_path / "trials" / f"trial-00{i}" / "checkpoints" / "final.pt").exists() for i in (0, 1))

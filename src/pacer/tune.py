@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import yaml
 
 from pacer.config import Config, merge, nest
 from pacer.errors import PacerError
+from pacer.runtime.processes import terminate_with_parent
 
 Log = Callable[[str], None]
 POLL_S = 0.5
@@ -112,10 +114,12 @@ def _launch(config: dict[str, Any], run_dir: Path) -> subprocess.Popen[bytes]:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     path = run_dir.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log = run_dir.with_suffix(".log").open("wb")
-    # its own session, so a Ctrl-C at the tuner's terminal reaches the tuner, which stops the trials itself
-    return subprocess.Popen([sys.executable, "-m", "pacer", "train", "--config", str(path), "--preset", "none"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with run_dir.with_suffix(".log").open("wb") as log:
+        # its own session, so a Ctrl-C at the tuner's terminal reaches the tuner, which stops the trials itself;
+        # and SIGTERM if the tuner dies without stopping them
+        return subprocess.Popen([sys.executable, "-m", "pacer", "train", "--config", str(path), "--preset", "none"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=terminate_with_parent)
 
 
 def new_evaluations(running: Running) -> list[tuple[int, float]]:
@@ -155,8 +159,6 @@ def stop(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_S) -> None:
             process.wait(grace)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                import os
-
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
