@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pacer  # noqa: E402
-from examples.corridor import Corridor  # noqa: E402
+from examples.corridor import Corridor
+
+import pacer
 
 
 def main() -> None:

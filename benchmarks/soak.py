@@ -41,7 +41,8 @@ def rss_and_fds(pids: list[int]) -> tuple[int, int]:
 
 
 def kills(n: int, out: Path) -> dict[str, Any]:
-    run = Run(out / "kills", "--total-steps", "1000000000", "--set", f"runtime.max_restarts={n + 5}")
+    run = Run(out / "kills", "--total-steps", "1000000000", "--set", f"runtime.max_restarts={n + 5}", "--set",
+              "runtime.stop_at_return=null")
     run.wait_for_steps(5000)
     detect: list[float] = []
     for i in range(n):
@@ -102,7 +103,8 @@ print(json.dumps({{'cycles': {n}, 'fds_before': base_fds, 'fds_after': fds(), 'r
 def soak(minutes: float, out: Path) -> dict[str, Any]:
     before = shm_and_tmp()
     run = Run(out / "soak", "--total-steps", "1000000000000", "--time-limit", str(minutes * 60),
-              "--set", "runtime.eval_every=500000", "--set", "log.checkpoint_every=2000000")
+              "--set", "runtime.eval_every=500000", "--set", "log.checkpoint_every=2000000",
+              "--set", "runtime.stop_at_return=null")
     samples = []
     start = time.monotonic()
     while run.proc.poll() is None:

@@ -60,7 +60,8 @@ def test_ctrl_c_stops_cleanly_saves_and_leaves_nothing(tmp_path: Path, monkeypat
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     # a new session, signalled as a group: exactly what a terminal does on Ctrl-C
     proc = subprocess.Popen([sys.executable, "-m", "pacer", "train", "--run-dir", str(run), "--total-steps",
-                             "100000000", "--no-progress", "--envs-per-worker", "4"],
+                             "100000000", "--no-progress", "--envs-per-worker", "4", "--set",
+                             "runtime.stop_at_return=null"],
                             start_new_session=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=as_from_a_terminal)
     try:

@@ -28,7 +28,7 @@ from leftovers import session_processes
 from pacer import checkpoint
 from pacer.backends.local import STOP_GRACE_S
 
-LONG = ["--total-steps", "100000000"]
+LONG = ["--total-steps", "100000000", "--set", "runtime.stop_at_return=null"]  # never ends on its own
 RUN_S = 180.0  # a 20k-step run with a fault ends within this: ~20 s on a quiet machine, ~55 s on a busy one
 
 

@@ -33,8 +33,8 @@ def test_auto_picks_the_preset_of_the_env_and_algorithm(config: dict | None, pic
     assert choose(config, "auto") == picked
     assert choose(config, "none") is None
     line = announce(config, "auto")
-    assert (line is None) == (picked is None)
-    if picked:
+    assert (line is None) == (picked in (None, "cartpole"))  # cartpole is the defaults: nothing to say
+    if line is not None:
         assert line == (f"pacer: using preset {picked!r}, tuned for {resolve(None, picked).env.id} "
                         "(--preset none for the plain defaults)")
 
@@ -89,13 +89,19 @@ def test_an_env_without_a_preset_gets_the_recipe_for_its_actions(env_id: str, ki
     assert none_cfg == plain and none_notes == []
 
 
+def test_the_recipes_are_for_ppo_only() -> None:
+    """Another algorithm without a preset of its own gets the plain defaults, not a PPO recipe under its name."""
+    cfg, notes = runconfig.resolve({"env": {"id": "Walker2d-v5"}, "algo": {"name": "a2c"}})
+    assert notes == [] and cfg == Config.from_dict({"env": {"id": "Walker2d-v5"}, "algo": {"name": "a2c"}})
+    assert choose({"env": {"id": "Walker2d-v5"}, "algo": {"name": "a2c"}}, "auto", "continuous") is None
+
+
 def test_a_named_preset_makes_no_env_to_choose(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(wanted: dict) -> str:
         raise AssertionError("made an env")
 
     monkeypatch.setattr(runconfig, "kind_of", refuse)
-    assert runconfig.resolve(None)[1] == ["pacer: using preset 'cartpole', tuned for CartPole-v1 (--preset none "
-                                          "for the plain defaults)"]
+    assert runconfig.resolve(None) == (Config(), [])  # CartPole-v1: the defaults, silently
     runconfig.resolve({"env": {"id": "Hopper-v5"}})
     with pytest.raises(AssertionError, match="made an env"):
         runconfig.resolve({"env": {"id": "Walker2d-v5"}})

@@ -51,7 +51,8 @@ def cluster() -> Any:
 def test_ctrl_c_stops_a_ray_run_cleanly(tmp_path: Path) -> None:
     """A private Ray instance, signalled as a terminal does: exit 130, a checkpoint, nothing left behind. First in
     the module, before the cluster fixture connects this process to a cluster."""
-    run = Run(tmp_path / "run", "--backend", "ray", "--total-steps", "100000000")
+    run = Run(tmp_path / "run", "--backend", "ray", "--total-steps", "100000000", "--set",
+              "runtime.stop_at_return=null")
     try:
         run.wait_for_steps(1, timeout=120)
         run.signal(signal.SIGINT)

@@ -18,7 +18,7 @@ from pacer.tune import Running, follow, new_evaluations, sample  # noqa: E402
 def _tune(directory: Path, trials: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pacer", "tune", "--env", "CartPole-v1", "--trials", str(trials),
                            "--parallel", "2", "--steps", "2048", "--evaluations", "2", "--backend", "inline",
-                           "--dir", str(directory)], capture_output=True, text=True, timeout=240)
+                           "--seconds", "90", "--dir", str(directory)], capture_output=True, text=True, timeout=240)
 
 
 @pytest.mark.timeout(300)
@@ -35,6 +35,8 @@ def test_a_tiny_study_runs_trials_in_parallel_writes_the_best_and_resumes(tmp_pa
     cfg = Config.from_dict(config)
     assert cfg.algo.lr == pytest.approx(best.params["lr"]) and cfg.algo.n_steps == best.params["n_steps"]
     assert cfg.runtime.workers == 1 and cfg.runtime.total_steps == 2048 and "backend" not in config["runtime"]
+    assert cfg.runtime.time_limit == 90.0 and load_yaml(tmp_path / "trials" / "trial-000.yaml")["runtime"][
+        "time_limit"] == 90.0
     assert f"best trial {best.number}: {best.value:.1f}" in out.stdout
 
     again = _tune(tmp_path, 4)  # the same command, one trial more: the study continues

@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a fixed setting (repeatable)")
     tu.add_argument("--trials", type=_integer, default=20, help="trials in the study, earlier runs of it included")
     tu.add_argument("--parallel", type=_integer, default=2, help="trials trained at once")
-    tu.add_argument("--steps", type=_integer, default=100_000, help="env steps per trial")
+    tu.add_argument("--steps", type=_integer, default=100_000, help="env steps per trial (and evaluations every "
+                    "steps / evaluations)")
+    tu.add_argument("--seconds", type=float, help="also a training-time limit per trial (MuJoCo: the return after "
+                    "a time is the question)")
     tu.add_argument("--workers", type=_integer, default=1, help="workers per trial")
     tu.add_argument("--backend", default="local", help="where each trial's workers run: local, inline or ray")
     tu.add_argument("--address", help="ray: the cluster the trials' workers join ('auto' or host:port)")
@@ -290,8 +293,10 @@ def _tune(args: argparse.Namespace) -> int:
 
     base = {name: section for name, section in cfg.to_dict().items() if name != "log"}
     name = str(cfg.env.id).replace(":", "_").replace("/", "_")
+    if args.seconds is not None and not args.seconds > 0:
+        raise PacerError(f"--seconds must be > 0, got {args.seconds:g}")
     spec = TuneSpec(base, args.trials, args.parallel, args.steps, args.dir or Path("runs") / f"tune-{name}",
-                    args.seed, args.evaluations, study_name=args.study_name)
+                    args.seed, args.evaluations, study_name=args.study_name, seconds=args.seconds)
     kind = runconfig.kind_of({"env": {"id": cfg.env.id, "kwargs": cfg.env.kwargs}})
     result = tune(spec, cfg.algo.name, kind == "continuous", lambda line: print(line, flush=True))
     counts = ", ".join(f"{n} {state}" for state, n in result["trials"].items())

@@ -94,6 +94,8 @@ class TuneSpec:
     eval_episodes: int = 10
     final_episodes: int = 20
     study_name: str | None = None
+    seconds: float | None = None
+    """Also a trial's training-time budget (`runtime.time_limit`): for tasks judged by the return after a time."""
 
     @property
     def eval_every(self) -> int:
@@ -102,7 +104,7 @@ class TuneSpec:
 
 def trial_config(spec: TuneSpec, params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The config a trial trains with: the base, the sampled settings, then the tuner's own run settings."""
-    runtime = {"total_steps": spec.steps, "seed": spec.seed, "stop_at_return": None,
+    runtime = {"total_steps": spec.steps, "time_limit": spec.seconds, "seed": spec.seed, "stop_at_return": None,
                "eval_every": spec.eval_every, "eval_episodes": spec.eval_episodes,
                "final_eval_episodes": spec.final_episodes, "eval_share": 1.0}
     return merge(merge(spec.base, nest(params)), {"runtime": runtime,
@@ -253,12 +255,13 @@ def summarize(study: Any, spec: TuneSpec, algo: str, continuous: bool) -> dict[s
     # the trials' worker count and budget stay (the settings were found with them); where they ran does not
     workers = tuned["runtime"]["workers"]
     config = {**{key: tuned[key] for key in ("env", "model", "algo")},
-              "runtime": {"workers": workers, "total_steps": spec.steps}}
+              "runtime": {"workers": workers, "total_steps": spec.steps, "time_limit": spec.seconds}}
     Config.from_dict(config)  # what we write must load
     out = spec.directory / "best.yaml"
     header = (f"# pacer tune: best of {len(complete)} finished trial(s) of study {study.study_name!r} "
-              f"(trial {best.number}, final greedy return {best.value:.1f} after {spec.steps:,} env steps with "
-              f"{workers} worker(s), seed {spec.seed}).\n# Train with: pacer train --config {out}\n")
+              f"(trial {best.number}, final greedy return {best.value:.1f} after {spec.steps:,} env steps"
+              f"{'' if spec.seconds is None else f' or {spec.seconds:g} s'} with {workers} worker(s), seed "
+              f"{spec.seed}).\n# Train with: pacer train --config {out}\n")
     out.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return {"study": study.study_name, "trials": counts, "best_trial": best.number, "best_value": best.value,
             "best_params": best.params, "config": str(out)}
