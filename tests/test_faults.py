@@ -13,6 +13,7 @@ TIGHT bounds, which docs/reliability.md states and a quiet machine meets, are ch
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -164,7 +165,8 @@ def test_a_hung_worker_is_killed_by_the_heartbeat_timeout(bounds: Bounds, tmp_pa
 
 @pytest.mark.timeout(240)
 def test_a_hanging_env_is_detected_too(tmp_path: Path) -> None:
-    run = faulty_run(tmp_path, "hanging", "--set", "runtime.heartbeat_timeout=3")
+    # more steps than the crash runs: the healthy worker alone must not finish the budget before the 3 s timeout
+    run = faulty_run(tmp_path, "hanging", "--set", "runtime.heartbeat_timeout=3", "--total-steps", "200000")
     assert run.wait(RUN_S) == 0, run.stderr
     assert "gave no sign of life" in run.stderr and "restarting worker" in run.stderr
     assert_clean(run)
@@ -279,8 +281,10 @@ def test_file_descriptors_return_to_baseline(quiet: dict, tmp_path: Path) -> Non
 
     quiet["runtime"].update(backend="local", workers=2, total_steps=2000)
     pacer.train(quiet)  # the first run starts the fork server, which stays for the next ones
+    gc.collect()  # a finished run's objects (and their pipes) close when collected, not at a fixed moment
     baseline = fds()
     for i in range(3):
         quiet["log"]["run_dir"] = str(tmp_path / f"again{i}")
         pacer.train(quiet)
-    assert fds() == baseline
+    gc.collect()
+    assert fds() <= baseline  # a leak grows; the first run's last pipes may close only later
