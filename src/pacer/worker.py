@@ -141,15 +141,16 @@ class Worker:
         if self.analytic is not None and self.grad is not None:
             stats, total = self.analytic.compute(minibatch, self.grad)  # the gradient too: step() applies it
             self.computed = True
+            loss = torch.tensor(total)
             self.timings["learn"] += time.perf_counter() - tic
-            return torch.tensor(total), self.link.agree(stats) if self.cfg.algo.target_kl is not None else stats
-        terms = self.spec.algorithm.loss(self.model, self.head, minibatch, self.cfg.algo)
-        if not isinstance(terms, LossTerms):
-            raise PacerError(f"the loss function of algo {self.cfg.algo.name!r} returned {type(terms).__name__}; "
-                             "a loss returns pacer.algos.LossTerms(policy, value, entropy, stats)")
-        loss = terms.total(self.cfg.algo)
-        self.timings["learn"] += time.perf_counter() - tic
-        stats = terms.report()
+        else:
+            terms = self.spec.algorithm.loss(self.model, self.head, minibatch, self.cfg.algo)
+            if not isinstance(terms, LossTerms):
+                raise PacerError(f"the loss function of algo {self.cfg.algo.name!r} returned {type(terms).__name__}; "
+                                 "a loss returns pacer.algos.LossTerms(policy, value, entropy, stats)")
+            loss = terms.total(self.cfg.algo)
+            self.timings["learn"] += time.perf_counter() - tic
+            stats = terms.report()
         return loss, self.link.agree(stats) if self.cfg.algo.target_kl is not None else stats
 
     def step(self, loss: torch.Tensor) -> dict[str, float]:

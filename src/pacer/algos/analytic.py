@@ -40,9 +40,9 @@ class AnalyticGrad:
         self.model, self.head, self.algo, self.cfg, self.relu = model, head, algo, cfg, relu
         self.actor = [*_layers(model.actor_body), model.pi_head]
         self.critic = [*_layers(model.critic_body), model.value_head]
-        index = {id(p): i for i, p in enumerate(model.parameters())}
         self.params = params
-        self.slot = index  # parameter -> its position in `params` (and so in the flat gradient)
+        # parameter -> its position in `params` (and so in the flat gradient)
+        self.slot = {id(p): i for i, p in enumerate(model.parameters())}
         self.gaussian = isinstance(head, DiagGaussian)
         self.cached: tuple[Tensor, list[Tensor]] | None = None  # the last gradient buffer and its views
 
