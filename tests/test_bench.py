@@ -232,3 +232,60 @@ def test_scaling_on_another_backend_also_reports_env_steps_to_solve(monkeypatch:
     assert [row["solve_env_steps"] for row in result["table"]] == [1001, 2001]  # medians over seeds 0, 1, 2
     assert [row["solved"] for row in result["table"]] == ["3/3", "3/3"]
     assert solves[0] == (0, {"runtime.backend": "ray", "runtime.workers": 1}) and len(solves) == 6
+
+
+def test_timed_runs_pacer_alone_and_sb3_side_by_side_and_resumes_saved_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of `sb3_parallel` (env, seed) runs across envs: the group's pacer runs one at a time, then its SB3 runs
+    at once; finished runs are saved and, with `resume`, taken instead of trained (a failed one is trained again)."""
+    import threading
+
+    from pacer.bench import timed
+
+    events: list[str] = []
+    both_started = threading.Barrier(2, timeout=5)  # SB3 runs of a full group must overlap, or this times out
+    fail = {("Hopper-v5", 0)}
+
+    def fake_pacer(run_dir: Path, env: str, seed: int, *args: object) -> dict[str, object]:
+        events.append(f"pacer {env} {seed}")
+        return {"framework": "pacer", "seed": seed, "final_return": float(seed), "env_steps": 10, "steps_per_s": 1.0}
+
+    def fake_sb3(algo: str, env: str, seed: int, mode: str, **kwargs: object) -> dict[str, object]:
+        events.append(f"sb3 {env} {seed}")
+        both_started.wait()
+        if (env, seed) in fail:
+            return {"framework": "sb3", "algo": algo, "seed": seed, "error": "exit 1: boom"}
+        return {"framework": "sb3", "algo": algo, "seed": seed, "final_return": 0.5, "env_steps": 5,
+                "steps_per_s": 1.0}
+
+    monkeypatch.setattr(runs, "pacer_timed", fake_pacer)
+    monkeypatch.setattr(runs, "sb3", fake_sb3)
+    lines: list[str] = []
+    records = timed.timed(["HalfCheetah-v5", "Hopper-v5"], [0, 1], tmp_path, lines.append, sb3_parallel=2)
+    assert events[:2] == ["pacer HalfCheetah-v5 0", "pacer HalfCheetah-v5 1"]
+    assert sorted(events[2:4]) == ["sb3 HalfCheetah-v5 0", "sb3 HalfCheetah-v5 1"]
+    assert events[4:6] == ["pacer Hopper-v5 0", "pacer Hopper-v5 1"]
+    assert [r["env"] for r in records] == ["HalfCheetah-v5", "Hopper-v5"]
+    assert records[0]["summary"]["pacer"]["median_final_return"] == 0.5
+    assert records[0]["pacer_at_least_sb3"] is True and records[0]["sb3_parallel"] == 2
+    assert any("FAILED exit 1: boom" in line for line in lines)
+
+    events.clear()
+    fail.clear()
+    both_started = threading.Barrier(1)  # one run is trained again: nothing to wait for
+    records = timed.timed(["HalfCheetah-v5", "Hopper-v5"], [0, 1], tmp_path, lines.append, sb3_parallel=2,
+                          resume=True)
+    assert events == ["sb3 Hopper-v5 0"]  # only the failed run is trained again
+    assert all(r.get("resumed") for r in records[0]["runs"]["pacer"] + records[0]["runs"]["sb3-ppo"])
+    assert records[1]["runs"]["sb3-ppo"][0]["final_return"] == 0.5
+    events.clear()
+    timed.timed(["HalfCheetah-v5"], [0], tmp_path, lines.append, pacer_s=200.0, resume=True)
+    assert events == ["pacer HalfCheetah-v5 0"]  # pacer's time differs: trained again; SB3's run is the saved one
+
+
+def test_timed_refuses_more_side_by_side_sb3_runs_than_cores(tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    done = subprocess.run([sys.executable, "-m", "pacer", "bench", "timed", "--sb3-parallel", "999",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("pacer: error: --sb3-parallel must be 1..")

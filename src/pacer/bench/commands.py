@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ def add_parser(sub: Any) -> None:
 
     tm = kinds.add_parser("timed", parents=[common],
                           help="greedy return after a fixed training time, pacer vs SB3 PPO (MuJoCo; bench extra)")
-    tm.add_argument("--env", default="HalfCheetah-v5")
+    tm.add_argument("--env", type=_words, default=["HalfCheetah-v5"],
+                    help="one env, or several separated by commas (their SB3 runs can then share a group)")
     tm.add_argument("--seeds", type=int, default=1)
     tm.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (tune on others)")
     tm.add_argument("--pacer-seconds", type=float, default=300.0)
@@ -73,6 +75,10 @@ def add_parser(sub: Any) -> None:
     tm.add_argument("--sb3", choices=["zoo", "defaults"], default="zoo",
                     help="SB3 PPO with rl-baselines3-zoo's hyperparameters for the env, or the library's defaults")
     tm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key for pacer's runs")
+    tm.add_argument("--sb3-parallel", type=int, default=1,
+                    help="SB3 runs side by side (one thread each; at most the machine's cores); pacer runs alone")
+    tm.add_argument("--resume", action="store_true",
+                    help="take runs already saved in RUNS_DIR/timed-runs with the same settings instead of training")
 
     sc = kinds.add_parser("scaling", parents=[common], help="speed-up over worker counts, Amdahl fit")
     sc.add_argument("--env", default="LunarLander-v3")
@@ -124,11 +130,17 @@ def run(args: argparse.Namespace) -> int:
     elif kind == "timed":
         if importlib.util.find_spec("stable_baselines3") is None:
             raise PacerError("timed needs Stable-Baselines3: pip install -e '.[bench]'")
-        result = timed.timed(args.env, _seeds(args), args.runs_dir, log, args.pacer_seconds,
-                             args.sb3_seconds, args.eval_every, args.eval_episodes, args.sb3, _settings(args.set))
-        png = args.out / f"timed-{args.env}.png"
+        if not 1 <= args.sb3_parallel <= (os.cpu_count() or 1):
+            raise PacerError(f"--sb3-parallel must be 1..{os.cpu_count() or 1} (this machine's cores): side by side "
+                             "runs beyond the cores would each get less than a run alone")
         args.out.mkdir(parents=True, exist_ok=True)
-        plots.timed_curves(result, png)
+        for result in timed.timed(args.env, _seeds(args), args.runs_dir, log, args.pacer_seconds, args.sb3_seconds,
+                                  args.eval_every, args.eval_episodes, args.sb3, _settings(args.set),
+                                  args.sb3_parallel, args.resume):
+            png = plots.timed_curves(result, args.out / f"timed-{result['env']}.png")
+            path = record.write(f"timed-{result['env']}", {**result, "plot": str(png)}, args.out)
+            log(f"wrote {path} and {png}")
+        return 0
     elif kind == "scaling":
         result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset, args.backend,
                                args.solve_seeds, args.runs_dir)
