@@ -4,22 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
+TRAIN_STAMP := $(VENV)/.installed-train
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 PICTURES := runs/pictures/LunarLander-v3
 
-.PHONY: setup train test test-ray test-notebook test-slow soak bench pictures lint typecheck check clean
+.PHONY: setup train test test-ray test-notebook test-wheel test-slow soak bench pictures lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[dev,tb,plot]'
-	touch $(STAMP)
+	touch $(STAMP) $(TRAIN_STAMP)
 
 setup: $(STAMP)  ## create .venv and install pacer with its dev extras
 
-train: $(STAMP)  ## the main job: train CartPole on local worker processes, then evaluate 100 episodes
+$(TRAIN_STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[video]'
+	touch $(TRAIN_STAMP)
+
+train: $(TRAIN_STAMP)  ## the main job: train CartPole on local worker processes, evaluate 100 episodes, film one
 	$(BIN)/pacer train --run-dir $(RUN)
-	$(BIN)/pacer eval $(RUN) --episodes 100
+	$(BIN)/pacer eval $(RUN) --episodes 100 --video $(RUN)/videos --video-episodes 1
+	@echo "the trained agent plays in $(RUN)/videos/episode-000.mp4"
 
 test: $(STAMP)  ## the default test run (fast; slow, soak and ray tests are excluded)
 	$(BIN)/python -m pytest -q
@@ -30,6 +38,9 @@ test-ray: $(STAMP)  ## the Ray backend on a two-node cluster on this machine (lo
 
 test-notebook: $(STAMP)  ## execute examples/notebook.ipynb as Jupyter would (nbclient): spawned workers, by-value code
 	$(BIN)/python -m pytest -q -m notebook --timeout=600
+
+test-wheel: $(STAMP)  ## build the wheel, install it beside an existing torch in a fresh virtualenv, train from it
+	$(BIN)/python -m pytest -q -m wheel --timeout=900
 
 test-slow: $(STAMP)  ## long checks: real training to a target return
 	$(BIN)/python -m pytest -q -m slow --timeout=900

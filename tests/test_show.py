@@ -238,7 +238,7 @@ def test_a_renderer_whose_package_is_missing(tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     code = main(["eval", str(run), "--episodes", "1", "--video", str(tmp_path / "v")])
     one_line_error(code, capsys, "rendering helpers:make_renderer_without_pygame needs a package that is not "
-                   "installed (pygame is not installed, run `pip install pygame`); pip install -e '.[video]'")
+                   "installed (pygame is not installed, run `pip install pygame`); pip install 'pacer-rl[video]'")
     assert list((tmp_path / "v").iterdir()) == []
     code = main(["train", "--env", "helpers:make_renderer_without_pygame", "--backend", "inline", "--set",
                  "log.video_every=100", "--total-steps", "200", "--run-dir", str(tmp_path / "never")])
@@ -339,12 +339,13 @@ def test_a_factory_that_passes_render_mode_on_records(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("blocked", "argv", "message"), [
     ("imageio", ["eval", "{run}", "--episodes", "1", "--video", "{tmp}/v"],
-     "video needs imageio and imageio-ffmpeg: pip install -e '.[video]'"),
+     "video needs imageio and imageio-ffmpeg: pip install 'pacer-rl[video]'"),
     ("imageio_ffmpeg", ["eval", "{run}", "--episodes", "1", "--video", "{tmp}/v"],
-     "video needs imageio and imageio-ffmpeg: pip install -e '.[video]'"),
+     "video needs imageio and imageio-ffmpeg: pip install 'pacer-rl[video]'"),
     ("onnxscript", ["export", "{run}", "--out", "{tmp}/p.onnx"],
-     "ONNX export needs onnx and onnxscript: pip install -e '.[export]'"),
-    ("matplotlib", ["plot", "{run}", "--out", "{tmp}/c.png"], "plotting needs matplotlib: pip install -e '.[plot]'"),
+     "ONNX export needs onnx and onnxscript: pip install 'pacer-rl[export]'"),
+    ("matplotlib", ["plot", "{run}", "--out", "{tmp}/c.png"],
+     "plotting needs matplotlib: pip install 'pacer-rl[plot]'"),
 ])
 def test_a_missing_extra(blocked: str, argv: list[str], message: str, runs: dict[str, Path], tmp_path: Path,
                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

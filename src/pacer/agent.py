@@ -11,7 +11,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from pacer import checkpoint
+from pacer import checkpoint, hub
 from pacer.config import Config
 from pacer.envs import check_env_id, spaces_of
 from pacer.errors import PacerError
@@ -42,8 +42,11 @@ class Agent:
 
 
 def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
-    """Load the agent of a run directory (its final, else latest, checkpoint) or of one checkpoint file. A run whose
+    """Load the agent of a run directory (its final, else latest, checkpoint), of one checkpoint file, of a packaged
+    agent's folder (`pacer package`) or of one on the Hugging Face Hub ('hf://owner/name'). A run whose
     env factory or model class was passed by value (defined in a notebook) needs it again: `env=`, `model=`."""
+    if hub.is_hub(source):  # hf://owner/name: a packaged agent on the Hugging Face Hub
+        source = hub.download(str(source))
     path = checkpoint.find(source)
     data = checkpoint.load(path)
     try:

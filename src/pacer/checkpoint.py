@@ -102,7 +102,8 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def find(source: str | Path) -> Path:
-    """A checkpoint file itself, or a run directory's newest checkpoint (by write time, `final.pt` on a tie).
+    """A checkpoint file itself, a run directory's newest checkpoint (by write time, `final.pt` on a tie), or a
+    packaged agent's checkpoint.pt.
 
     Write time, not the name: a resumed session killed before its final save leaves an older `final.pt` next to
     newer `step_*.pt` files, and must not go back in time."""
@@ -111,6 +112,8 @@ def find(source: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise PacerError(f"no run directory or checkpoint at {str(path)!r}")
+    if (path / "checkpoint.pt").is_file() and not (path / "checkpoints").is_dir():
+        return path / "checkpoint.pt"  # a packaged agent (`pacer package`)
     folder = path / "checkpoints"
     final = folder / "final.pt"
     candidates = _step_files(folder) + ([final] if final.is_file() else [])

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import platform
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from pacer.aliases import flag_hint
 from pacer.errors import PacerError, WorkerFailed
 from pacer.runtime.signals import Terminated
+from pacer.version import __version__
 
 EXIT_ERROR, EXIT_WORKER_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 
@@ -25,6 +28,11 @@ def _integer(text: str) -> int:
         if (value := float(text)).is_integer():
             return int(value)
     raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list flag: `--track wandb,mlflow`."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 # flag -> dotted config key; every other key is reachable with --set KEY=VALUE or --config FILE
@@ -41,6 +49,7 @@ TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--backend": ("runtime.backend", str, "local (processes), ray (actors, here or on a cluster) or inline"),
     "--address": ("runtime.address", str, "ray: the cluster to join ('auto' or host:port); default: a private one"),
     "--max-restarts": ("runtime.max_restarts", _integer, "worker crashes or hangs tolerated before the run stops"),
+    "--track": ("log.track", _names, "also log the run to wandb and/or mlflow (comma-separated; their extras)"),
 }
 
 
@@ -48,21 +57,53 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows each option's default, unless it has none or its help already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == [] or default is argparse.SUPPRESS
+                or "default" in text or not action.option_strings):
+            return text
+        return f"{text} (default: {default})"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line like every other error (the usage is one --help away); its
     subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise PacerError(f"{message} (see '{self.prog} --help')")
 
 
+def _config_default(key: str) -> Any:
+    """A config key's default, for --help (the preset an env gets may change it: --print-config shows the result)."""
+    from pacer.config import Config
+
+    section, _, name = key.partition(".")
+    return getattr(getattr(Config(), section), name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pacer", description="Parallel actor-critic RL on CPU processes.")
+    parser.add_argument("--version", action="version",
+                        version=f"pacer {__version__} (Python {platform.python_version()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tr = sub.add_parser("train", help="train an agent (default: CartPole-v1 on local worker processes)")
+    tr = sub.add_parser("train", help="train an agent (default: CartPole-v1 on local worker processes)",
+                        epilog="The defaults shown are the plain ones; an env's preset may change some of them: "
+                        "--print-config shows what a run will use. Names from SB3, the RL Zoo and CleanRL "
+                        "(--total-timesteps, learning_rate, ...) are answered with pacer's own.")
     for flag, (key, kind, text) in TRAIN_FLAGS.items():
-        tr.add_argument(flag, dest=key, type=kind, default=None, help=text)
+        default = _config_default(key)
+        shown = f" (default: {default})" if default not in (None, (), "") and "default" not in text else ""
+        tr.add_argument(flag, dest=key, type=kind, default=None, help=text + shown,
+                        metavar=flag.removeprefix("--").upper().replace("-", "_"))
     tr.add_argument("--config", type=Path, help="YAML file with any config keys; flags override it")
     tr.add_argument("--preset", help="named configuration (pacer.PRESETS); by default the one tuned for the env "
                     "and algorithm, if any ('none': the plain defaults)")
@@ -70,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="any config key, e.g. --set algo.lr=3e-4 (repeatable)")
     tr.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
     tr.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    tr.add_argument("--print-config", action="store_true", help="print the resolved config (defaults, preset, file "
+                    "and flags) as YAML and exit without training")
 
     ev = sub.add_parser("eval", help="evaluate a run directory or checkpoint")
-    ev.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    ev.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory, a checkpoint, a packaged "
+                    "agent's folder or hf://owner/name (the hub extra)")
     ev.add_argument("--episodes", type=int, default=100)
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mode")
     ev.add_argument("--workers", type=int, default=2, help="evaluation processes")
@@ -95,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--check", type=int, default=1000, metavar="N", help="before writing, run the file (onnx: "
                     "with onnxruntime, when installed; torch: with torch.export.load) and compare its greedy actions "
                     "with pacer's on N random observations; a file that disagrees is not written (0: skip)")
+
+    pk = sub.add_parser("package", help="write a shareable folder: model card (score, settings, command), "
+                        "replay.mp4, config.yaml, checkpoint.pt, policy.onnx")
+    pk.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    pk.add_argument("--out", type=Path, help="the folder to write (default: RUN_DIR/package)")
+    pk.add_argument("--episodes", type=_integer, default=100, help="greedy episodes scored for the model card")
+    pk.add_argument("--seed", type=_integer, default=12345, help="the first episode's seed")
+    pk.add_argument("--workers", type=_integer, default=2, help="evaluation processes")
+    pk.add_argument("--no-video", action="store_true", help="no replay.mp4")
+    pk.add_argument("--no-onnx", action="store_true", help="no policy.onnx")
+    pu = sub.add_parser("push", help="upload a packaged agent (a run directory is packaged first, into "
+                        "RUN_DIR/package) to the Hugging Face Hub (the hub extra; `huggingface-cli login` first)")
+    pu.add_argument("source", type=Path, metavar="PACKAGE_OR_RUN_DIR")
+    pu.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the model repository (created if needed)")
+    pu.add_argument("--private", action="store_true", help="create the repository private")
 
     pl = sub.add_parser("plot", help="learning curves of one or more runs, as a PNG (or the format --out's "
                         "suffix names)")
@@ -154,9 +213,10 @@ def _run(argv: list[str] | None) -> int:
         command = args.command
         if extra:  # reported here, where the subcommand is known, so that the hint names its --help
             where = " ".join(["pacer", args.command, *([args.bench] if args.command == "bench" else [])])
-            raise PacerError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
+            hint = next((h for h in map(flag_hint, extra) if h), "") if args.command == "train" else ""
+            raise PacerError(f"unrecognized arguments: {' '.join(extra)}{hint} (see '{where} --help')")
         commands = {"train": _train, "eval": _eval, "export": _export, "plot": _plot, "bench": _bench,
-                    "tune": _tune}
+                    "tune": _tune, "package": _package, "push": _push}
         return commands[args.command](args)
     except (Terminated, KeyboardInterrupt) as stop:
         saved = "; the run stopped cleanly and saved a final checkpoint" if command == "train" else ""
@@ -196,6 +256,11 @@ def _train(args: argparse.Namespace) -> int:
                                    overrides=_overrides(args), resume=args.resume)
     for line in notes:
         print(line, file=sys.stderr)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
     from pacer.backends import early_start
 
     early_start(cfg)  # the local backend's fork server, whose torch import then overlaps ours
@@ -265,6 +330,29 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package(args: argparse.Namespace) -> int:
+    for flag in ("episodes", "workers"):
+        if getattr(args, flag) < 1:
+            raise PacerError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    from pacer.share import package
+
+    out = args.out if args.out is not None else args.source / "package"
+    done = package(args.source, out, args.episodes, args.seed, args.workers, video=not args.no_video,
+                   onnx=not args.no_onnx)
+    for note in done.notes:
+        print(f"pacer: {note}", file=sys.stderr)
+    print(f"wrote {done.folder}: {done.episodes} greedy episodes, {done.mean:.2f} ± {done.std:.2f}; "
+          f"evaluate with: pacer eval {done.folder}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from pacer.share import push
+
+    print(f"pushed to {push(args.source, args.repo, args.private)}; load with: pacer eval hf://{args.repo}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pacer.bench.commands import run
 
@@ -281,7 +369,7 @@ def _tune(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 1:
             raise PacerError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if importlib.util.find_spec("optuna") is None:
-        raise PacerError("pacer tune needs Optuna: pip install -e '.[tune]'")
+        raise PacerError("pacer tune needs Optuna: pip install 'pacer-rl[tune]'")
     overrides = {"env.id": args.env, "algo.name": args.algo, "runtime.workers": args.workers,
                  "runtime.backend": args.backend, **parse_settings(args.set)}
     if args.address is not None:

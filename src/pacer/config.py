@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pacer.aliases import key_hint
 from pacer.errors import PacerError, did_you_mean
 from pacer.usercode import import_path
 from pacer.validate import build_section
@@ -118,7 +119,7 @@ class AlgoConfig:
 class RuntimeConfig:
     backend: str = "local"
     """'local': one process per worker on this machine; 'ray': one Ray actor per worker, on this machine or a
-    cluster (`pip install -e .[ray]`); 'inline': the same worker code in this process (debugging, tests)."""
+    cluster (`pip install 'pacer-rl[ray]'`); 'inline': the same worker code in this process (debugging, tests)."""
     address: str | None = None
     """Ray: the cluster to join ('auto', or the head's host:port), left running at the end; None starts a private
     Ray instance on this machine, on loopback only, and shuts it down at the end."""
@@ -198,6 +199,13 @@ class LogConfig:
     """Show a live progress bar."""
     tensorboard: bool = True
     """Write TensorBoard events when tensorboard is installed."""
+    track: tuple[Literal["wandb", "mlflow"], ...] = ()
+    """Also send the run to these trackers (`--track wandb`, `--track mlflow`; the wandb or mlflow extra): the
+    config, library versions, metrics grouped as charts/, losses/ and perf/, evaluations and the final video (one
+    is filmed for them when the env can render). W&B follows its own settings (WANDB_MODE=offline for no network);
+    MLflow writes to MLFLOW_TRACKING_URI, by default a file store in ./mlruns."""
+    project: str = "pacer"
+    """The W&B project (WANDB_PROJECT wins) and the MLflow experiment the run is filed under."""
 
 
 SECTIONS: dict[str, type] = {
@@ -225,7 +233,7 @@ class Config:
         sections: dict[str, Any] = {}
         for name, value in data.items():
             if name not in SECTIONS:
-                raise PacerError(f"unknown config section {name!r}{did_you_mean(str(name), SECTIONS)}")
+                raise PacerError(f"unknown config section {name!r}{_section_hint(str(name))}")
             if not isinstance(value, dict):
                 raise PacerError(f"config section {name!r} must be a mapping, got {type(value).__name__}")
             sections[name] = build_section(name, SECTIONS[name], value)
@@ -255,6 +263,15 @@ class Config:
         """Like to_dict, but keeps callables (for in-process overrides)."""
         return {name: {f.name: getattr(getattr(self, name), f.name) for f in dataclasses.fields(SECTIONS[name])}
                 for name in SECTIONS}
+
+
+def _section_hint(name: str) -> str:
+    """For a key given without its section (`lr: 3e-4`, `--set lr=3e-4`): the section that has it."""
+    owners = [f"{section}.{name}" for section, cls in SECTIONS.items()
+              if name in {f.name for f in dataclasses.fields(cls)}]
+    if owners:
+        return f" (did you mean {' or '.join(owners)}?)"
+    return key_hint(name) or did_you_mean(name, SECTIONS)
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

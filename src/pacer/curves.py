@@ -44,7 +44,7 @@ def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps") -> 
     try:
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PacerError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+        raise PacerError("plotting needs matplotlib: pip install 'pacer-rl[plot]'") from None
     if x not in AXES:
         raise PacerError(f"x must be one of {', '.join(AXES)}, got {x!r}")
     runs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(run) for run in run_dirs]
@@ -77,7 +77,7 @@ def plot_runs(run_dirs: list[Path], out: Path, x: Axis = "env_steps") -> Path:
 
         matplotlib.use("Agg")  # the command never opens a window; `plot` itself leaves a notebook's backend alone
     except ImportError:
-        raise PacerError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+        raise PacerError("plotting needs matplotlib: pip install 'pacer-rl[plot]'") from None
     fig = plot(run_dirs, x)
     formats = fig.canvas.get_supported_filetypes()
     if not out.suffix:

@@ -69,7 +69,7 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
             import onnx  # noqa: F401  (torch.onnx's exporter needs both)
             import onnxscript  # noqa: F401
         except ImportError:
-            raise PacerError("ONNX export needs onnx and onnxscript: pip install -e '.[export]'") from None
+            raise PacerError("ONNX export needs onnx and onnxscript: pip install 'pacer-rl[export]'") from None
     out = Path(out)
     make_output_dir(out.parent)
     # a hidden name in the target's directory (same file system, so the rename is atomic), created new (O_EXCL: never

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ class Metrics:
         self.csv_writer: csv.DictWriter[str] | None = None
         self.tb = _tensorboard_writer(run_dir) if tensorboard else None
         self.bar = _progress_bar(total_steps, start_steps) if progress else None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with every row written (the experiment trackers)."""
 
     def absorb(self, report: Report) -> None:
         if report.first_env_step_at is not None:
@@ -62,6 +66,8 @@ class Metrics:
                                "eval_return": _clean(eval_mean) if eval_mean is not None else None,
                                **{k: _clean(v) for k, v in sorted(self.latest.items())}}
         self._write(row)
+        for listener in self.listeners:
+            listener(row)
         if self.tb is not None:
             for key, value in row.items():
                 if isinstance(value, (int, float)) and key != "env_steps":
@@ -85,12 +91,31 @@ class Metrics:
         if self.fmt == "jsonl":
             self.file.write(json.dumps(row) + "\n")
         else:
-            if self.csv_writer is None:  # columns are fixed by the first row; later keys are dropped
-                self.csv_writer = csv.DictWriter(self.file, fieldnames=list(row), extrasaction="ignore")
-                if self.file.tell() == 0:
-                    self.csv_writer.writeheader()
+            if self.csv_writer is None or any(key not in self.csv_writer.fieldnames for key in row):
+                # losses arrive after the first row: the header grows, the rows written so far get empty cells
+                self.csv_writer = self._csv_writer(list(row))
             self.csv_writer.writerow(row)
         self.file.flush()
+
+    def _csv_writer(self, columns: list[str]) -> csv.DictWriter[str]:
+        """A writer appending to metrics.csv under the file's header (a resumed run's) widened by `columns`; the
+        file is rewritten (atomically) when its header changes."""
+        self.file.flush()
+        with open(self.path, newline="") as existing:
+            reader = csv.reader(existing)
+            header = next(reader, [])
+            body = list(reader)
+        columns = [*header, *(c for c in columns if c not in header)]
+        if columns != header:
+            self.file.close()
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(columns)
+                writer.writerows(line + [""] * (len(columns) - len(line)) for line in body)
+            os.replace(tmp, self.path)
+            self.file = open(self.path, "a", newline="")  # noqa: SIM115 - kept open for the run
+        return csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
 
     def close(self) -> None:
         self.file.close()

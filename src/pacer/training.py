@@ -30,6 +30,8 @@ from pacer.resume import check_resume, left_out_of, restore_run, save
 from pacer.runtime.shared import SharedState
 from pacer.runtime.signals import StopSignals
 from pacer.supervisor import Supervisor
+from pacer.tracking import Trackers, check_installed, command_line, open_trackers
+from pacer.version import __version__
 from pacer.video import check_can_record
 from pacer.worker import WorkerSpec
 
@@ -64,6 +66,10 @@ class Run:
     evaluation: jobs.Evaluation | None
     supervisor: Supervisor
     start_steps: int
+    trackers: Trackers | None = None
+    """W&B / MLflow (`log.track`), fed every metrics row, the evaluations and the final video."""
+    final_video: bool = False
+    """Film one greedy episode at the end (`log.video_every`, or for the trackers)."""
     placement: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Where each worker ran (summary.json), once they stopped."""
     parent_cpu: float = 0.0
@@ -76,8 +82,16 @@ def train(config: runconfig.ConfigSource = None, *, preset: str | None = "auto",
     the one tuned for its env and algorithm, if any; 'none' for the plain defaults); `overrides` use '__' for '.',
     e.g. `train(runtime__workers=2)`. With `resume=RUN_DIR` the saved run continues where it stopped."""
     run = prepare(config, preset, resume, {key.replace("__", "."): value for key, value in overrides.items()})
-    reason, final = supervise(run)
-    return finish(run, reason, final)
+    try:
+        reason, final = supervise(run)
+        result = finish(run, reason, final)
+    except BaseException:
+        if run.trackers is not None:
+            run.trackers.close(ok=False)
+        raise
+    if run.trackers is not None:
+        run.trackers.close(ok=True)
+    return result
 
 
 def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Path | None,
@@ -94,6 +108,9 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     check_env_id(cfg.env.id)
     if cfg.log.video_every:
         check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
+    if cfg.log.track:
+        check_installed(cfg.log.track)
+    final_video = bool(cfg.log.video_every) or (bool(cfg.log.track) and _can_film(cfg))
     obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, obs_space, act_space)
@@ -128,7 +145,12 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     supervisor = Supervisor(shared, backend, metrics, clock,
                             jobs.standard_jobs(cfg, shared, metrics, clock, evaluation, save_periodic, greedy.video),
                             jobs.standard_stops(cfg, evaluation), cfg.runtime.max_restarts)
-    return Run(cfg, run_dir, shared, backend, metrics, clock, greedy, evaluation, supervisor, start_steps)
+    trackers = None
+    if cfg.log.track:  # last: a tracker's run is opened only for a run that is about to train
+        trackers = open_trackers(cfg.log.track, cfg.log.project, run_dir, cfg.to_dict(), command_line(), _stderr)
+        metrics.listeners.append(trackers.log_row)
+    return Run(cfg, run_dir, shared, backend, metrics, clock, greedy, evaluation, supervisor, start_steps,
+               trackers, final_video)
 
 
 def supervise(run: Run) -> tuple[str, Path]:
@@ -170,8 +192,11 @@ def finish(run: Run, reason: str, final: Path) -> TrainResult:
     summary.json."""
     cfg, clock = run.cfg, run.clock
     trained = clock.trained()  # the workers have stopped: nothing after this trains
-    if cfg.log.video_every:
+    steps = run.shared.counters()["env_steps"]
+    if run.final_video:
         clock.evaluating(lambda: run.greedy.video("final"))
+        if run.trackers is not None:
+            run.trackers.log_video(run.run_dir / "videos" / "final.mp4", steps)
     eval_returns = None if run.evaluation is None else run.evaluation.confirmed
     if eval_returns is None and cfg.runtime.final_eval_episodes:
         eval_returns = clock.evaluating(lambda: run.greedy.returns(cfg.runtime.final_eval_episodes))
@@ -183,6 +208,9 @@ def finish(run: Run, reason: str, final: Path) -> TrainResult:
         eval_std=None if eval_returns is None else float(eval_returns.std()),
         stop_reason=reason, checkpoint=final)
     _write_summary(result, run, trained)
+    if run.trackers is not None and result.eval_mean is not None:
+        run.trackers.log_final({"final_eval_mean": result.eval_mean, "final_eval_std": float(result.eval_std or 0)},
+                               steps)
     return result
 
 
@@ -190,6 +218,16 @@ def worker_seed(seed: int, rank: int, start_steps: int, restarts: int = 0) -> in
     """Independent streams per worker (a vector env seeds its sub-envs seed, seed+1, ...: consecutive base seeds
     would make workers replay each other's episodes), and new ones after a resume or a restart."""
     return int(np.random.SeedSequence([seed, rank, start_steps, restarts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def _can_film(cfg: Config) -> bool:
+    """Whether the final video for the trackers can be made; a note says why not when it cannot."""
+    try:
+        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
+    except Exception as exc:
+        _stderr(f"pacer: note: no final video for {', '.join(cfg.log.track)}: {str(exc).splitlines()[0]}")
+        return False
+    return True
 
 
 def _stderr(message: str) -> None:
@@ -205,6 +243,7 @@ def _write_summary(result: TrainResult, run: Run, trained: float) -> None:
         "eval_time_s": round(clock.eval_time, 3), "steps_per_s": round(result.steps_per_s, 1),
         "eval_mean": result.eval_mean, "eval_std": result.eval_std, "stop_reason": result.stop_reason,
         "checkpoint": str(result.checkpoint),
+        "command": command_line(), "pacer_version": __version__,  # for the model card (`pacer package`)
         "started_at": clock.started_at, "first_env_step_at": [first_steps[k] for k in sorted(first_steps)],
         # where the time went: summed over workers by phase, and the parent's CPU outside evaluations
         "worker_time_s": {k.removeprefix("time_"): round(v, 3) for k, v in sorted(metrics.timings.items())},

@@ -7,7 +7,7 @@ A trial's score is its final greedy evaluation. Trials train to their budget (no
 would hide a later collapse). The study lives in SQLite (`<dir>/study.db`): the same command run again continues
 it up to `trials` trials. The best trial's settings are written as a YAML config for `pacer train --config`.
 
-The tuner itself imports neither torch nor gymnasium; it needs the tune extra (`pip install -e .[tune]`).
+The tuner itself imports neither torch nor gymnasium; it needs the tune extra (`pip install 'pacer-rl[tune]'`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import types
 import typing
 from typing import Any, Literal
 
+from pacer.aliases import key_hint
 from pacer.errors import PacerError, did_you_mean
 
 
@@ -20,7 +21,8 @@ def build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in names:
-            raise PacerError(f"unknown config key '{section}.{key}'{did_you_mean(str(key), names)}")
+            hint = key_hint(str(key)) or did_you_mean(str(key), names)
+            raise PacerError(f"unknown config key '{section}.{key}'{hint}")
         spec = next(f for f in dataclasses.fields(cls) if f.name == key)
         kwargs[key] = check_value(f"{section}.{key}", hints[key], value, spec.metadata)
     return cls(**kwargs)
@@ -61,6 +63,8 @@ def check_value(key: str, hint: Any, value: Any, limits: Any) -> Any:
                                  f"got {type(item).__name__}")
         return dict(value)
     if origin is tuple:
+        if isinstance(value, str) and typing.get_origin(args[0]) is Literal:
+            value = [value]  # `track: wandb` means [wandb]
         if not isinstance(value, (list, tuple)):
             raise PacerError(f"{key} must be a list of integers, got {value!r}")
         return tuple(check_value(key, args[0], v, limits) for v in value)

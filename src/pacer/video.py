@@ -48,7 +48,7 @@ def require_video_extra() -> Any:
         import imageio.v2 as imageio
         import imageio_ffmpeg  # noqa: F401  (the bundled ffmpeg binary imageio writes mp4 with)
     except ImportError:
-        raise PacerError("video needs imageio and imageio-ffmpeg: pip install -e '.[video]'") from None
+        raise PacerError("video needs imageio and imageio-ffmpeg: pip install 'pacer-rl[video]'") from None
     return imageio
 
 
@@ -77,7 +77,7 @@ def frames_env(env_id: Any, max_episode_steps: int | None = None, kwargs: Mappin
 
 def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
     return PacerError(f"rendering {env_name(env_id)} needs a package that is not installed "
-                      f"({first_line(exc)}); pip install -e '.[video]'")
+                      f"({first_line(exc)}); pip install 'pacer-rl[video]'")
 
 
 def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,

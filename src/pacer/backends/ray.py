@@ -60,7 +60,7 @@ def preflight(cfg: Config, model: nn.Module, log: Callable[[str], None]) -> None
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise PacerError("the ray backend needs Ray: pip install -e '.[ray]'") from None
+        raise PacerError("the ray backend needs Ray: pip install 'pacer-rl[ray]'") from None
     where = f"on Ray actors ({'cluster at ' + cfg.runtime.address if cfg.runtime.address else 'a private instance'})"
     checks.status(cfg, where, log)
     check_sendable(user_code(cfg))

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"pacer: {s['solved']}/{s['runs']} seeds solved, median {s['median_solve_s']} s")
     elif kind == "compare":
         if importlib.util.find_spec("stable_baselines3") is None:
-            raise PacerError("compare needs Stable-Baselines3: pip install -e '.[bench]'")
+            raise PacerError("compare needs Stable-Baselines3: pip install 'pacer-rl[bench]'")
         result = suite.compare(args.env, _seeds(args), args.runs_dir, log, tuple(args.algos),
                                args.classic_cap, args.render_default_seeds, args.throughput_seconds, args.cap)
         png = args.out / f"compare-{args.env}.png"
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         plots.compare_curves(result, png)
     elif kind == "timed":
         if importlib.util.find_spec("stable_baselines3") is None:
-            raise PacerError("timed needs Stable-Baselines3: pip install -e '.[bench]'")
+            raise PacerError("timed needs Stable-Baselines3: pip install 'pacer-rl[bench]'")
         if not 1 <= args.sb3_parallel <= (os.cpu_count() or 1):
             raise PacerError(f"--sb3-parallel must be 1..{os.cpu_count() or 1} (this machine's cores): side by side "
                              "runs beyond the cores would each get less than a run alone")
