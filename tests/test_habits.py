@@ -71,3 +71,9 @@ def test_help_shows_defaults_and_version_prints_it() -> None:
         pacer_cmd("package", "--help").stdout.split())
     out = pacer_cmd("--version")
     assert out.returncode == 0 and out.stdout.startswith(f"pacer {pacer.__version__} (Python ")
+
+
+def test_track_takes_a_comma_separated_list() -> None:
+    out = pacer_cmd("train", "--track", "wandb,mlflow", "--print-config")
+    assert out.returncode == 0, out.stderr
+    assert yaml.safe_load(out.stdout)["log"]["track"] == ["wandb", "mlflow"]

@@ -41,6 +41,7 @@ def test_the_folder_describes_itself(packaged: tuple[Path, Path]) -> None:
     run, folder = packaged
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "checkpoint.pt", "config.yaml", "policy.onnx",
                                                         "replay.mp4", "score.json"]
+    assert folder.stat().st_mode & 0o755 == 0o755  # readable by others, as a folder made by hand
     score = json.loads((folder / "score.json").read_text())
     assert score["episodes"] == len(score["returns"]) == 5 and score["env"] == "CartPole-v1"
     assert score["mean"] == pytest.approx(np.mean(score["returns"]))

@@ -50,6 +50,9 @@ def package(source: str | Path, out: str | Path, episodes: int = 100, seed: int 
     notes: list[str] = []
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         build = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        build.chmod(0o777 & ~umask)  # a folder like any other (the temporary one is private)
         assert agent.checkpoint is not None
         shutil.copyfile(agent.checkpoint, build / CHECKPOINT)
         (build / CONFIG).write_text(yaml.safe_dump(agent.config.to_dict(), sort_keys=False))
@@ -69,7 +72,7 @@ def package(source: str | Path, out: str | Path, episodes: int = 100, seed: int 
                 notes.append(f"no {POLICY}: {exc}")
         summary = _summary(run_dir)
         card = model_card(agent.config.to_dict(), float(result.mean), float(result.std), episodes, seed, summary,
-                          files=sorted(p.name for p in build.iterdir()))
+                          files=sorted([*(p.name for p in build.iterdir()), CARD, "score.json"]))
         (build / CARD).write_text(card)
         (build / "score.json").write_text(json.dumps(
             {"env": str(agent.config.env.id), "algo": agent.config.algo.name, "episodes": episodes, "seed": seed,
