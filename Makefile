@@ -8,7 +8,7 @@ TRAIN_STAMP := $(VENV)/.installed-train
 RUN := runs/cartpole-$(shell date +%Y%m%d-%H%M%S)
 PICTURES := runs/pictures/LunarLander-v3
 
-.PHONY: setup train test test-ray test-notebook test-wheel test-slow soak bench pictures lint typecheck check clean
+.PHONY: setup train test test-ray test-notebook test-atari test-wheel test-slow soak bench pictures lint typecheck check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,9 @@ test-ray: $(STAMP)  ## the Ray backend on a two-node cluster on this machine (lo
 
 test-notebook: $(STAMP)  ## execute examples/notebook.ipynb as Jupyter would (nbclient): spawned workers, by-value code
 	$(BIN)/python -m pytest -q -m notebook --timeout=600
+
+test-atari: $(STAMP)  ## a short real Atari run (ALE/Pong-v5, 2 processes): train, eval with video, export, resume
+	$(BIN)/python -m pytest -q -m atari --timeout=600
 
 test-wheel: $(STAMP)  ## build the wheel, install it beside an existing torch in a fresh virtualenv, train from it
 	$(BIN)/python -m pytest -q -m wheel --timeout=900

@@ -13,7 +13,7 @@ from torch import nn
 
 from pacer import checkpoint, hub
 from pacer.config import Config
-from pacer.envs import check_env_id, spaces_of
+from pacer.envs import check_env_id, obs_dtype, spaces_of
 from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
 from pacer.heads import ActionHead, act, head_for
@@ -30,11 +30,13 @@ class Agent:
     obs_shape: tuple[int, ...]
     checkpoint: Path | None = None
     """Where the parameters came from (None: a model still training)."""
+    obs_dtype: type[np.generic] = np.float32
+    """What observations are cast to before the model: uint8 for pixels (the model scales them), else float32."""
 
     @torch.no_grad()
     def act(self, obs: Any, greedy: bool = True) -> NDArray[Any]:
         """Action(s) for one observation or a batch of them (the batch dimension is kept if given)."""
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        x = torch.as_tensor(np.asarray(obs, dtype=self.obs_dtype))
         single = x.dim() == len(self.obs_shape)
         pi, _ = self.model(x.unsqueeze(0) if single else x)
         actions = act(self.head, self.model, pi, greedy)
@@ -57,7 +59,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
     except (KeyError, PacerError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
     check_env_id(cfg.env.id)
-    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
+    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
     model = make_model(cfg.model, obs_space, act_space)
     try:
         model.load_state_dict(data["model"])
@@ -68,7 +70,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
                          ) from None
     model.eval()
     return Agent(model=model, config=cfg, head=head_for(act_space), action_space=act_space,
-                 obs_shape=tuple(obs_space.shape or ()), checkpoint=path)
+                 obs_shape=tuple(obs_space.shape or ()), checkpoint=path, obs_dtype=obs_dtype(obs_space))
 
 
 @dataclass(frozen=True)
@@ -97,5 +99,5 @@ def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = Tru
     agent = source if isinstance(source, Agent) else load(source, env=env, model=model)
     returns = run_episodes_parallel(agent.model, agent.config.env.id, episodes, seed, greedy,
                                     agent.config.env.max_episode_steps, workers, start_method, hang_timeout,
-                                    agent.config.env.kwargs)
+                                    agent.config.env.kwargs, agent.config.env.wrappers)
     return EvalResult(returns=returns, checkpoint=agent.checkpoint)

@@ -36,6 +36,10 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for `gymnasium.make` (or the factory), e.g. `{continuous: true}` for LunarLander-v3;
     from the command line `--set env.kwargs.continuous=true`."""
+    wrappers: tuple[Any, ...] = field(default=(), metadata={"wrapper_list": True})
+    """Gymnasium wrappers applied in order to every training and evaluation env: each a name from
+    `gymnasium.wrappers` (`FrameStackObservation`), an import path `module:Class`, or a one-key mapping of either to
+    its arguments (`{FrameStackObservation: {stack_size: 4}}`)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class ModelConfig:
     init: Literal["default", "orthogonal"] = "default"
     """'orthogonal': orthogonal weights (gain sqrt 2 for hidden layers, 0.01 for the policy head, 1 for the value
     head) and zero biases, as in the PPO implementations of OpenAI Baselines, SB3 and CleanRL; 'default': torch's."""
+    encoder: Literal["auto", "mlp", "cnn"] = "auto"
+    """What reads the observations: 'cnn' the Nature CNN (three convolutions and 512 units, as in DQN and A3C; for
+    pixels, scaled to [0, 1] inside the model), 'mlp' the `hidden` layers, 'auto' the CNN for image observations
+    (a uint8 Box of HxW, HxWxC or CxHxW) and the MLP for everything else."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (Box action spaces)."""
     factory: Any = None
@@ -98,6 +106,9 @@ class AlgoConfig:
     scale_rewards: bool = False
     """Divide rewards by the running standard deviation of the discounted return (per worker), clipped to +-10,
     as SB3's VecNormalize does; reported episode returns stay unscaled."""
+    clip_rewards: float | None = field(default=None, metadata={"above": 0.0})
+    """Clip each training reward to [-c, c] (Atari: 1, as DQN, A3C and PPO do); episode returns, evaluations and
+    videos keep the game's own score."""
     epochs: int | None = field(default=None, metadata={"min": 1})
     """Passes over each rollout. Left out (null), the algorithm's own: 4 for 'ppo', 1 for the others; a run writes
     the value it uses into its config.yaml."""
@@ -249,7 +260,7 @@ class Config:
             section = dataclasses.asdict(getattr(self, name))
             for key, value in section.items():
                 if isinstance(value, tuple):
-                    section[key] = list(value)
+                    section[key] = [import_path(v) if callable(v) else v for v in value]
                 elif callable(value):  # 'module:name', or 'by-value:module:name' when no process can import it
                     section[key] = import_path(value)
             out[name] = section

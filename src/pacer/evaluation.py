@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from pacer.envs import make_vector_env
+from pacer.envs import make_vector_env, obs_dtype
 from pacer.errors import WorkerFailed, first_line
 from pacer.heads import act, head_for
 from pacer.runtime import processes, signals
@@ -32,21 +32,23 @@ STARTUP_S = 120.0  # allowance before the first step (a spawned process imports 
 @torch.no_grad()
 def run_episodes(model: nn.Module, env_id: Any, episodes: int, seed: int, greedy: bool = True,
                  max_episode_steps: int | None = None, on_step: Callable[[], None] | None = None,
-                 env_kwargs: Mapping[str, Any] | None = None, numpy_vectorized: bool = False
-                 ) -> NDArray[np.float64]:
+                 env_kwargs: Mapping[str, Any] | None = None, numpy_vectorized: bool = False,
+                 wrappers: Sequence[Any] = ()) -> NDArray[np.float64]:
     """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch. Episode i
     starts from seed + i, so a split of the episodes over processes plays the same episodes; with
     `numpy_vectorized`, the env's NumPy-vectorized form is used where Gymnasium has one (CartPole: its 100
     episodes cost ~10x less), seeded once with `seed` (the same episodes for the same seed, but not those of a
     split). `on_step` is called after every batched step (a heartbeat)."""
-    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=numpy_vectorized, kwargs=env_kwargs)
+    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=numpy_vectorized, kwargs=env_kwargs,
+                          wrappers=wrappers)
     try:
         obs, _ = env.reset(seed=seed)
         head = head_for(env.single_action_space)
+        dtype = obs_dtype(env.single_observation_space)
         total = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         while running.any():
-            pi, _ = model(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+            pi, _ = model(torch.as_tensor(np.asarray(obs, dtype=dtype)))
             actions = act(head, model, pi, greedy)
             obs, reward, terminated, truncated, _ = env.step(actions)
             total += np.asarray(reward) * running
@@ -69,9 +71,9 @@ def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
         beats[index] = time.monotonic()
 
     try:
-        model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs = unwrap(args)
+        model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs, wrappers = unwrap(args)
         channel.send(("ok", run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, beat,
-                                         env_kwargs)))
+                                         env_kwargs, wrappers=wrappers)))
     except BaseException as exc:
         channel.send(("error", _one_line(exc)))
 
@@ -86,12 +88,13 @@ def _one_line(exc: BaseException) -> str:
 
 def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: int, greedy: bool,
                           max_episode_steps: int | None, workers: int, start_method: str,
-                          hang_timeout: float = HANG_TIMEOUT_S, env_kwargs: Mapping[str, Any] | None = None
-                          ) -> NDArray[np.float64]:
+                          hang_timeout: float = HANG_TIMEOUT_S, env_kwargs: Mapping[str, Any] | None = None,
+                          wrappers: Sequence[Any] = ()) -> NDArray[np.float64]:
     """Split `episodes` over `workers` processes (each a different seed range); 1 worker runs here."""
     workers = max(1, min(workers, episodes))
     if workers == 1:
-        return run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs=env_kwargs)
+        return run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs=env_kwargs,
+                            wrappers=wrappers)
     ctx = processes.context(start_method)
     beats = ctx.Array("d", workers, lock=False)
     inbox = Inbox()
@@ -100,7 +103,7 @@ def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: in
     pumps = []
     try:
         for index, share in enumerate(shares):
-            args = (model, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs)
+            args = (model, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs, wrappers)
             channel = Channel(ctx, index, inbox)
             proc = ctx.Process(target=_eval_process, args=(index, ByValue(args), channel.sender(), beats),
                                name="pacer-eval", daemon=True)  # by value: a notebook's env or model class too

@@ -1,7 +1,8 @@
 """A trained policy outside Python: an ONNX graph (onnxruntime, C++, C#, the browser) or a torch.export program.
 
-The graph maps raw observations, float32 [batch, *obs_shape], to the greedy action, the policy's output and the
-value. Observation normalization is part of the model, so it is part of the graph; nothing else is needed to act.
+The graph maps raw observations, float32 [batch, *obs_shape] (uint8 frames for pixel observations, scaled inside),
+to the greedy action, the policy's output and the value. Observation normalization is part of the model, so it is
+part of the graph; nothing else is needed to act.
   Discrete actions: `action` int64 [batch] (the argmax), `logits` float32 [batch, n], `value` float32 [batch].
   Box actions:      `action` float32 [batch, d] (the mean clipped to the action bounds, as `Agent.act` does),
                     `mean` float32 [batch, d] (unclipped), `value` float32 [batch].
@@ -93,14 +94,15 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
     n = agent.head.size
     action = "int64[batch]" if agent.head.name == "discrete" else f"float32[batch, {n}]"
     names = output_names(agent)
-    return Exported(path=out, format=fmt, inputs=f"obs float32[{shape}]",
+    return Exported(path=out, format=fmt, inputs=f"obs {np.dtype(agent.obs_dtype).name}[{shape}]",
                     outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]",
                     verdict=verdict)
 
 
 def _write(agent: Agent, path: Path, fmt: str) -> None:
     policy = GreedyPolicy(agent).eval()
-    example = torch.zeros((2, *agent.obs_shape))  # batch 2: a batch of 1 could be specialized into the graph
+    # batch 2: a batch of 1 could be specialized into the graph; pixels go in as uint8 frames, as the env gives them
+    example = torch.zeros((2, *agent.obs_shape), dtype=torch.uint8 if agent.obs_dtype == np.uint8 else torch.float32)
     batch = torch.export.Dim("batch")
     with _quiet_exporter(), torch.no_grad():
         if fmt == "torch":
@@ -134,17 +136,17 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def random_observations(agent: Agent, count: int, seed: int) -> NDArray[np.float32]:
+def random_observations(agent: Agent, count: int, seed: int) -> NDArray[Any]:
     """`count` observations drawn from the env's observation space (uniform where bounded, normal where not)."""
     from pacer.envs import spaces_of
 
     env = agent.config.env
-    space = spaces_of(env.id, env.max_episode_steps, env.kwargs)[0]
+    space = spaces_of(env.id, env.max_episode_steps, env.kwargs, env.wrappers)[0]
     space.seed(seed)
-    return np.stack([space.sample() for _ in range(count)]).astype(np.float32)
+    return np.stack([space.sample() for _ in range(count)]).astype(agent.obs_dtype)
 
 
-def run_file(path: str | Path, fmt: str, obs: NDArray[np.float32]) -> list[NDArray[Any]]:
+def run_file(path: str | Path, fmt: str, obs: NDArray[Any]) -> list[NDArray[Any]]:
     """An exported file's outputs (action, logits or mean, value) for a batch of observations, run by onnxruntime
     or by torch.export's loader."""
     if fmt == "torch":

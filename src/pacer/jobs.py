@@ -26,6 +26,7 @@ from pacer.agent import Agent
 from pacer.backends import Backend
 from pacer.clock import Clock
 from pacer.config import Config
+from pacer.envs import obs_dtype
 from pacer.errors import first_line
 from pacer.evaluation import run_episodes
 from pacer.heads import head_for
@@ -91,7 +92,8 @@ class Greedy:
                  run_dir: Path) -> None:
         self.cfg, self.shared, self.run_dir = cfg, shared, run_dir
         self.model = make_model(cfg.model, obs_space, act_space)
-        self.agent = Agent(self.model, cfg, head_for(act_space), act_space, tuple(obs_space.shape or ()))
+        self.agent = Agent(self.model, cfg, head_for(act_space), act_space, tuple(obs_space.shape or ()),
+                           obs_dtype=obs_dtype(obs_space))
         self.seed = cfg.runtime.seed + EVAL_SEED_OFFSET
 
     def returns(self, episodes: int) -> NDArray[np.float64]:
@@ -99,7 +101,8 @@ class Greedy:
         env = self.cfg.env
         # the env's NumPy-vectorized form where it has one: an evaluation costs the run a core while it lasts
         return run_episodes(self.model, env.id, episodes, self.seed, greedy=True,
-                            max_episode_steps=env.max_episode_steps, env_kwargs=env.kwargs, numpy_vectorized=True)
+                            max_episode_steps=env.max_episode_steps, env_kwargs=env.kwargs, numpy_vectorized=True,
+                            wrappers=env.wrappers)
 
     def video(self, name: str) -> None:
         """videos/<name>.mp4: one greedy episode. A video is a view of the run: a full disk or a renderer's bug is

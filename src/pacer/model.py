@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pacer.config import ModelConfig
+from pacer.envs import is_image
 from pacer.errors import PacerError
 from pacer.heads import DiagGaussian, head_for
 from pacer.normalize import RunningNorm
@@ -76,6 +77,55 @@ class MLPActorCritic(nn.Module):
         return pi, value
 
 
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """HxWxC (Gymnasium's RGB frames) rather than CxHxW (stacked frames): few channels last, many rows first."""
+    return len(shape) == 3 and shape[-1] <= 4 < shape[0]
+
+
+def chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Channels, height and width of an image observation's shape (HxW has one channel)."""
+    if len(shape) == 2:
+        return 1, shape[0], shape[1]
+    if _channels_last(shape):
+        return shape[2], shape[0], shape[1]
+    return shape[0], shape[1], shape[2]
+
+
+class CNNActorCritic(nn.Module):
+    """The Nature CNN (Mnih et al. 2015; A3C and PPO's Atari networks): 32 8x8/4, 64 4x4/2 and 64 3x3/1
+    convolutions, 512 units, both heads on the shared features; uint8 pixels scaled to [0, 1] here, channels last
+    (HxWxC) moved first. Orthogonal initialization as in Baselines, SB3 and CleanRL."""
+
+    def __init__(self, obs_shape: tuple[int, ...], pi_dim: int, gaussian: bool, log_std_init: float) -> None:
+        super().__init__()
+        self.channels_last = _channels_last(obs_shape)
+        self.add_channel = len(obs_shape) == 2
+        c, h, w = chw(obs_shape)
+        self.convs = nn.Sequential(nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                                   nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, c, h, w)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, 512), nn.ReLU())
+        self.pi_head = nn.Linear(512, pi_dim)
+        self.value_head = nn.Linear(512, 1)
+        if gaussian:
+            self.log_std = nn.Parameter(torch.full((pi_dim,), float(log_std_init)))
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and module.bias is not None:
+                gain = 0.01 if module is self.pi_head else 1.0 if module is self.value_head else math.sqrt(2)
+                nn.init.orthogonal_(module.weight, gain)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        x = obs.float() / 255.0
+        if self.add_channel:
+            x = x.unsqueeze(1)
+        elif self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        features = self.fc(self.convs(x))
+        return self.pi_head(features), self.value_head(features).squeeze(-1)
+
+
 def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> nn.Module:
     """Build the model from the factory if one is set, else from the layer spec; check the interface."""
     head = head_for(action_space)
@@ -93,6 +143,14 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
             raise PacerError(f"model factory {cfg.factory!r} returned {type(model).__name__}, not a torch.nn.Module")
         if isinstance(head, DiagGaussian) and not isinstance(getattr(model, "log_std", None), nn.Parameter):
             raise PacerError("a model for Box actions must have a parameter 'log_std' (see docs/models.md)")
+    elif cfg.encoder == "cnn" or (cfg.encoder == "auto" and is_image(observation_space)):
+        shape = tuple(observation_space.shape or ())
+        if len(shape) not in (2, 3) or min(chw(shape)[1:]) < 36:
+            raise PacerError(f"model.encoder cnn needs image observations of at least 36x36 pixels (HxW, HxWxC or "
+                             f"CxHxW), got shape {shape}")
+        if cfg.normalize_input != "none":
+            raise PacerError("model.normalize_input applies to the MLP; the CNN scales pixels to [0, 1] itself")
+        model = CNNActorCritic(shape, head.size, isinstance(head, DiagGaussian), cfg.log_std_init)
     else:
         obs_dim = int(np.prod(observation_space.shape))
         model = MLPActorCritic(cfg, obs_dim, head.size, isinstance(head, DiagGaussian))

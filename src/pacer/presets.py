@@ -49,6 +49,43 @@ def _zoo_mujoco(env_id: str, batch: int, hp: dict[str, Any], budget: int = 2_000
     }
 
 
+# Atari through Gymnasium's own wrappers (the ALE's frame skip off, so that AtariPreprocessing skips and max-pools):
+# no-op starts, 4 frames a step, 84x84 grayscale, 4 frames stacked; rewards clipped for training only. No sticky
+# actions, no episodic life: evaluations play whole games of the real score. An Atari id gets these by itself.
+ATARI_ENV: dict[str, Any] = {
+    "kwargs": {"frameskip": 1, "repeat_action_probability": 0.0},
+    "wrappers": [{"AtariPreprocessing": {"noop_max": 30, "frame_skip": 4, "screen_size": 84,
+                                         "terminal_on_life_loss": False, "grayscale_obs": True, "scale_obs": False}},
+                 {"FrameStackObservation": {"stack_size": 4}}],
+}
+ATARI = {  # CleanRL's ppo_atari, per worker: 8 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4 annealed
+    "env": {**ATARI_ENV, "envs_per_worker": 8},
+    "model": {"encoder": "cnn"},
+    "algo": {"name": "ppo", "n_steps": 128, "epochs": 4, "minibatches": 4, "lr": 2.5e-4, "lr_schedule": "linear",
+             "clip_range": 0.1, "entropy_coef": 0.01, "value_coef": 0.5, "max_grad_norm": 0.5, "gamma": 0.99,
+             "gae_lambda": 0.95, "clip_rewards": 1.0},
+    "runtime": {"total_steps": 10_000_000, "eval_every": 250_000, "eval_episodes": 3, "final_eval_episodes": 10,
+                "stop_at_return": None},
+}
+
+
+def _atari_actor_critic(algo: str) -> dict[str, Any]:
+    """A3C's Atari recipe (Mnih et al. 2016) on batched workers: 5-step returns, RMSprop at 7e-4 annealed, entropy
+    0.01, gradients clipped at 40 (a3c: one optimizer state shared by the workers; a2c: one each)."""
+    return {
+        "env": {**ATARI_ENV, "envs_per_worker": 8},
+        "model": {"encoder": "cnn"},
+        "algo": {"name": algo, "n_steps": 5, "lr": 7e-4, "lr_schedule": "linear", "optimizer": "rmsprop",
+                 "shared_optimizer": algo == "a3c", "gae_lambda": 1.0, "entropy_coef": 0.01, "value_coef": 0.5,
+                 "max_grad_norm": 40.0, "clip_rewards": 1.0},
+        "runtime": {**ATARI["runtime"]},
+    }
+
+
+def is_atari(env_id: Any) -> bool:
+    return isinstance(env_id, str) and (env_id.startswith("ALE/") or "NoFrameskip" in env_id)
+
+
 def _one_step(env_id: str, algo: str, entropy_coef: float) -> dict[str, Any]:
     """a2c/a3c: 8-step rollouts, RMSprop, one update each; a3c shares the optimizer state, a2c does not."""
     return {
@@ -128,8 +165,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cartpole-a3c": _one_step("CartPole-v1", "a3c", entropy_coef=0.0),
     "acrobot-a2c": _one_step("Acrobot-v1", "a2c", entropy_coef=0.01),
     "acrobot-a3c": _one_step("Acrobot-v1", "a3c", entropy_coef=0.01),
+    "atari": ATARI,
+    "atari-a2c": _atari_actor_critic("a2c"),
+    "atari-a3c": _atari_actor_critic("a3c"),
     **FAMILIES,  # by name too: `--preset continuous`
 }
+ATARI_PRESETS = {"ppo": "atari", "a2c": "atari-a2c", "a3c": "atari-a3c"}  # chosen for any Atari id
 
 
 # chosen only by name: a historical baseline, and the zoo's MuJoCo entries as ported
@@ -148,6 +189,8 @@ def choose(config: dict[str, Any] | None, preset: str | None, kind: str | None =
     env = wanted.get("env", {})
     env_id, kwargs = env.get("id", "CartPole-v1"), env.get("kwargs") or {}
     algo = wanted.get("algo", {}).get("name", AlgoConfig.name)
+    if is_atari(env_id):
+        return ATARI_PRESETS.get(algo)
     named = named_for(env_id, kwargs, algo)
     # the families are PPO recipes: another algorithm without a preset of its own gets the plain defaults
     return named if named is not None or kind not in FAMILIES or algo != FAMILY_ALGO else kind
@@ -199,6 +242,10 @@ def announce(config: dict[str, Any] | None, preset: str | None, kind: str | None
         shown = env_id if isinstance(env_id, str) else getattr(env_id, "__name__", type(env_id).__name__)
         hint = " (--preset none for the plain defaults)" if FAMILIES[name] else ""
         return f"pacer: no preset for {shown}; {FAMILY_TEXT[name]}{hint}"
+    if name in ATARI_PRESETS.values():
+        env_id = nest(config or {}).get("env", {}).get("id")
+        return (f"pacer: {env_id} is an Atari game: preset {name!r} (no-op starts, 4 frames a step, 84x84 grayscale, "
+                f"4 frames stacked, training rewards clipped, the Nature CNN) (--preset none for the plain defaults)")
     if PRESETS[name] == {"env": {"id": PRESETS[name]["env"]["id"]}}:
         return None  # a preset that is the defaults (cartpole): nothing to say
     env_id = PRESETS[name]["env"]["id"]

@@ -11,6 +11,7 @@ from gymnasium.vector import VectorEnv
 from numpy.typing import NDArray
 from torch import nn
 
+from pacer.envs import obs_dtype
 from pacer.heads import ActionHead
 from pacer.normalize import RewardScaler
 
@@ -19,7 +20,7 @@ class Rollout(NamedTuple):
     """T steps of N environments, time first. `valid` is false on the reset steps of NEXT_STEP autoreset (and,
     for whole-episode rollouts, after an environment's episode ended); those rows are not transitions."""
 
-    obs: NDArray[np.float32]  # [T, N, *obs_shape]
+    obs: NDArray[Any]  # [T, N, *obs_shape]: float32, or uint8 for pixels
     actions: NDArray[Any]  # [T, N] or [T, N, d]
     logp: NDArray[np.float32]  # [T, N]
     values: NDArray[np.float32]  # [T, N]
@@ -39,15 +40,18 @@ class Collector:
     """Steps one vector env with a policy; buffers are allocated once and reused."""
 
     def __init__(self, env: VectorEnv, model: nn.Module, head: ActionHead, seed: int,
-                 termination_reward: float | None = None, reward_scaler: RewardScaler | None = None) -> None:
+                 termination_reward: float | None = None, reward_scaler: RewardScaler | None = None,
+                 clip_rewards: float | None = None) -> None:
         self.env, self.model, self.head = env, model, head
         self.reward_scaler = reward_scaler
         self.rng = torch.Generator().manual_seed(seed)  # this collector's own stream: exact resume, inline workers
         self.termination_reward = termination_reward
+        self.clip_rewards = clip_rewards
         self.num_envs = env.num_envs
+        self.obs_dtype = obs_dtype(env.single_observation_space)  # pixels stay uint8: 4x less to store and copy
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
-        self.obs = np.asarray(obs, dtype=np.float32)
+        self.obs = np.asarray(obs, dtype=self.obs_dtype)
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
@@ -62,7 +66,7 @@ class Collector:
     def _alloc(self, steps: int) -> Rollout:
         n, t = self.num_envs, steps
         return Rollout(
-            obs=np.zeros((t, n, *self.obs.shape[1:]), np.float32),
+            obs=np.zeros((t, n, *self.obs.shape[1:]), self.obs_dtype),
             actions=np.zeros((t, n, *self.head.shape), self.head.dtype),
             logp=np.zeros((t, n), np.float32), values=np.zeros((t, n), np.float32),
             rewards=np.zeros((t, n), np.float32), terminated=np.zeros((t, n), bool),
@@ -95,6 +99,8 @@ class Collector:
                 shaped = np.where(terminated, self.termination_reward, reward)
             else:
                 shaped = reward
+            if self.clip_rewards is not None:  # training only: _track_episodes below counts the game's own score
+                shaped = np.clip(shaped, -self.clip_rewards, self.clip_rewards)
             if self.reward_scaler is not None:
                 shaped = self.reward_scaler(shaped, terminated | truncated, valid)
             buf.rewards[t] = shaped
@@ -102,7 +108,7 @@ class Collector:
             buf.truncated[t] = truncated
             buf.valid[t] = valid
             self._track_episodes(np.asarray(reward, dtype=np.float64), valid, terminated | truncated)
-            self.obs = np.asarray(obs, dtype=np.float32)
+            self.obs = np.asarray(obs, dtype=self.obs_dtype)
         _, last_value = self.model(torch.from_numpy(self.obs))
         buf.last_values[:] = last_value.numpy()
         return buf
@@ -111,7 +117,7 @@ class Collector:
         """One whole episode from every environment: all start fresh, and an env's steps after its episode ended
         are invalid (not trained on, not counted)."""
         obs, _ = self.env.reset()
-        self.obs = np.asarray(obs, dtype=np.float32)
+        self.obs = np.asarray(obs, dtype=self.obs_dtype)
         self.prev_done[:] = False
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0

@@ -62,7 +62,7 @@ def kind_of(wanted: dict[str, Any]) -> str | None:
     env = wanted.get("env", {})
     env_id = env.get("id", "CartPole-v1")
     check_env_id(env_id)
-    return action_kind(env_id, env.get("kwargs") or {})
+    return action_kind(env_id, env.get("kwargs") or {}, env.get("wrappers") or ())
 
 
 def saved_config(run_dir: str | Path) -> Path:

@@ -107,11 +107,11 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
         check_resume(saved, cfg, run_dir)
     check_env_id(cfg.env.id)
     if cfg.log.video_every:
-        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
+        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
     if cfg.log.track:
         check_installed(cfg.log.track)
     final_video = bool(cfg.log.video_every) or (bool(cfg.log.track) and _can_film(cfg))
-    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
+    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, obs_space, act_space)
     where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run
@@ -223,7 +223,7 @@ def worker_seed(seed: int, rank: int, start_steps: int, restarts: int = 0) -> in
 def _can_film(cfg: Config) -> bool:
     """Whether the final video for the trackers can be made; a note says why not when it cannot."""
     try:
-        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs)
+        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
     except Exception as exc:
         _stderr(f"pacer: note: no final video for {', '.join(cfg.log.track)}: {str(exc).splitlines()[0]}")
         return False

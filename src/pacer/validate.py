@@ -62,6 +62,15 @@ def check_value(key: str, hint: Any, value: Any, limits: Any) -> Any:
                 raise PacerError(f"{key}.{name} must be plain data (a number, string, boolean, null or list), "
                                  f"got {type(item).__name__}")
         return dict(value)
+    if origin is tuple and limits.get("wrapper_list"):
+        if not isinstance(value, (list, tuple)):
+            raise PacerError(f"{key} must be a list of wrappers, got {value!r}")
+        for i, entry in enumerate(value):
+            if not (callable(entry) or (isinstance(entry, str) and entry)
+                    or (isinstance(entry, dict) and len(entry) == 1)):
+                raise PacerError(f"{key}[{i}] must be a wrapper's name or one 'name: {{arguments}}' mapping, "
+                                 f"got {entry!r}")
+        return tuple(value)
     if origin is tuple:
         if isinstance(value, str) and typing.get_origin(args[0]) is Literal:
             value = [value]  # `track: wandb` means [wandb]

@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,15 +57,15 @@ def env_name(env_id: Any) -> str:
 
 
 @contextlib.contextmanager
-def frames_env(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None
-               ) -> Iterator[gym.Env]:
+def frames_env(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None,
+               wrappers: Sequence[Any] = ()) -> Iterator[gym.Env]:
     """An env that renders rgb_array frames, closed afterwards. Where no display is named, SDL's dummy video driver
     is set meanwhile: pygame-drawn envs would otherwise probe for a display and complain on stderr."""
     headless = not _display_named() and "SDL_VIDEODRIVER" not in os.environ
     if headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
     try:
-        env = render_env(env_id, "rgb_array", max_episode_steps, kwargs)
+        env = render_env(env_id, "rgb_array", max_episode_steps, kwargs, wrappers)
         try:
             yield env
         finally:
@@ -81,12 +81,12 @@ def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
 
 
 def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,
-               kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+               kwargs: Mapping[str, Any] | None = None, wrappers: Sequence[Any] = ()) -> gym.Env:
     """One env that renders in `mode` ('rgb_array' or 'human'), or a one-line error saying why it cannot."""
     with warnings.catch_warnings():  # gym.make warns about a render mode the env lacks: we say so below
         warnings.filterwarnings("ignore", message=".*render_mode.*")
         try:
-            env = make_single_env(env_id, max_episode_steps, render_mode=mode, kwargs=kwargs)
+            env = make_single_env(env_id, max_episode_steps, render_mode=mode, kwargs=kwargs, wrappers=wrappers)
         except gym.error.DependencyNotInstalled as exc:
             raise _missing_dependency(env_id, exc) from None
     modes = list(env.metadata.get("render_modes") or [])
@@ -108,11 +108,11 @@ def frame(env: gym.Env, env_id: Any) -> NDArray[np.uint8]:
         raise _missing_dependency(env_id, exc) from None
 
 
-def check_can_record(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None
-                     ) -> None:
+def check_can_record(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None,
+                     wrappers: Sequence[Any] = ()) -> None:
     """Before a run that records videos starts: the extra is installed and the env renders a frame."""
     require_video_extra()
-    with frames_env(env_id, max_episode_steps, kwargs) as env:
+    with frames_env(env_id, max_episode_steps, kwargs, wrappers) as env:
         env.reset(seed=0)
         frame(env, env_id)
 
@@ -128,7 +128,7 @@ def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: 
     out_dir = Path(out_dir)
     make_output_dir(out_dir)  # an unwritable place fails here, before any rendering
     cfg = agent.config.env
-    with frames_env(cfg.id, cfg.max_episode_steps, cfg.kwargs) as env:
+    with frames_env(cfg.id, cfg.max_episode_steps, cfg.kwargs, cfg.wrappers) as env:
         fps = float(env.metadata.get("render_fps") or DEFAULT_FPS)
         return [_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps)
                 for i in range(episodes)]
@@ -195,7 +195,7 @@ def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[f
     """Play episodes in a window (the env's 'human' render mode, which draws at every step); their returns."""
     require_display()
     cfg = agent.config.env
-    env = render_env(cfg.id, "human", cfg.max_episode_steps, cfg.kwargs)
+    env = render_env(cfg.id, "human", cfg.max_episode_steps, cfg.kwargs, cfg.wrappers)
     returns = []
     try:
         for i in range(episodes):

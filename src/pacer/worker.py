@@ -53,7 +53,7 @@ class Worker:
         cfg = spec.config
         self.cfg, self.spec, self.link = cfg, spec, link
         self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps,
-                                   kwargs=cfg.env.kwargs)
+                                   kwargs=cfg.env.kwargs, wrappers=cfg.env.wrappers)
         self.head = head_for(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())
@@ -64,7 +64,8 @@ class Worker:
         if scaler is not None and (kept := link.reward_stats()) is not None:
             scaler.stats = np.array(kept)  # a restarted worker goes on with the run's scale, not from nothing
         self.scaler = scaler
-        self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler)
+        self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler,
+                                   cfg.algo.clip_rewards)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         # the hand-written gradient of the built-in model's a2c/ppo loss (exactly autograd's, ~2x faster), into
         # one flat buffer allocated once; None: autograd

@@ -1,0 +1,47 @@
+"""A short real Atari run (ALE/Pong-v5 through ale-py) on 2 worker processes, then what a user does with it: load,
+evaluate with a video, export to ONNX, resume. Marker `atari` (make test-atari; CI): about a minute."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("ale_py")
+pytestmark = [pytest.mark.atari, pytest.mark.timeout(300)]
+
+
+def pacer_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pacer", *args], capture_output=True, text=True, timeout=240)
+
+
+def test_pong_trains_evaluates_films_exports_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "pong"
+    out = pacer_cmd("train", "--env", "ALE/Pong-v5", "--total-steps", "3000", "--run-dir", str(run), "--no-progress",
+                    "--set", "runtime.final_eval_episodes=1")
+    assert out.returncode == 0, out.stderr
+    assert "ALE/Pong-v5 is an Atari game: preset 'atari'" in out.stderr
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["encoder"] == "cnn" and cfg["algo"]["clip_rewards"] == 1.0
+    assert [next(iter(w)) for w in cfg["env"]["wrappers"]] == ["AtariPreprocessing", "FrameStackObservation"]
+
+    out = pacer_cmd("eval", str(run), "--episodes", "1", "--workers", "1", "--video", str(tmp_path / "videos"),
+                    "--json")
+    assert out.returncode == 0, out.stderr
+    score = json.loads(out.stdout)
+    assert -21 <= score["mean"] <= 21  # a whole game, the real score
+    [frames] = [int(line.split(": ")[1].split(" frames")[0]) for line in out.stderr.splitlines()
+                if line.startswith("wrote ")]
+    assert frames > 100  # one frame per action of the game (4 emulator frames each)
+
+    out = pacer_cmd("export", str(run), "--out", str(tmp_path / "pong.onnx"), "--check", "100")
+    assert out.returncode == 0, out.stderr
+    assert "obs uint8[batch, 4, 84, 84]" in out.stdout and "match pacer's on 100" in out.stdout
+
+    out = pacer_cmd("train", "--resume", str(run), "--total-steps", "5000", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run / "summary.json").read_text())["env_steps"] >= 5000
