@@ -8,8 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 import yaml
+
+import pacer
+from pacer.envs import make_vector_env
+from pacer.presets import ATARI_ENV
 
 pytest.importorskip("ale_py")
 pytestmark = [pytest.mark.atari, pytest.mark.timeout(300)]
@@ -41,6 +47,20 @@ def test_pong_trains_evaluates_films_exports_and_resumes(tmp_path: Path) -> None
     out = pacer_cmd("export", str(run), "--out", str(tmp_path / "pong.onnx"), "--check", "100")
     assert out.returncode == 0, out.stderr
     assert "obs uint8[batch, 4, 84, 84]" in out.stdout and "match pacer's on 100" in out.stdout
+
+    # the exported graph acts as pacer does on 1,000 frames recorded from real games
+    agent = pacer.load(run)
+    env = make_vector_env("ALE/Pong-v5", 8, kwargs=ATARI_ENV["kwargs"], wrappers=ATARI_ENV["wrappers"])
+    obs, _ = env.reset(seed=1)
+    frames = []
+    for _ in range(125):
+        frames.append(obs)
+        obs, *_ = env.step(agent.act(obs, greedy=False))
+    env.close()
+    frames = np.concatenate(frames)
+    session = onnxruntime.InferenceSession(str(tmp_path / "pong.onnx"), providers=["CPUExecutionProvider"])
+    assert frames.shape == (1000, 4, 84, 84) and frames.dtype == np.uint8
+    assert np.array_equal(session.run(["action"], {"obs": frames})[0], agent.act(frames))
 
     out = pacer_cmd("train", "--resume", str(run), "--total-steps", "5000", "--no-progress")
     assert out.returncode == 0, out.stderr

@@ -59,7 +59,8 @@ def test_yaml_with_python_tags_is_rejected(tmp_path: Path) -> None:
 def test_presets_are_valid_and_unknown_ones_suggest() -> None:
     for name in PRESETS:
         resolve(None, name)
-    with pytest.raises(PacerError, match=r"unknown preset 'clasic-da2c' \(did you mean 'classic-da2c'\?\)"):
+    with pytest.raises(PacerError,
+                       match=r"unknown preset 'clasic-da2c' \(did you mean 'classic-da2c' or 'atari-a2c'\?\)"):
         resolve(None, "clasic-da2c")
 
 

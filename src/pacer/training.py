@@ -23,7 +23,7 @@ from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
 from pacer.clock import Clock
 from pacer.config import Config, save_yaml
-from pacer.envs import check_env_id, spaces_of
+from pacer.envs import check_env_id, is_image, spaces_of
 from pacer.metrics import Metrics
 from pacer.model import make_model
 from pacer.resume import check_resume, left_out_of, restore_run, save
@@ -112,6 +112,8 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
         check_installed(cfg.log.track)
     final_video = bool(cfg.log.video_every) or (bool(cfg.log.track) and _can_film(cfg))
     obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
+    if cfg.model.encoder == "auto":  # written down as decided, as every value a run decides at its start
+        cfg = cfg.replace({"model.encoder": "cnn" if is_image(obs_space) and cfg.model.factory is None else "mlp"})
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, obs_space, act_space)
     where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run

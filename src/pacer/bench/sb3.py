@@ -14,6 +14,7 @@ STARTED_AT = time.time()
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -28,11 +29,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import Tensor, nn
 
+from pacer.envs import make_single_env
 from pacer.evaluation import run_episodes
 from pacer.jobs import EVAL_SEED_OFFSET
+from pacer.presets import ATARI_ENV, is_atari
 
 # rl-baselines3-zoo hyperparams/a2c.yml and hyperparams/ppo.yml (DLR-RM/rl-baselines3-zoo @ 22e3ff2, 2026-04-23),
 # copied as written; "lin_X" is a linear schedule from X to 0. The zoo renamed its LunarLander-v2 entries to
@@ -71,6 +74,11 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
                        "gae_lambda": 0.98},
     },
 }
+# The zoo's Atari entry (hyperparams/ppo.yml "atari"), run on pacer's own preprocessing (presets.ATARI_ENV: the same
+# Gymnasium wrappers pacer trains on) with rewards clipped as the zoo's AtariWrapper clips them: the same frames.
+ZOO_ATARI: dict[str, Any] = {"n_envs": 8, "n_timesteps": 10_000_000, "policy": "CnnPolicy", "n_steps": 128,
+                             "n_epochs": 4, "batch_size": 256, "learning_rate": "lin_2.5e-4", "clip_range": "lin_0.1",
+                             "vf_coef": 0.5, "ent_coef": 0.01}
 # What a user gets from SB3 without the zoo: the library's own defaults, one env, no normalization.
 LIBRARY_DEFAULTS: dict[str, Any] = {"n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy"}
 NOT_ALGO_KWARGS = {"n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs"}  # zoo keys that are not A2C/PPO's
@@ -171,9 +179,17 @@ class BenchCallback(BaseCallback):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    hp = LIBRARY_DEFAULTS if args.hyperparams == "defaults" else ZOO[args.algo][args.env]
+    atari = is_atari(args.env)
+    hp = LIBRARY_DEFAULTS if args.hyperparams == "defaults" else ZOO_ATARI if atari else ZOO[args.algo][args.env]
     env_kwargs = {"render_mode": None} if args.render_mode == "none" else None
-    venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs)
+    venv: VecEnv
+    if atari:
+        venv = DummyVecEnv([functools.partial(_atari_env, args.env) for _ in range(hp["n_envs"])])
+        venv.seed(args.seed)
+    else:
+        venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs)
+    wrappers = ATARI_ENV["wrappers"] if atari else ()
+    eval_kwargs = ATARI_ENV["kwargs"] if atari else None
     kwargs = {key: schedule(value) for key, value in hp.items() if key not in NOT_ALGO_KWARGS}
     vec_norm = None
     if hp.get("normalize", False):
@@ -188,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert isinstance(policy, ActorCriticPolicy)
         with torch.no_grad():
             returns = run_episodes(SB3ActorCritic(policy, vec_norm), args.env, args.eval_episodes,
-                                   args.seed + EVAL_SEED_OFFSET)
+                                   args.seed + EVAL_SEED_OFFSET, env_kwargs=eval_kwargs, wrappers=wrappers)
         return float(np.mean(returns))
 
     callback = BenchCallback(args, evaluate)
@@ -224,6 +240,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _atari_env(env_id: str) -> gym.Env:
+    """One Atari env as pacer's `atari` preset makes it, its training rewards clipped to [-1, 1]."""
+    env = make_single_env(env_id, kwargs=ATARI_ENV["kwargs"], wrappers=ATARI_ENV["wrappers"])
+    return gym.wrappers.ClipReward(env, -1.0, 1.0)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pacer.bench.sb3", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -243,7 +265,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hyperparams", choices=["zoo", "defaults"], default="zoo",
                         help="zoo: rl-baselines3-zoo's for the env; defaults: SB3's library defaults, any env")
     args = parser.parse_args(argv)
-    if args.hyperparams == "zoo" and args.env not in ZOO[args.algo]:
+    if args.hyperparams == "zoo" and args.env not in ZOO[args.algo] and not (args.algo == "ppo" and is_atari(args.env)):
         parser.error(f"no zoo hyperparameters for {args.algo} on {args.env}; have {', '.join(ZOO[args.algo])}")
     if args.mode == "solve" and args.target is None:
         parser.error("--mode solve needs --target")
