@@ -31,6 +31,7 @@ def test_pong_trains_evaluates_films_exports_and_resumes(tmp_path: Path) -> None
                     "--set", "runtime.final_eval_episodes=1")
     assert out.returncode == 0, out.stderr
     assert "ALE/Pong-v5 is an Atari game: preset 'atari'" in out.stderr
+    assert "not plain data" not in out.stderr  # the emulator and the stacked frames are in the checkpoint
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["encoder"] == "cnn" and cfg["algo"]["clip_rewards"] == 1.0
     assert [next(iter(w)) for w in cfg["env"]["wrappers"]] == ["AtariPreprocessing", "FrameStackObservation"]
@@ -64,4 +65,5 @@ def test_pong_trains_evaluates_films_exports_and_resumes(tmp_path: Path) -> None
 
     out = pacer_cmd("train", "--resume", str(run), "--total-steps", "5000", "--no-progress")
     assert out.returncode == 0, out.stderr
+    assert "not bit-exact" not in out.stderr  # the games go on where they were (tests/test_envstate.py: exactly)
     assert json.loads((run / "summary.json").read_text())["env_steps"] >= 5000

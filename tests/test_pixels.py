@@ -116,3 +116,18 @@ def test_clipped_rewards_train_while_returns_keep_the_score() -> None:
     returns, lengths = collector.pop_episodes()
     assert returns and returns == [float(n) for n in lengths]  # the game's own score: 1 a step
     env.close()
+
+
+def test_rollout_memory_is_a_byte_a_pixel_and_is_checked_before_start(tmp_path: Path) -> None:
+    from pacer.config import Config
+    from pacer.runtime.preflight import check_rollout_memory
+
+    pong = Config.from_dict({"env": {"envs_per_worker": 8}, "algo": {"n_steps": 128}, "runtime": {"workers": 1}})
+    assert check_rollout_memory(pong, 4 * 84 * 84, (4, 84, 84), "uint8") == 8 * 128 * 4 * 84 * 84  # 28.9 MB
+    with pytest.raises(pacer.PacerError, match=r"^the rollouts need 24,719 MiB \(1 workers x 1000 envs x 20000 "
+                                               r"steps of uint8\[1, 36, 36\] observations\) but "):
+        pacer.train({"env": {"id": "image_envs:make_lit_quadrant", "envs_per_worker": 1000},
+                     "algo": {"n_steps": 20000},
+                     "runtime": {"backend": "inline", "workers": 1},
+                     "log": {"run_dir": str(tmp_path / "big"), "progress": False}}, preset="none")
+    assert not (tmp_path / "big").exists()

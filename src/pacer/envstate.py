@@ -5,13 +5,15 @@ containers of them, and nothing else (no NumPy scalar, no Generator, no object).
 attribute by attribute, through its wrappers (`.env`) and sub-envs (`.envs`), and each value is encoded as plain
 data (see `encode`): NumPy arrays stay arrays (the checkpoint turns them into tensors), NumPy scalars, RandomState
 and Generator states, tuples and nested dicts and lists are tagged so that `decode` gives back the same types, and
-MuJoCo's `MjData` is stored as its integration state. Functions, spaces, specs and models are configuration, not
+MuJoCo's `MjData` is stored as its integration state, the Atari emulator (ale-py's `ALEInterface`) as its own
+serialized state, a deque (stacked frames) as its items. Functions, spaces, specs and models are configuration, not
 state, and are skipped. Anything else (a Box2D world, a lock, a user's object) is *opaque*: it is left out, named
 in `opaque_items()`, and a resume of that env then starts fresh episodes instead of restoring a partial state.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import json
 from typing import Any
@@ -54,6 +56,10 @@ def encode(value: Any) -> Any:
         return {"$random_state": json.dumps(state, default=lambda a: a.tolist())}
     if isinstance(value, (list, tuple, dict)):
         return _encode_container(value)
+    if isinstance(value, collections.deque):  # FrameStackObservation's frames
+        return {"$deque": {"items": _encode_container(list(value)), "maxlen": value.maxlen}}
+    if _is_ale(value):  # the Atari emulator: its own serialized state, random number generator included
+        return {"$ale": np.frombuffer(value.cloneState(include_rng=True).serialize(), dtype=np.uint8).copy()}
     if _is_mujoco_data(value):
         return {"$mjdata": _mujoco_state(value)}
     if callable(value) or _is_configuration(value):
@@ -96,6 +102,13 @@ def decode(data: Any, current: Any = None) -> Any:
         state["state"]["key"] = np.asarray(state["state"]["key"], dtype=np.uint32)
         random_state.set_state(state)
         return random_state
+    if tag == "$deque":
+        return collections.deque(decode(inner["items"]), maxlen=inner["maxlen"])
+    if tag == "$ale":
+        import ale_py
+
+        current.restoreState(ale_py.ALEState(np.asarray(inner, dtype=np.uint8).tobytes()))
+        return current
     if tag == "$mjdata":
         _set_mujoco_state(current, inner)
         return current
@@ -166,6 +179,10 @@ def _is_configuration(value: Any) -> bool:
     kind = type(value)
     return (kind.__module__.startswith("mujoco") and kind.__name__ == "MjModel") or (
         kind.__module__.startswith("gymnasium.envs.mujoco") and kind.__name__ == "MujocoRenderer")
+
+
+def _is_ale(value: Any) -> bool:
+    return type(value).__module__.startswith("ale_py") and type(value).__name__ == "ALEInterface"
 
 
 def _is_mujoco_data(value: Any) -> bool:

@@ -23,10 +23,11 @@ from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
 from pacer.clock import Clock
 from pacer.config import Config, save_yaml
-from pacer.envs import check_env_id, is_image, spaces_of
+from pacer.envs import check_env_id, is_image, obs_dtype, spaces_of
 from pacer.metrics import Metrics
 from pacer.model import make_model
 from pacer.resume import check_resume, left_out_of, restore_run, save
+from pacer.runtime.preflight import check_rollout_memory
 from pacer.runtime.shared import SharedState
 from pacer.runtime.signals import StopSignals
 from pacer.supervisor import Supervisor
@@ -112,6 +113,8 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
         check_installed(cfg.log.track)
     final_video = bool(cfg.log.video_every) or (bool(cfg.log.track) and _can_film(cfg))
     obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
+    check_rollout_memory(cfg, int(np.prod(obs_space.shape or ())) * np.dtype(obs_dtype(obs_space)).itemsize,
+                         tuple(obs_space.shape or ()), np.dtype(obs_dtype(obs_space)).name)
     if cfg.model.encoder == "auto":  # written down as decided, as every value a run decides at its start
         cfg = cfg.replace({"model.encoder": "cnn" if is_image(obs_space) and cfg.model.factory is None else "mlp"})
     torch.manual_seed(cfg.runtime.seed)
