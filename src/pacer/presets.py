@@ -64,7 +64,7 @@ ATARI = {  # CleanRL's ppo_atari, per worker: 8 envs x 128 steps, 4 epochs x 4 m
     "algo": {"name": "ppo", "n_steps": 128, "epochs": 4, "minibatches": 4, "lr": 2.5e-4, "lr_schedule": "linear",
              "clip_range": 0.1, "entropy_coef": 0.01, "value_coef": 0.5, "max_grad_norm": 0.5, "gamma": 0.99,
              "gae_lambda": 0.95, "clip_rewards": 1.0},
-    "runtime": {"total_steps": 10_000_000, "eval_every": 250_000, "eval_episodes": 3, "final_eval_episodes": 10,
+    "runtime": {"total_steps": 10_000_000, "eval_every": 250_000, "eval_episodes": 10, "final_eval_episodes": 10,
                 "stop_at_return": None},
 }
 

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             raise PacerError("compare needs Stable-Baselines3: pip install 'pacer-rl[bench]'")
         result = suite.compare(args.env, _seeds(args), args.runs_dir, log, tuple(args.algos),
                                args.classic_cap, args.render_default_seeds, args.throughput_seconds, args.cap)
-        png = args.out / f"compare-{args.env}.png"
+        png = args.out / record.file_name(f"compare-{args.env}.png")
         args.out.mkdir(parents=True, exist_ok=True)
         plots.compare_curves(result, png)
     elif kind == "timed":
@@ -137,14 +137,15 @@ def run(args: argparse.Namespace) -> int:
         for result in timed.timed(args.env, _seeds(args), args.runs_dir, log, args.pacer_seconds, args.sb3_seconds,
                                   args.eval_every, args.eval_episodes, args.sb3, _settings(args.set),
                                   args.sb3_parallel, args.resume):
-            png = plots.timed_curves(result, args.out / f"timed-{result['env']}.png")
+            png = plots.timed_curves(result, args.out / record.file_name(f"timed-{result['env']}.png"))
             path = record.write(f"timed-{result['env']}", {**result, "plot": str(png)}, args.out)
             log(f"wrote {path} and {png}")
         return 0
     elif kind == "scaling":
         result = suite.scaling(args.env, args.workers, args.seconds, args.repeats, log, args.preset, args.backend,
                                args.solve_seeds, args.runs_dir)
-        png = args.out / f"scaling-{args.env}{'' if args.backend == 'local' else '-' + args.backend}.png"
+        backend = "" if args.backend == "local" else f"-{args.backend}"
+        png = args.out / record.file_name(f"scaling-{args.env}{backend}.png")
         args.out.mkdir(parents=True, exist_ok=True)
         plots.speedup_curve(result, png)
     else:

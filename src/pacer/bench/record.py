@@ -76,12 +76,17 @@ def begin() -> None:
     _COMMIT_AT_START[:] = [git_commit()]
 
 
+def file_name(text: str) -> str:
+    """A name for a file from a kind with an env id in it: 'ALE/Pong-v5' and 'pkg:make' name no folder."""
+    return text.replace("/", "_").replace(":", "_")
+
+
 def write(kind: str, payload: dict[str, Any], out_dir: Path = RESULTS_DIR) -> Path:
     """benchmarks/results/<kind>-<date>.json with the context that makes the numbers meaningful. The commit is the
     one `begin()` saw (else the current one)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = out_dir / f"{kind}-{stamp}.json"
+    path = out_dir / f"{file_name(kind)}-{stamp}.json"
     record = {"kind": kind, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
               "command": command(),
               "machine": machine(), "versions": versions(),

@@ -262,6 +262,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100_000, help="throughput mode: env steps to run")
     parser.add_argument("--render-mode", choices=["none", "default"], default="none",
                         help="none: render_mode=None (as the zoo does); default: SB3's make_vec_env default, rgb_array")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest for small networks)")
     parser.add_argument("--hyperparams", choices=["zoo", "defaults"], default="zoo",
                         help="zoo: rl-baselines3-zoo's for the env; defaults: SB3's library defaults, any env")
     args = parser.parse_args(argv)
@@ -271,15 +272,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--mode solve needs --target")
     if args.mode == "timed" and args.max_seconds is None:
         parser.error("--mode timed needs --max-seconds")
-    if args.eval_every <= 0 or args.eval_episodes <= 0 or args.steps <= 0:
-        parser.error("--eval-every, --eval-episodes and --steps must be positive")
+    if args.eval_every <= 0 or args.eval_episodes <= 0 or args.steps <= 0 or args.threads <= 0:
+        parser.error("--eval-every, --eval-episodes, --steps and --threads must be positive")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # One thread: these nets are tiny, so intra-op threads only add overhead (measured on CartPole A2C).
-    torch.set_num_threads(1)
+    # One thread by default: these nets are tiny, so intra-op threads only add overhead (measured on CartPole A2C);
+    # a CNN (Atari) may use more (--threads).
+    torch.set_num_threads(args.threads)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the result line
         result = run(args)
     print(json.dumps(result, default=str), flush=True)  # default: the policy's activation class, by name
