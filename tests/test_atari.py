@@ -3,6 +3,7 @@ evaluate with a video, export to ONNX, resume. Marker `atari` (make test-atari; 
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -67,3 +68,40 @@ def test_pong_trains_evaluates_films_exports_and_resumes(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr
     assert "not bit-exact" not in out.stderr  # the games go on where they were (tests/test_envstate.py: exactly)
     assert json.loads((run / "summary.json").read_text())["env_steps"] >= 5000
+
+
+def test_ale_vector_env_gives_the_wrapped_frames_and_trains(tmp_path: Path,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """env.vector 'ale': ale-py's C++ vector env makes the frames Gymnasium's wrappers make, pixel for pixel, but at
+    an episode's start, where it stacks black frames (the wrappers repeat the first one); a run trains on it, and
+    its resume says that it starts new games (the C++ env's emulators cannot be saved)."""
+    wrappers = copy.deepcopy(list(ATARI_ENV["wrappers"]))
+    wrappers[0]["AtariPreprocessing"]["noop_max"] = 0  # no random no-ops: the same games on both paths
+    wrapped = make_vector_env("ALE/Pong-v5", 2, kwargs=ATARI_ENV["kwargs"], wrappers=wrappers)
+    native = make_vector_env("ALE/Pong-v5", 2, kwargs=ATARI_ENV["kwargs"], wrappers=wrappers, vector="ale")
+    a, _ = wrapped.reset(seed=0)
+    b, _ = native.reset(seed=0)
+    assert b.shape == a.shape == (2, 4, 84, 84) and b.dtype == np.uint8
+    assert np.array_equal(a[:, 3], b[:, 3]) and not b[:, :3].any() and a[:, :3].any()
+    rng = np.random.default_rng(0)
+    for t in range(150):  # no Pong game ends within 150 random steps
+        actions = rng.integers(0, 6, 2)
+        a, reward_a, term_a, trunc_a, _ = wrapped.step(actions)
+        b, reward_b, term_b, trunc_b, _ = native.step(actions)
+        real = max(0, 2 - t)  # frames of the game in the stack (the rest is padding)
+        assert np.array_equal(a[:, real:], b[:, real:]), t
+        assert np.array_equal(reward_a, reward_b) and not (term_a | trunc_a | term_b | trunc_b).any()
+    wrapped.close()
+    native.close()
+
+    settings = {"env": {"id": "ALE/Pong-v5", "vector": "ale", "envs_per_worker": 4},
+                "algo": {"n_steps": 64}, "runtime": {"backend": "inline", "workers": 1, "total_steps": 512,
+                                                     "final_eval_episodes": 0},
+                "log": {"run_dir": str(tmp_path / "ale"), "progress": False, "tensorboard": False}}
+    result = pacer.train(settings)
+    assert result.env_steps >= 512
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["env"]["vector"] == "ale"
+    capfd.readouterr()
+    again = pacer.train(resume=result.run_dir, runtime__total_steps=1024)
+    assert again.env_steps >= 1024
+    assert "this resume is not bit-exact" in capfd.readouterr().err

@@ -289,3 +289,45 @@ def test_timed_refuses_more_side_by_side_sb3_runs_than_cores(tmp_path: Path) -> 
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith("pacer: error: --sb3-parallel must be 1..")
+
+
+def test_throughput_rounds_alternate_with_sb3_and_give_ratios_of_the_same_round(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round by round: the grid, then SB3 for as many env steps as pacer's fastest point made; each point is divided
+    by its own round's SB3 rate (the machine is noisy), on the threads asked for."""
+    from pacer.bench import throughput
+
+    events: list[str] = []
+    rates = iter([600.0, 800.0])  # pacer's two rounds
+    sb3_rates = iter([300.0, 500.0])
+
+    def fake_measure(env: str, backend: str, workers: int, envs: int, seconds: float,
+                     preset: str | None = None, settings: dict | None = None) -> dict[str, object]:
+        events.append("pacer")
+        return {"steps_per_s": next(rates), "env_steps": 30_000}
+
+    def fake_sb3(algo: str, env: str, seed: int, mode: str, **kwargs: object) -> dict[str, object]:
+        events.append(f"sb3 {algo} {mode} steps={kwargs['steps']} threads={kwargs['threads']}")
+        return {"steps_per_s": next(sb3_rates), "env_steps": kwargs["steps"]}
+
+    monkeypatch.setattr(throughput, "measure", fake_measure)
+    monkeypatch.setattr(throughput, "format_point", lambda point: "")
+    monkeypatch.setattr(runs, "sb3", fake_sb3)
+    lines: list[str] = []
+    out = throughput.rounds("ALE/Pong-v5", ["local"], [2], [8], 45.0, "atari", lines.append, repeats=2,
+                            sb3_algo="ppo", sb3_threads=2)
+    assert events == ["pacer", "sb3 ppo throughput steps=30000 threads=2"] * 2
+    assert [p["pacer_over_sb3"] for p in out["points"]] == [2.0, 1.6]  # 600/300, 800/500: not 600/500
+    assert [p["round"] for p in out["points"]] == [0, 1]
+    assert out["median_pacer_over_sb3"] == 1.8
+    assert lines[-1] == "median pacer / SB3 over 2 points: 1.8"
+
+
+def test_sb3_gets_the_cores_for_a_cnn_and_one_thread_for_an_mlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pacer.bench import timed
+
+    monkeypatch.setattr(timed.os, "cpu_count", lambda: 4)
+    assert timed.sb3_threads("ALE/Pong-v5", 1) == 4
+    assert timed.sb3_threads("BreakoutNoFrameskip-v4", 2) == 2
+    assert timed.sb3_threads("ALE/Pong-v5", 8) == 1
+    assert timed.sb3_threads("HalfCheetah-v5", 1) == 1

@@ -1,5 +1,6 @@
 """The example notebook, executed as Jupyter would (nbclient): its env and model classes, defined in cells, train
-on 2 worker processes under spawn; it plots and evaluates; nothing is left behind."""
+on 2 worker processes under spawn; it plots and evaluates; a frame env from a cell trains the CNN; nothing is left
+behind."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def test_the_example_notebook_trains_on_spawned_workers_and_leaves_nothing(tmp_p
     text = "".join(out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", []))
     assert "2 workers on local processes (start method spawn)" in text
     assert "greedy return over 20 episodes" in text and "id: by-value:__main__:Corridor" in text
+    assert "CNNActorCritic: greedy return" in text  # pixels: an image env from a cell gets the CNN on workers
     assert any("image/png" in out.get("data", {}) for cell in notebook.cells for out in cell.get("outputs", []))
     assert set(descendants(os.getpid())) - before == set()  # kernel, workers, fork server: all gone
     assert own.files() == set()

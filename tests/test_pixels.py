@@ -131,3 +131,33 @@ def test_rollout_memory_is_a_byte_a_pixel_and_is_checked_before_start(tmp_path: 
                      "runtime": {"backend": "inline", "workers": 1},
                      "log": {"run_dir": str(tmp_path / "big"), "progress": False}}, preset="none")
     assert not (tmp_path / "big").exists()
+
+
+def test_the_ale_vector_env_gets_the_presets_preprocessing_as_its_own_arguments() -> None:
+    """env.vector 'ale': the config's wrappers become AtariVectorEnv's arguments (tests/test_atari.py checks the
+    frames); what it cannot do the same way is refused in one line, before any worker starts."""
+    pytest.importorskip("ale_py")
+    from pacer import atari_vector
+    from pacer.envs import register_atari
+    from pacer.presets import ATARI_ENV
+
+    register_atari("ALE/Pong-v5")
+    args = atari_vector.arguments("ALE/Pong-v5", None, ATARI_ENV["kwargs"], ATARI_ENV["wrappers"])
+    assert {k: v for k, v in args.items() if k != "autoreset_mode"} == {
+        "game": "pong", "noop_max": 30, "frameskip": 4, "img_height": 84, "img_width": 84, "episodic_life": False,
+        "grayscale": True, "stack_num": 4, "max_num_frames_per_episode": 108_000, "repeat_action_probability": 0.0,
+        "full_action_space": False, "maxpool": True, "reward_clipping": False, "use_fire_reset": False,
+        "num_threads": 1}
+    assert atari_vector.arguments("ALE/Pong-v5", 1000, {}, ATARI_ENV["wrappers"])[
+        "max_num_frames_per_episode"] == 4000  # agent steps of 4 frames; v5's own sticky actions (0.25) kept
+    bad = [("CartPole-v1", {}, ATARI_ENV["wrappers"], "env.vector 'ale' is for ALE/ ids (ALE/Pong-v5), not "),
+           ("ALE/Pong-v5", {}, ["AtariPreprocessing"], "env.vector 'ale' does the Atari preset's preprocessing "),
+           ("ALE/Pong-v5", {"frameskip": 4}, ATARI_ENV["wrappers"], "env.vector 'ale' takes env.kwargs "),
+           ("ALE/Pong-v5", {}, [{"AtariPreprocessing": {"scale_obs": True}}, "FrameStackObservation"],
+            "env.vector 'ale' needs AtariPreprocessing scale_obs=False")]
+    for env_id, kwargs, wrappers, error in bad:
+        with pytest.raises(pacer.PacerError) as info:
+            atari_vector.arguments(env_id, None, kwargs, wrappers)
+        assert str(info.value).startswith(error) and "\n" not in str(info.value)
+    with pytest.raises(pacer.PacerError, match=r"^env.vector 'ale' is for ALE/ ids"):
+        pacer.train({"env": {"id": "CartPole-v1", "vector": "ale"}, "runtime": {"backend": "inline"}})

@@ -114,6 +114,24 @@ def test_workers_run_on_both_nodes_and_leave_no_actor(cluster: Any, tmp_path: Pa
     assert 1.0 <= updates_per_step(checkpoint.load(again.checkpoint)["counters"], before) < 1.2
 
 
+def test_a_cnn_learns_from_pixels_on_ray_workers(cluster: Any, tmp_path: Path) -> None:
+    """Image observations on Ray: uint8 frames of an env the tests make, the Nature CNN on two actors (one per node)
+    as one data-parallel group, learning what it learns inline (tests/test_pixels.py); its checkpoint resumes."""
+    from pacer.model import CNNActorCritic
+
+    cfg = config(tmp_path, cluster, "pixels", final_eval_episodes=100)
+    cfg["env"]["id"] = "image_envs:make_lit_quadrant"
+    cfg["algo"] = {"name": "ppo", "n_steps": 8, "epochs": 2, "minibatches": 4, "lr": 1e-3}
+    result = pacer.train(cfg, preset="none")
+    assert result.eval_mean is not None and result.eval_mean >= 0.95, result.eval_mean  # a guess scores 0.25
+    agent = pacer.load(result.run_dir)
+    assert isinstance(agent.model, CNNActorCritic)
+    workers = json.loads((result.run_dir / "summary.json").read_text())["workers"]
+    assert len({w["node_id"] for w in workers}) == 2
+    again = pacer.train(resume=result.run_dir, runtime__total_steps=8000)
+    assert again.env_steps >= 8000 and all_cpus_free()
+
+
 def test_observation_statistics_gather_every_actors_observations(cluster: Any, tmp_path: Path) -> None:
     """Running observation normalization on Ray: the driver merges each actor's moments (one row per worker), the
     actors normalize with the run's statistics, the checkpoint's model carries them."""

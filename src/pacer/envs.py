@@ -71,10 +71,15 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None,
                     numpy_vectorized: bool = True, kwargs: Mapping[str, Any] | None = None,
-                    wrappers: Sequence[Any] = ()) -> VectorEnv:
+                    wrappers: Sequence[Any] = (), vector: str = "auto") -> VectorEnv:
     """A batch of `num_envs` environments: NumPy-vectorized where Gymnasium has it (and it is asked for, and no
     wrapper is), else synchronous, where sub-env i is seeded with seed + i, so episode i is the same however
-    episodes are split."""
+    episodes are split; with `vector` 'ale', ale-py's own Atari vector env (pacer.atari_vector)."""
+    if vector == "ale":
+        from pacer import atari_vector  # ale-py only when asked for
+
+        register_atari(env_id)
+        return atari_vector.make(env_id, num_envs, max_episode_steps, dict(kwargs or {}), wrappers)
     if numpy_vectorized and not wrappers and isinstance(env_id, str) and ":" not in env_id:
         spec = gym.spec(env_id)
         entry = spec.vector_entry_point

@@ -107,6 +107,10 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     if saved is not None:
         check_resume(saved, cfg, run_dir)
     check_env_id(cfg.env.id)
+    if cfg.env.vector == "ale":
+        from pacer import atari_vector
+
+        atari_vector.arguments(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
     if cfg.log.video_every:
         check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
     if cfg.log.track:

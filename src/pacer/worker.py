@@ -53,7 +53,7 @@ class Worker:
         cfg = spec.config
         self.cfg, self.spec, self.link = cfg, spec, link
         self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps,
-                                   kwargs=cfg.env.kwargs, wrappers=cfg.env.wrappers)
+                                   kwargs=cfg.env.kwargs, wrappers=cfg.env.wrappers, vector=cfg.env.vector)
         self.head = head_for(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())

@@ -43,6 +43,12 @@ def add_parser(sub: Any) -> None:
                     help="any config key for every grid point, e.g. --set algo.epochs=1 (repeatable)")
     tp.add_argument("--env-limit", action="store_true",
                     help="after each point, the env-only limit: the same processes x envs stepping random actions")
+    tp.add_argument("--sb3", choices=["none", "ppo", "a2c"], default="none",
+                    help="after each round of the grid, SB3's env steps/s (rl-zoo settings for the env, the same "
+                         "preprocessing on Atari; bench extra), and pacer / SB3 per point")
+    tp.add_argument("--sb3-threads", type=int, default=0,
+                    help="SB3's torch threads (0: the machine's cores for Atari's CNN, else 1)")
+    tp.add_argument("--rounds", type=int, default=1, help="the grid (and SB3) again, alternating: the machine is noisy")
 
     for name, text in (("solve", "time from the command to a solved policy, several seeds"),
                        ("compare", "solve and throughput against Stable-Baselines3 A2C/PPO (needs the bench extra)")):
@@ -63,7 +69,7 @@ def add_parser(sub: Any) -> None:
             p.add_argument("--throughput-seconds", type=float, default=10.0)
 
     tm = kinds.add_parser("timed", parents=[common],
-                          help="greedy return after a fixed training time, pacer vs SB3 PPO (MuJoCo; bench extra)")
+                          help="greedy return after a set time, pacer vs SB3 PPO (MuJoCo, Atari; bench extra)")
     tm.add_argument("--env", type=_words, default=["HalfCheetah-v5"],
                     help="one env, or several separated by commas (their SB3 runs can then share a group)")
     tm.add_argument("--seeds", type=int, default=1)
@@ -112,9 +118,13 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any]
     if kind == "throughput":
         settings = _settings(args.set)
-        result = {"settings": settings, "points": throughput.grid(args.env, args.backends, args.workers, args.envs,
-                                                                  args.seconds, args.preset, log, settings,
-                                                                  args.env_limit)}
+        if args.rounds < 1 or args.sb3_threads < 0:
+            raise PacerError("--rounds must be at least 1 and --sb3-threads at least 0")
+        if args.sb3 != "none" and importlib.util.find_spec("stable_baselines3") is None:
+            raise PacerError("--sb3 needs Stable-Baselines3: pip install 'pacer-rl[bench]'")
+        result = throughput.rounds(args.env, args.backends, args.workers, args.envs, args.seconds, args.preset, log,
+                                   settings, args.env_limit, args.rounds, None if args.sb3 == "none" else args.sb3,
+                                   args.sb3_threads or timed.sb3_threads(args.env, 1))
     elif kind == "solve":
         result = suite.solve(args.env, _seeds(args), args.runs_dir, log, args.cap, _settings(args.set))
         s = result["summary"]["pacer"]

@@ -128,11 +128,11 @@ def pacer_timed(run_dir: Path, env: str, seed: int, seconds: float, eval_every: 
 
 def sb3(algo: str, env: str, seed: int, mode: str, *, target: float | None = None, eval_every: int = 0,
         cap_s: float = 600.0, steps: int = 100_000, render_mode: str = "none",
-        eval_episodes: int = EVAL_EPISODES, hyperparams: str = "zoo") -> Run:
+        eval_episodes: int = EVAL_EPISODES, hyperparams: str = "zoo", threads: int = 1) -> Run:
     """Stable-Baselines3 with the rl-zoo hyperparameters (or its library defaults: `hyperparams='defaults'`,
-    pacer.bench.sb3), timed like pacer's runs."""
+    pacer.bench.sb3) on `threads` torch threads, timed like pacer's runs."""
     cmd = [sys.executable, "-m", "pacer.bench.sb3", "--algo", algo, "--env", env, "--seed", str(seed),
-           "--mode", mode, "--render-mode", render_mode, "--hyperparams", hyperparams]
+           "--mode", mode, "--render-mode", render_mode, "--hyperparams", hyperparams, "--threads", str(threads)]
     if mode == "solve":
         cmd += ["--target", str(target)]
     if mode in ("solve", "timed"):

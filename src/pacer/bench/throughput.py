@@ -39,7 +39,8 @@ def measure(env: str, backend: str, workers: int, envs: int, seconds: float, pre
             "parent_core_share": round(summary["parent_cpu_s"] / max(result.wall_time, 1e-9), 3)}
 
 
-def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], seed: int) -> tuple[int, float]:
+def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], wrappers: list[Any], vector: str,
+                   seed: int) -> tuple[int, float]:
     """Entry point of an env-only process: step a batch of envs with random actions; returns (steps, seconds)."""
     import time
 
@@ -47,7 +48,7 @@ def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], 
 
     from pacer.envs import make_vector_env
 
-    venv = make_vector_env(env, envs, kwargs=kwargs)
+    venv = make_vector_env(env, envs, kwargs=kwargs, wrappers=wrappers, vector=vector)
     venv.reset(seed=seed)
     venv.action_space.seed(seed)
     actions = [venv.action_space.sample() for _ in range(64)]  # drawn up front: the policy's cost is not the env's
@@ -61,21 +62,26 @@ def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], 
     return steps, elapsed
 
 
-def env_limit(env: str, workers: int, envs: int, seconds: float, kwargs: dict[str, Any] | None = None) -> float:
+def env_limit(env: str, workers: int, envs: int, seconds: float, kwargs: dict[str, Any] | None = None,
+              wrappers: list[Any] | None = None, vector: str = "auto") -> float:
     """Env steps/s of `workers` processes that only step the same env batch as training does (random actions, no
-    model): the most any trainer could reach with that many processes."""
+    model; the same kwargs, wrappers and vector env): the most any trainer could reach with that many processes."""
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(workers) as pool:
-        results = pool.starmap(_step_randomly, [(env, envs, seconds, kwargs or {}, 1000 + i) for i in range(workers)])
+        results = pool.starmap(_step_randomly, [(env, envs, seconds, kwargs or {}, wrappers or [], vector, 1000 + i)
+                                                for i in range(workers)])
     return round(sum(steps / elapsed for steps, elapsed in results), 1)
 
 
-def _env_kwargs(env: str, preset: str | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+def _env_spec(env: str, preset: str | None,
+              settings: dict[str, Any] | None) -> tuple[dict[str, Any], list[Any], str]:
+    """The kwargs, wrappers and vector env training makes the env with."""
     from pacer.config import merge, nest
     from pacer.presets import resolve
 
-    return dict(resolve(merge(nest(settings or {}), {"env": {"id": env}}), preset).env.kwargs)
+    cfg = resolve(merge(nest(settings or {}), {"env": {"id": env}}), preset).env
+    return dict(cfg.kwargs), list(cfg.wrappers), cfg.vector
 
 
 def grid(env: str, backends: list[str], workers: list[int], envs: list[int], seconds: float,
@@ -89,12 +95,46 @@ def grid(env: str, backends: list[str], workers: list[int], envs: list[int], sec
             for e in envs:
                 point = measure(env, backend, n, e, seconds, preset, settings)
                 if with_env_limit:
-                    limit = env_limit(env, n, e, seconds, _env_kwargs(env, preset, settings))
+                    limit = env_limit(env, n, e, seconds, *_env_spec(env, preset, settings))
                     point["env_limit_steps_per_s"] = limit
                     point["share_of_env_limit"] = round((point["steps_per_s"] or 0.0) / limit, 3) if limit else None
                 log(format_point(point))
                 points.append(point)
     return points
+
+
+def rounds(env: str, backends: list[str], workers: list[int], envs: list[int], seconds: float,
+           preset: str | None = None, log: Any = print, settings: dict[str, Any] | None = None,
+           with_env_limit: bool = False, repeats: int = 1, sb3_algo: str | None = None,
+           sb3_threads: int = 1) -> dict[str, Any]:
+    """The grid `repeats` times; with `sb3_algo`, each round ends with SB3's throughput on the same env (its rl-zoo
+    settings), and every point carries pacer / SB3 of its own round: ratios measured side by side, as the machine
+    is noisy. SB3 steps as many env steps as pacer's fastest point of the round made, at least 2,048."""
+    from pacer.bench import runs
+    from pacer.bench.record import median
+
+    points: list[dict[str, Any]] = []
+    sb3: list[dict[str, Any]] = []
+    for i in range(repeats):
+        done = grid(env, backends, workers, envs, seconds, preset, log, settings, with_env_limit)
+        if sb3_algo is not None:
+            steps = max(2_048, max(p["env_steps"] for p in done))
+            run = runs.sb3(sb3_algo, env, i, "throughput", steps=steps, threads=sb3_threads)
+            rate = run.get("steps_per_s")
+            log(f"  sb3-{sb3_algo} ({sb3_threads} torch thread{'s' * (sb3_threads > 1)}): "
+                + (f"{rate:,.1f} steps/s" if rate else f"failed: {run.get('error')}"))
+            sb3.append({"round": i, "algo": sb3_algo, "threads": sb3_threads, "steps_per_s": rate,
+                        "env_steps": run.get("env_steps"), "error": run.get("error")})
+            for p in done:
+                p["sb3_steps_per_s"] = rate
+                p["pacer_over_sb3"] = round(p["steps_per_s"] / rate, 3) if rate and p["steps_per_s"] else None
+        points += [{**p, "round": i} for p in done]
+    out: dict[str, Any] = {"settings": settings, "rounds": repeats, "points": points}
+    if sb3_algo is not None:
+        out["sb3"] = sb3
+        out["median_pacer_over_sb3"] = median([p.get("pacer_over_sb3") for p in points])
+        log(f"median pacer / SB3 over {len(points)} points: {out['median_pacer_over_sb3']}")
+    return out
 
 
 def format_point(p: dict[str, Any]) -> str:

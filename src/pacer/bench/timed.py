@@ -7,7 +7,8 @@ evaluator every `eval_every` env steps and once at the end, alternating on the s
 
 The (env, seed) runs are taken in groups of `sb3_parallel`: each group's pacer runs one at a time (pacer uses every
 core), then its SB3 runs side by side. SB3 trains on one thread (pacer.bench.sb3), so on a machine with at least
-`sb3_parallel` cores the runs side by side get what each would get alone; the record keeps every run's env steps
+`sb3_parallel` cores the runs side by side get what each would get alone (a CNN, on Atari, gets the cores divided
+among the runs: `sb3_threads`); the record keeps every run's env steps
 per second to show it. Every finished run is saved in `root/timed-runs/`; with `resume`, a run saved there with the
 same settings is taken instead of trained again, so a long comparison stopped halfway continues where it stopped.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +61,14 @@ def _groups(jobs: list[tuple[str, int]], size: int) -> Iterator[list[tuple[str, 
         yield jobs[i:i + size]
 
 
+def sb3_threads(env: str, side_by_side: int) -> int:
+    """SB3's torch threads: one for the small MLPs (more only add overhead), the cores it gets for a CNN (Atari),
+    as pacer's workers together use every core."""
+    from pacer.presets import is_atari
+
+    return max(1, (os.cpu_count() or 1) // side_by_side) if is_atari(env) else 1
+
+
 def timed(envs: list[str], seeds: list[int], root: Path, log: Callable[[str], None] = print,
           pacer_s: float = 300.0, sb3_s: float = 1500.0, eval_every: int = 50_000, eval_episodes: int = 10,
           sb3_hyperparams: str = "zoo", settings: dict[str, Any] | None = None, sb3_parallel: int = 1,
@@ -79,13 +89,14 @@ def timed(envs: list[str], seeds: list[int], root: Path, log: Callable[[str], No
         if sb3_s <= 0:  # pacer alone (tuning a preset)
             continue
 
-        def sb3_run(job: tuple[str, int]) -> runs.Run:
+        def sb3_run(job: tuple[str, int], side_by_side: int = len(group)) -> runs.Run:
             env, seed = job
+            threads = sb3_threads(env, side_by_side)
             what = {"framework": "sb3", "env": env, "seed": seed, "seconds": sb3_s, "hyperparams": sb3_hyperparams,
-                    **common}
+                    **common, **({"threads": threads} if threads > 1 else {})}
             return _once(_saved(root, what), resume, partial(
                 runs.sb3, "ppo", env, seed, "timed", eval_every=eval_every, cap_s=sb3_s, eval_episodes=eval_episodes,
-                hyperparams=sb3_hyperparams))
+                hyperparams=sb3_hyperparams, threads=threads))
 
         with ThreadPoolExecutor(max_workers=len(group)) as pool:  # each run is its own process
             for (env, seed), run in zip(group, pool.map(sb3_run, group), strict=True):
