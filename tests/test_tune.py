@@ -90,6 +90,10 @@ def test_bad_tune_input_is_refused_in_one_line() -> None:
     assert out.returncode == 2 and out.stderr == "pacer: error: --trials must be >= 1, got 0\n"
 
 
+def _rows(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
 def _trial_processes(directory: Path) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
@@ -111,7 +115,8 @@ def test_trials_end_when_the_tuner_is_killed(tmp_path: Path) -> None:
                               "--parallel", "2", "--steps", "100000000", "--backend", "inline", "--dir",
                               str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not (tmp_path / "trials" / "trial-001" / "metrics.jsonl").exists():  # both trials are training
+    # both trials are training: each has written a row (its file alone appears before its stop signals are handled)
+    while not all(_rows(tmp_path / "trials" / f"trial-00{i}" / "metrics.jsonl") for i in (0, 1)):
         assert time.monotonic() < deadline and tuner.poll() is None
         time.sleep(0.2)
     assert len(_trial_processes(tmp_path)) >= 2

@@ -5,7 +5,7 @@ The env config stays the one source of truth: its `AtariPreprocessing` and `Fram
 `repeat_action_probability`, `full_action_space`) are translated into `AtariVectorEnv`'s arguments, and anything
 the C++ env cannot do the same way is refused in one line. Evaluation keeps the wrapped single envs: the same
 frames, and the game's own screen for videos. The emulators' states cannot be read out of the C++ env, so a
-checkpoint holds none: a resumed run starts new games (`env.vector: auto` resumes them exactly).
+checkpoint holds none: a resumed run starts new games (`env.vector: gym` resumes them exactly).
 """
 
 from __future__ import annotations

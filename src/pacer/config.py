@@ -40,8 +40,8 @@ class EnvConfig:
     """Gymnasium wrappers applied in order to every training and evaluation env: each a name from
     `gymnasium.wrappers` (`FrameStackObservation`), an import path `module:Class`, or a one-key mapping of either to
     its arguments (`{FrameStackObservation: {stack_size: 4}}`)."""
-    vector: Literal["auto", "ale"] = "auto"
-    """How a worker steps its envs: 'auto' Gymnasium's NumPy-vectorized form where the env has one and no wrapper
+    vector: Literal["gym", "ale"] = "gym"
+    """How a worker steps its envs: 'gym' Gymnasium's NumPy-vectorized form where the env has one and no wrapper
     is set, else the wrapped envs one after another; 'ale' (ALE/ ids with the `atari` preset's wrappers) ale-py's
     C++ AtariVectorEnv doing the same preprocessing (the same frames, but black frames stack up an episode's start),
     whose games a checkpoint cannot hold: a resume starts new games. Evaluation always uses the wrapped envs."""

@@ -71,7 +71,7 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 def make_vector_env(env_id: Any, num_envs: int, max_episode_steps: int | None = None,
                     numpy_vectorized: bool = True, kwargs: Mapping[str, Any] | None = None,
-                    wrappers: Sequence[Any] = (), vector: str = "auto") -> VectorEnv:
+                    wrappers: Sequence[Any] = (), vector: str = "gym") -> VectorEnv:
     """A batch of `num_envs` environments: NumPy-vectorized where Gymnasium has it (and it is asked for, and no
     wrapper is), else synchronous, where sub-env i is seeded with seed + i, so episode i is the same however
     episodes are split; with `vector` 'ale', ale-py's own Atari vector env (pacer.atari_vector)."""

@@ -63,7 +63,7 @@ def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], 
 
 
 def env_limit(env: str, workers: int, envs: int, seconds: float, kwargs: dict[str, Any] | None = None,
-              wrappers: list[Any] | None = None, vector: str = "auto") -> float:
+              wrappers: list[Any] | None = None, vector: str = "gym") -> float:
     """Env steps/s of `workers` processes that only step the same env batch as training does (random actions, no
     model; the same kwargs, wrappers and vector env): the most any trainer could reach with that many processes."""
     import multiprocessing as mp
