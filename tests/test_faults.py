@@ -165,8 +165,9 @@ def test_a_hung_worker_is_killed_by_the_heartbeat_timeout(bounds: Bounds, tmp_pa
 
 @pytest.mark.timeout(240)
 def test_a_hanging_env_is_detected_too(tmp_path: Path) -> None:
-    # more steps than the crash runs: the healthy worker alone must not finish the budget before the 3 s timeout
-    run = faulty_run(tmp_path, "hanging", "--set", "runtime.heartbeat_timeout=3", "--total-steps", "200000")
+    # a budget in time, not steps: the healthy worker alone must not finish it before the 3 s timeout fires
+    run = faulty_run(tmp_path, "hanging", "--set", "runtime.heartbeat_timeout=3", "--total-steps", "100000000",
+                     "--time-limit", "10")
     assert run.wait(RUN_S) == 0, run.stderr
     assert "gave no sign of life" in run.stderr and "restarting worker" in run.stderr
     assert_clean(run)

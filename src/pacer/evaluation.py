@@ -101,6 +101,7 @@ def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: in
     shares = np.array_split(np.arange(episodes), workers)
     procs: list[Any] = []
     pumps = []
+    finished = False
     try:
         for index, share in enumerate(shares):
             args = (model, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs, wrappers)
@@ -111,9 +112,12 @@ def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: in
                 proc.start()
             procs.append(proc)
             pumps.append(channel.after_start())
-        return _collect(procs, inbox, beats, time.monotonic(), hang_timeout)
+        returns = _collect(procs, inbox, beats, time.monotonic(), hang_timeout)
+        finished = True
+        return returns
     finally:
-        processes.join_all(procs, 10.0)
+        # a failed evaluation is abandoned: its other processes (maybe hung too) are killed now, not waited for
+        processes.join_all(procs, 10.0 if finished else 0.0)
         for pump in pumps:  # each ends at its pipe's EOF, right after its process exits
             pump.join(timeout=2.0)
         inbox.close()
