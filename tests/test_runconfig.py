@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -86,3 +87,23 @@ def test_resolve_reports_the_preset_it_picked_and_refuses_a_config_with_a_resume
         runconfig.resolve(resume=tmp_path)
     with pytest.raises(PacerError, match="pass overrides only, not a config or a preset"):
         runconfig.resolve({"algo": {"lr": 0.1}}, resume=tmp_path)
+
+
+def test_a_run_saved_under_an_earlier_value_name_still_loads_and_resumes(quiet: dict) -> None:
+    """env.vector was 'auto' before it was 'gym': runs saved then load, evaluate and resume as today's."""
+    import torch
+
+    from pacer import checkpoint
+
+    result = pacer.train(quiet, preset="none")
+    config_yaml = result.run_dir / "config.yaml"
+    saved = yaml.safe_load(config_yaml.read_text())
+    saved["env"]["vector"] = "auto"
+    config_yaml.write_text(yaml.safe_dump(saved))
+    final = checkpoint.find(result.run_dir)
+    data = checkpoint.load(final)
+    data["config"]["env"]["vector"] = "auto"
+    torch.save(data, final)
+    cfg, _ = runconfig.resolve(None, preset=None, overrides={"runtime.total_steps": 4000}, resume=result.run_dir)
+    assert cfg.env.vector == "gym"
+    assert pacer.load(result.run_dir).act(np.zeros(4, dtype=np.float32)) in (0, 1)

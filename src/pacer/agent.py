@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from pacer import checkpoint, hub
-from pacer.config import Config
+from pacer.config import Config, from_saved
 from pacer.envs import check_env_id, obs_dtype, spaces_of
 from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
@@ -52,7 +52,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
     path = checkpoint.find(source)
     data = checkpoint.load(path)
     try:
-        cfg = Config.from_dict(data["config"])
+        cfg = from_saved(data["config"])
         if env is not None or model is not None:
             cfg = cfg.replace({**({"env.id": env} if env is not None else {}),
                                **({"model.factory": model} if model is not None else {})})

@@ -281,6 +281,21 @@ class Config:
                 for name in SECTIONS}
 
 
+# values that earlier pacer versions wrote into config.yaml and checkpoints under another name: their runs still load
+RENAMED_VALUES: dict[tuple[str, str], dict[Any, Any]] = {("env", "vector"): {"auto": "gym"}}
+
+
+def from_saved(data: dict[str, Any]) -> Config:
+    """A config an earlier run saved (its config.yaml, its checkpoint's), with renamed values read as today's."""
+    if isinstance(data, dict):
+        data = {name: dict(value) if isinstance(value, dict) else value for name, value in data.items()}
+        for (section, key), renames in RENAMED_VALUES.items():
+            values = data.get(section)
+            if isinstance(values, dict) and isinstance(values.get(key), str) and values[key] in renames:
+                values[key] = renames[values[key]]
+    return Config.from_dict(data)
+
+
 def _section_hint(name: str) -> str:
     """For a key given without its section (`lr: 3e-4`, `--set lr=3e-4`): the section that has it."""
     owners = [f"{section}.{name}" for section, cls in SECTIONS.items()

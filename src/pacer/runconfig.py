@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pacer.backends import check_name
-from pacer.config import Config, load_yaml, merge, nest
+from pacer.config import Config, from_saved, load_yaml, merge, nest
 from pacer.errors import PacerError
 from pacer.presets import announce, needs_kind
 from pacer.presets import resolve as with_preset
@@ -39,7 +39,7 @@ def resolve(config: ConfigSource = None, *, preset: str | None = "auto", overrid
             raise PacerError("a resume continues the run with its saved config: pass overrides only, not a config "
                              "or a preset")
         else:
-            cfg = Config.from_dict(load_yaml(saved_config(resume))).replace(overrides)
+            cfg = from_saved(load_yaml(saved_config(resume))).replace(overrides)
     elif isinstance(config, Config):
         cfg = with_preset(config, preset).replace(overrides)
     else:
