@@ -18,13 +18,15 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
+from pacer.config import EnvConfig
 from pacer.envs import make_vector_env
 from pacer.presets import ATARI_ENV
 
 
 def gymnasium_path(game: str, envs: int, threads: int) -> Any:
     env_id = f"ALE/{game.capitalize()}-v5"
-    return make_vector_env(env_id, envs, kwargs=ATARI_ENV["kwargs"], wrappers=ATARI_ENV["wrappers"])
+    env = EnvConfig(id=env_id, kwargs=ATARI_ENV["kwargs"], wrappers=tuple(ATARI_ENV["wrappers"]))
+    return make_vector_env(env, envs)
 
 
 def ale_path(game: str, envs: int, threads: int) -> Any:

@@ -37,7 +37,7 @@ PHASES = ("pull", "loss", "backward+clip", "optimizer")
 def profile(env: str, updates: int, analytic: bool = True) -> dict[str, float]:
     cfg, _ = resolve({"env": {"id": env}, "runtime": {"workers": 1}, "algo": {"analytic_grad": analytic}})
     cfg = complete(cfg, Path("/tmp/pacer-learner-profile"))
-    probe = make_vector_env(cfg.env.id, 1, cfg.env.max_episode_steps, kwargs=cfg.env.kwargs)
+    probe = make_vector_env(cfg.env, 1)
     model = make_model(cfg.model, probe.single_observation_space, probe.single_action_space)
     probe.close()
     shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=False)

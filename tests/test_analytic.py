@@ -1,17 +1,22 @@
-"""The hand-written gradient (algos/analytic.py) is autograd's, on every model, head and loss it takes."""
+"""The hand-written gradient (algos/analytic.py) is autograd's on everything it covers, and everything else is
+refused: every config field is classified, and a schedule's steps apply the gradient of their own minibatch."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import random
+import typing
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from pacer.algos import get_algo
-from pacer.algos.analytic import analytic_for
-from pacer.algos.losses import Batch
+from pacer.algos import analytic, get_algo
+from pacer.algos.losses import Batch, ppo_surrogate
 from pacer.config import AlgoConfig, Config, ModelConfig
 from pacer.heads import head_for
 from pacer.model import make_model
@@ -20,6 +25,7 @@ from pacer.runtime import flat
 SPACES = {
     "discrete": (gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.Discrete(4)),
     "gaussian": (gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32)),
+    "grid": (gym.spaces.Box(-1, 1, (2, 3), np.float32), gym.spaces.Discrete(3)),  # flattened by the MLP
 }
 
 
@@ -30,14 +36,15 @@ def _setup(space: str, mcfg: ModelConfig, seed: int = 0) -> tuple:
     params = list(model.parameters())
     flat.flatten_(params)
     if mcfg.normalize_input == "running":  # statistics that are not the identity
-        model.obs_norm.mean.copy_(torch.randn(obs_space.shape))
-        model.obs_norm.var.copy_(torch.rand(obs_space.shape) + 0.5)
+        dim = int(np.prod(obs_space.shape))
+        model.obs_norm.mean.copy_(torch.randn(dim))
+        model.obs_norm.var.copy_(torch.rand(dim) + 0.5)
     return model, head_for(act_space), params, obs_space, act_space
 
 
 def _batch(model: torch.nn.Module, head, obs_space, act_space, rows: int = 64) -> Batch:
     g = torch.Generator().manual_seed(1)
-    obs = torch.randn(rows, obs_space.shape[0], generator=g) * 2
+    obs = torch.randn(rows, *obs_space.shape, generator=g) * 2
     if isinstance(act_space, gym.spaces.Discrete):
         actions = torch.randint(0, act_space.n, (rows,), generator=g)
     else:
@@ -53,6 +60,28 @@ def _batch(model: torch.nn.Module, head, obs_space, act_space, rows: int = 64) -
     return Batch(obs, actions, logp + shift, advantages, torch.randn(rows, generator=g) * 3, value)
 
 
+def _compare(space: str, mcfg: ModelConfig, acfg: AlgoConfig, seed: int = 0) -> None:
+    """The fast path's gradient, total and statistics against autograd's on the algorithm's own loss."""
+    model, head, params, obs_space, act_space = _setup(space, mcfg, seed)
+    batch = _batch(model, head, obs_space, act_space)
+    algorithm = get_algo(acfg.name)
+    fast = algorithm.fast_grad(model, head, mcfg, acfg, params)
+    assert fast is not None, analytic.refusal(mcfg, acfg, head)
+    stats, total, grad = fast.compute(batch)
+
+    model.zero_grad(set_to_none=True)
+    terms = algorithm.loss(model, head, batch, acfg)
+    loss = terms.total(acfg)
+    loss.backward()
+    expected = flat.gather([p.grad for p in params], params)
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-6)
+    assert total == pytest.approx(loss.item(), rel=1e-5, abs=1e-6)
+    reported = terms.report()
+    assert stats.keys() == reported.keys()
+    for key, value in reported.items():
+        assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
 CASES = list(itertools.product(["discrete", "gaussian"], ["ppo", "a2c"], ["tanh", "relu"], ["none", "running"],
                                [(64, 64), (16,)]))
 
@@ -60,60 +89,159 @@ CASES = list(itertools.product(["discrete", "gaussian"], ["ppo", "a2c"], ["tanh"
 @pytest.mark.parametrize(("space", "algo", "activation", "norm", "hidden"), CASES, ids=str)
 def test_the_analytic_gradient_is_autograds(space: str, algo: str, activation: str, norm: str,
                                             hidden: tuple[int, ...]) -> None:
-    mcfg = ModelConfig(hidden=hidden, activation=activation, normalize_input=norm, log_std_init=-0.5)
-    acfg = AlgoConfig(name=algo, entropy_coef=0.03, value_coef=0.7, clip_range=0.2)
-    model, head, params, obs_space, act_space = _setup(space, mcfg)
-    batch = _batch(model, head, obs_space, act_space)
-    loss_fn = get_algo(algo).loss
-    analytic = analytic_for(model, head, loss_fn, mcfg, acfg, params)
-    assert analytic is not None
-    grad = torch.full((sum(p.numel() for p in params),), float("nan"))  # every element must be written
-    stats, total = analytic.compute(batch, grad)
+    _compare(space, ModelConfig(hidden=hidden, activation=activation, normalize_input=norm, log_std_init=-0.5),
+             AlgoConfig(name=algo, entropy_coef=0.03, value_coef=0.7, clip_range=0.2))
 
-    model.zero_grad(set_to_none=True)
-    terms = loss_fn(model, head, batch, acfg)
-    loss = terms.total(acfg)
+
+def test_every_config_field_is_classified() -> None:
+    """A field added to ModelConfig or AlgoConfig must be classified for the fast path before any test passes: is
+    every value covered, does it not enter the gradient, or which values are covered (the rest take autograd)."""
+    for cls, rules in ((ModelConfig, analytic.MODEL_FIELDS), (AlgoConfig, analytic.ALGO_FIELDS)):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert names - rules.keys() == set(), f"{cls.__name__} fields nobody classified for algos/analytic.py"
+        assert rules.keys() - names == set(), f"{cls.__name__} has no such fields"
+        hints = typing.get_type_hints(cls)
+        for name, rule in rules.items():
+            choices = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is typing.Literal else None
+            if isinstance(rule, frozenset) and choices is not None:
+                assert rule <= set(choices) | {None}, f"{name}: covered values the config does not offer"
+
+
+def _refused_values() -> list[tuple[str, str, Any]]:
+    """Every value a field offers (a Literal's choices, a bool's two) that its rule leaves out."""
+    out = []
+    for section, cls, rules in (("model", ModelConfig, analytic.MODEL_FIELDS), ("algo", AlgoConfig,
+                                                                                 analytic.ALGO_FIELDS)):
+        hints = typing.get_type_hints(cls)
+        for name, rule in rules.items():
+            if not isinstance(rule, frozenset):
+                continue
+            hint = hints[name]
+            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else \
+                (True, False) if hint is bool else ()
+            out += [(section, name, value) for value in choices if value not in rule]
+    return out
+
+
+@pytest.mark.parametrize(("section", "name", "value"), _refused_values(), ids=str)
+def test_every_value_it_does_not_cover_takes_autograd(section: str, name: str, value: Any) -> None:
+    mcfg, acfg = ModelConfig(), AlgoConfig()
+    if section == "model":
+        mcfg = dataclasses.replace(mcfg, **{name: value})
+    else:
+        acfg = dataclasses.replace(acfg, **{name: value})
+    obs_space, act_space = SPACES["discrete"]
+    head = head_for(act_space)
+    assert analytic.refusal(mcfg, acfg, head) == f"{section}.{name}={value!r}"
+    if mcfg.encoder == "cnn":
+        return  # no CNN for a 5-vector: the refusal is what matters
+    model = make_model(mcfg, obs_space, act_space)
+    assert get_algo("ppo").fast_grad(model, head, mcfg, acfg, list(model.parameters())) is None
+
+
+def test_losses_without_a_fast_path_take_autograd() -> None:
+    assert get_algo("mc").fast_grad is None
+    assert get_algo("mc").fast_grad_refusal(ModelConfig(), AlgoConfig(name="mc"), head_for(gym.spaces.Discrete(2)))
+    assert get_algo("a3c").fast_grad is analytic.a2c
+
+
+def _random_value(hint: Any, rng: random.Random) -> Any:
+    """A random value of a config field's type (extend it when a field of a new type is classified 'any')."""
+    if typing.get_origin(hint) is typing.Literal:
+        return rng.choice(typing.get_args(hint))
+    if hint is bool:
+        return rng.random() < 0.5
+    if hint is float or hint == float | None:
+        return rng.uniform(0.0, 1.5)
+    if hint == tuple[int, ...]:
+        return tuple(rng.randint(1, 24) for _ in range(rng.randint(0, 3)))
+    raise AssertionError(f"no random values for {hint}: extend _random_value")
+
+
+def test_random_configs_of_every_covered_field_match_autograd() -> None:
+    """Each field classified 'any' (or by its covered values) takes random values: the gradient stays autograd's."""
+    rng = random.Random(7)
+    model_hints, algo_hints = typing.get_type_hints(ModelConfig), typing.get_type_hints(AlgoConfig)
+    for trial in range(24):
+        model_values, algo_values = {}, {}
+        for rules, hints, values in ((analytic.MODEL_FIELDS, model_hints, model_values),
+                                     (analytic.ALGO_FIELDS, algo_hints, algo_values)):
+            for name, rule in rules.items():
+                if rule == "any":
+                    values[name] = _random_value(hints[name], rng)
+                elif isinstance(rule, frozenset):
+                    values[name] = rng.choice(sorted(rule, key=repr))
+        if not model_values["hidden"]:
+            model_values["hidden"] = (8,)
+        model_values["log_std_init"] -= 1.0
+        mcfg = ModelConfig(**model_values)
+        acfg = AlgoConfig(name=rng.choice(["ppo", "a2c"]), **algo_values)
+        _compare(rng.choice(list(SPACES)), mcfg, acfg, seed=trial)
+
+
+def test_the_ppo_surrogates_derivative() -> None:
+    ratio = torch.tensor([1.0, 1.0, 0.5, 1.5, 1.1, 0.9, 1.3, 0.7], dtype=torch.float64)
+    advantages = torch.tensor([1.0, -1.0, 2.0, 2.0, -0.5, 0.5, -1.0, -1.0], dtype=torch.float64)
+    logp = ratio.log().requires_grad_()
+    loss, _, _ = ppo_surrogate(logp, torch.zeros_like(logp), advantages, 0.2)
     loss.backward()
-    expected = flat.gather([p.grad for p in params], params)
-    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
-    assert total == pytest.approx(loss.item(), rel=1e-6)
-    reported = terms.report()
-    assert stats.keys() == reported.keys()
-    for key, value in reported.items():
-        assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    torch.testing.assert_close(analytic.ppo_surrogate_grad(ratio, advantages, 0.2), logp.grad)
 
 
-@pytest.mark.parametrize("change", [{"shared_trunk": True}, {"critic_output": "tanh"}, {"normalize_input": "l2"}])
-def test_what_it_does_not_cover_takes_autograd(change: dict) -> None:
-    mcfg = ModelConfig(**change)
-    model, head, params, *_ = _setup("discrete", mcfg)
-    assert analytic_for(model, head, get_algo("ppo").loss, mcfg, AlgoConfig(), params) is None
-    plain = ModelConfig()
-    model, head, params, *_ = _setup("discrete", plain)
-    assert analytic_for(model, head, get_algo("mc").loss, plain, AlgoConfig(name="mc"), params) is None
-    assert analytic_for(model, head, get_algo("a3c").loss, plain, AlgoConfig(name="a3c"), params) is not None
-
-
-def test_a_worker_learns_the_same_with_either_gradient() -> None:
-    """One rollout's PPO updates (4 epochs x 8 minibatches) from the same start: the same parameters."""
+def _worker(analytic_grad: bool, schedule: Any = None) -> tuple[Any, Any, Any]:
     from pacer.backends.hogwild import HogwildLink
     from pacer.runconfig import complete
     from pacer.runtime import shared as shared_state
     from pacer.worker import Worker, WorkerSpec
 
+    cfg = complete(Config.from_dict({"env": {"envs_per_worker": 8},
+                                     "algo": {"n_steps": 16, "analytic_grad": analytic_grad},
+                                     "runtime": {"workers": 1}}), Path("/tmp/unused"))
+    assert cfg.algo.analytic_grad == analytic_grad  # CartPole's MLP and PPO: covered
+    torch.manual_seed(0)
+    model = make_model(cfg.model, gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Discrete(2))
+    shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=False)
+    algorithm = get_algo("ppo")
+    if schedule is not None:
+        algorithm = dataclasses.replace(algorithm, schedule=schedule)
+    worker = Worker(WorkerSpec(cfg, 0, 0, algorithm), HogwildLink(shared, 0, cfg))
+    assert (worker.fast_grad is not None) == analytic_grad
+    return worker, shared, model
+
+
+def _params(shared: Any) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in shared.params]).clone()
+
+
+def test_a_worker_learns_the_same_with_either_gradient() -> None:
+    """One rollout's PPO updates (4 epochs x 8 minibatches) from the same start: the same parameters."""
     results = []
-    for analytic in (True, False):
-        cfg = complete(Config.from_dict({"env": {"id": "CartPole-v1", "envs_per_worker": 8},
-                                         "algo": {"n_steps": 16, "analytic_grad": analytic},
-                                         "runtime": {"workers": 1}}), __import__("pathlib").Path("/tmp/unused"))
-        torch.manual_seed(0)
-        obs_space, act_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Discrete(2)
-        model = make_model(cfg.model, obs_space, act_space)
-        shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=False)
-        worker = Worker(WorkerSpec(cfg, 0, 0, get_algo("ppo")), HogwildLink(shared, 0, cfg))
-        assert (worker.analytic is not None) == analytic
+    for analytic_grad in (True, False):
+        worker, shared, _ = _worker(analytic_grad)
+        before = _params(shared)
         worker.iterate()
         worker.close()
-        results.append(torch.cat([p.detach().reshape(-1) for p in shared.params]).clone())
+        results.append(_params(shared))
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)
-    assert not torch.equal(results[0], torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert not torch.equal(results[0], before)
+
+
+def two_losses_then_the_first(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, learner: Any
+                              ) -> tuple[dict[str, float], int]:
+    """A schedule that computes two minibatches' losses before it applies the first one's."""
+    half = batch.obs.shape[0] // 2
+    first = learner.loss(Batch(*(x[:half] for x in batch)))
+    learner.loss(Batch(*(x[half:] for x in batch)))
+    return learner.step(first), 1
+
+
+def test_a_step_applies_its_own_minibatchs_gradient() -> None:
+    """Whatever the schedule computed in between, step(s) applies the update of s's minibatch: with the fast path
+    exactly as with autograd (the fast path once applied the gradient of the last loss computed)."""
+    results = []
+    for analytic_grad in (True, False):
+        worker, shared, _ = _worker(analytic_grad, schedule=two_losses_then_the_first)
+        worker.iterate()
+        worker.close()
+        results.append(_params(shared))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)

@@ -4,6 +4,7 @@ evaluate with a video, export to ONNX, resume. Marker `atari` (make test-atari; 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 import pacer
+from pacer.config import EnvConfig
 from pacer.envs import make_vector_env
 from pacer.presets import ATARI_ENV
 
@@ -52,7 +54,8 @@ def test_pong_trains_evaluates_films_exports_and_resumes(tmp_path: Path) -> None
 
     # the exported graph acts as pacer does on 1,000 frames recorded from real games
     agent = pacer.load(run)
-    env = make_vector_env("ALE/Pong-v5", 8, kwargs=ATARI_ENV["kwargs"], wrappers=ATARI_ENV["wrappers"])
+    env = make_vector_env(EnvConfig(id="ALE/Pong-v5", kwargs=ATARI_ENV["kwargs"],
+                                    wrappers=tuple(ATARI_ENV["wrappers"])), 8)
     obs, _ = env.reset(seed=1)
     frames = []
     for _ in range(125):
@@ -77,8 +80,9 @@ def test_ale_vector_env_gives_the_wrapped_frames_and_trains(tmp_path: Path,
     its resume says that it starts new games (the C++ env's emulators cannot be saved)."""
     wrappers = copy.deepcopy(list(ATARI_ENV["wrappers"]))
     wrappers[0]["AtariPreprocessing"]["noop_max"] = 0  # no random no-ops: the same games on both paths
-    wrapped = make_vector_env("ALE/Pong-v5", 2, kwargs=ATARI_ENV["kwargs"], wrappers=wrappers)
-    native = make_vector_env("ALE/Pong-v5", 2, kwargs=ATARI_ENV["kwargs"], wrappers=wrappers, vector="ale")
+    pong = EnvConfig(id="ALE/Pong-v5", kwargs=ATARI_ENV["kwargs"], wrappers=tuple(wrappers))
+    wrapped = make_vector_env(pong, 2)
+    native = make_vector_env(dataclasses.replace(pong, vector="ale"), 2)
     a, _ = wrapped.reset(seed=0)
     b, _ = native.reset(seed=0)
     assert b.shape == a.shape == (2, 4, 84, 84) and b.dtype == np.uint8

@@ -15,7 +15,7 @@ import torch
 from pacer.bench import runs, suite
 from pacer.bench.record import median
 from pacer.config import Config
-from pacer.envs import spaces_of
+from pacer.envs import probe
 from pacer.model import make_model
 from pacer.runtime import shared as shared_state
 
@@ -67,7 +67,8 @@ def test_an_unsolved_run_counts_as_never_solved_in_the_median() -> None:
 
 def test_a_paused_worker_waits_until_resumed_and_says_so() -> None:
     cfg = Config()
-    obs, act = spaces_of(cfg.env.id, None)
+    spec = probe(cfg.env)
+    obs, act = spec.observation_space, spec.action_space
     state = shared_state.create(cfg, make_model(cfg.model, obs, act), torch.multiprocessing.get_context("spawn"),
                                 in_shared_memory=False)
     state.pause.set()

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from pacer.algos import prepare
-from pacer.config import AlgoConfig
+from pacer.config import AlgoConfig, EnvConfig
 from pacer.envs import make_vector_env
 from pacer.heads import head_for
 from pacer.rollout import Collector
@@ -47,7 +47,8 @@ class ValueIsTenTimesCount(nn.Module):
 
 
 def collect(env_factory: Any, max_episode_steps: int | None, steps: int) -> Any:
-    env = make_vector_env(env_factory, 1, max_episode_steps)  # pacer's own construction: NEXT_STEP autoreset
+    # pacer's own construction: NEXT_STEP autoreset
+    env = make_vector_env(EnvConfig(id=env_factory, max_episode_steps=max_episode_steps), 1)
     try:
         return Collector(env, ValueIsTenTimesCount(), head_for(env.single_action_space), seed=0).collect(steps)
     finally:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pacer import checkpoint, envstate
+from pacer.config import EnvConfig
 from pacer.envs import make_vector_env
 from pacer.errors import PacerError
 from pacer.presets import ATARI_ENV
@@ -73,12 +74,12 @@ def test_what_cannot_be_stored_is_opaque_and_configuration_is_skipped() -> None:
 
 
 def test_opaque_items_are_named_where_they_are() -> None:
-    env = make_vector_env("awkward:make_awkward_with_lock", 2)
+    env = make_vector_env(EnvConfig(id="awkward:make_awkward_with_lock"), 2)
     env.reset(seed=0)
     state = envstate.capture(env)
     assert envstate.opaque_items(state) == ["envs[0].lock (lock)", "envs[1].lock (lock)"]
     assert not envstate.is_exact(state)
-    clean = make_vector_env("awkward:make_awkward", 2)
+    clean = make_vector_env(EnvConfig(id="awkward:make_awkward"), 2)
     clean.reset(seed=0)
     assert envstate.is_exact(envstate.capture(clean))
 
@@ -87,7 +88,7 @@ def test_opaque_items_are_named_where_they_are() -> None:
 def test_restored_envs_step_exactly_like_the_originals(env_id: str, tmp_path: Path) -> None:
     if env_id.startswith("HalfCheetah"):
         pytest.importorskip("mujoco")
-    env = make_vector_env(env_id, 2)
+    env = make_vector_env(EnvConfig(id=env_id), 2)
     env.reset(seed=0)
     env.action_space.seed(0)
     for _ in range(7):
@@ -100,7 +101,7 @@ def test_restored_envs_step_exactly_like_the_originals(env_id: str, tmp_path: Pa
         assert {item.split(" ")[0].rsplit(".", 1)[-1] for item in envstate.opaque_items(loaded)} >= {"world"}
         return
     assert envstate.is_exact(loaded)
-    twin = make_vector_env(env_id, 2)
+    twin = make_vector_env(EnvConfig(id=env_id), 2)
     twin.reset(seed=99)  # another state, overwritten by the restore
     envstate.restore(twin, loaded)
     for _ in range(30):
@@ -143,7 +144,8 @@ def test_an_atari_game_resumes_exactly(tmp_path: Path) -> None:
     pytest.importorskip("ale_py")
 
     def pong() -> Any:
-        return make_vector_env("ALE/Pong-v5", 2, kwargs=ATARI_ENV["kwargs"], wrappers=ATARI_ENV["wrappers"])
+        return make_vector_env(EnvConfig(id="ALE/Pong-v5", kwargs=ATARI_ENV["kwargs"],
+                                         wrappers=tuple(ATARI_ENV["wrappers"])), 2)
 
     env = pong()
     env.reset(seed=0)

@@ -14,7 +14,7 @@ from pacer.worker import Worker, WorkerSpec
 
 def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0, max_grad_norm: float | None = 0.5,
                  analytic_grad: bool = True) -> tuple[list[Worker], shared_state.SharedState]:
-    from pacer.envs import spaces_of
+    from pacer.envs import probe
     from pacer.model import make_model
 
     cfg = Config.from_dict({"env": {"envs_per_worker": 2}, "algo": {"n_steps": 4, "lr": lr, "epochs": 1,
@@ -23,7 +23,8 @@ def make_workers(n: int, shared_optimizer: bool, lr: float = 0.0, max_grad_norm:
                                                           "max_grad_norm": max_grad_norm,
                                                           "analytic_grad": analytic_grad},
                             "runtime": {"backend": "inline", "workers": n}})
-    model = make_model(cfg.model, *spaces_of(cfg.env.id))
+    spec = probe(cfg.env)
+    model = make_model(cfg.model, spec.observation_space, spec.action_space)
     shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=True)
     workers = [Worker(WorkerSpec(cfg, rank, rank, get_algo("a2c")), HogwildLink(shared, rank, cfg))
                for rank in range(n)]

@@ -11,7 +11,7 @@ from pacer import checkpoint
 from pacer.algos import get_algo
 from pacer.backends.hogwild import HogwildLink
 from pacer.config import Config
-from pacer.envs import spaces_of
+from pacer.envs import probe
 from pacer.model import make_model
 from pacer.rollout import Collector
 from pacer.runtime import shared as shared_state
@@ -22,7 +22,8 @@ def scaled(workers: int = 1) -> tuple[Config, shared_state.SharedState]:
     cfg = Config.from_dict({"env": {"id": "Pendulum-v1", "envs_per_worker": 2},
                             "algo": {"n_steps": 8, "epochs": 1, "minibatches": 1, "scale_rewards": True},
                             "runtime": {"backend": "inline", "workers": workers}})
-    model = make_model(cfg.model, *spaces_of(cfg.env.id))
+    spec = probe(cfg.env)
+    model = make_model(cfg.model, spec.observation_space, spec.action_space)
     return cfg, shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=True)
 
 

@@ -4,6 +4,7 @@ ONNX export taking uint8 frames."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import pacer
-from pacer.config import ModelConfig
+from pacer.config import EnvConfig, ModelConfig
 from pacer.envs import make_vector_env
 from pacer.heads import head_for
 from pacer.model import CNNActorCritic, MLPActorCritic, make_model
@@ -58,7 +59,7 @@ def test_channels_last_frames_see_what_channels_first_frames_see() -> None:
 
 
 def test_rollouts_keep_frames_as_uint8() -> None:
-    env = make_vector_env("image_envs:make_lit_quadrant", 4)
+    env = make_vector_env(EnvConfig(id="image_envs:make_lit_quadrant"), 4)
     model = make_model(ModelConfig(), env.single_observation_space, env.single_action_space)
     rollout = Collector(env, model, head_for(env.single_action_space), seed=0).collect(8)
     assert rollout.obs.dtype == np.uint8 and rollout.obs.shape == (8, 4, 1, 36, 36)
@@ -108,7 +109,7 @@ def test_onnx_takes_uint8_frames_and_acts_as_pacer(tmp_path: Path) -> None:
 
 
 def test_clipped_rewards_train_while_returns_keep_the_score() -> None:
-    env = make_vector_env("CartPole-v1", 4)
+    env = make_vector_env(EnvConfig(), 4)
     model = make_model(ModelConfig(), env.single_observation_space, env.single_action_space)
     collector = Collector(env, model, head_for(env.single_action_space), seed=0, clip_rewards=0.5)
     rollout = collector.collect(64)
@@ -142,13 +143,14 @@ def test_the_ale_vector_env_gets_the_presets_preprocessing_as_its_own_arguments(
     from pacer.presets import ATARI_ENV
 
     register_atari("ALE/Pong-v5")
-    args = atari_vector.arguments("ALE/Pong-v5", None, ATARI_ENV["kwargs"], ATARI_ENV["wrappers"])
+    pong = EnvConfig(id="ALE/Pong-v5", kwargs=ATARI_ENV["kwargs"], wrappers=tuple(ATARI_ENV["wrappers"]))
+    args = atari_vector.arguments(pong)
     assert {k: v for k, v in args.items() if k != "autoreset_mode"} == {
         "game": "pong", "noop_max": 30, "frameskip": 4, "img_height": 84, "img_width": 84, "episodic_life": False,
         "grayscale": True, "stack_num": 4, "max_num_frames_per_episode": 108_000, "repeat_action_probability": 0.0,
         "full_action_space": False, "maxpool": True, "reward_clipping": False, "use_fire_reset": False,
         "num_threads": 1}
-    assert atari_vector.arguments("ALE/Pong-v5", 1000, {}, ATARI_ENV["wrappers"])[
+    assert atari_vector.arguments(dataclasses.replace(pong, kwargs={}, max_episode_steps=1000))[
         "max_num_frames_per_episode"] == 4000  # agent steps of 4 frames; v5's own sticky actions (0.25) kept
     bad = [("CartPole-v1", {}, ATARI_ENV["wrappers"], "env.vector 'ale' is for ALE/ ids (ALE/Pong-v5), not "),
            ("ALE/Pong-v5", {}, ["AtariPreprocessing"], "env.vector 'ale' does the Atari preset's preprocessing "),
@@ -157,7 +159,7 @@ def test_the_ale_vector_env_gets_the_presets_preprocessing_as_its_own_arguments(
             "env.vector 'ale' needs AtariPreprocessing scale_obs=False")]
     for env_id, kwargs, wrappers, error in bad:
         with pytest.raises(pacer.PacerError) as info:
-            atari_vector.arguments(env_id, None, kwargs, wrappers)
+            atari_vector.arguments(EnvConfig(id=env_id, kwargs=kwargs, wrappers=tuple(wrappers)))
         assert str(info.value).startswith(error) and "\n" not in str(info.value)
     with pytest.raises(pacer.PacerError, match=r"^env.vector 'ale' is for ALE/ ids"):
         pacer.train({"env": {"id": "CartPole-v1", "vector": "ale"}, "runtime": {"backend": "inline"}})

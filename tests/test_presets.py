@@ -10,8 +10,8 @@ import gymnasium as gym
 import pytest
 
 from pacer import runconfig
-from pacer.config import Config
-from pacer.envs import spaces_of, stop_target
+from pacer.config import Config, EnvConfig
+from pacer.envs import probe
 from pacer.errors import PacerError
 from pacer.presets import CONTINUOUS, announce, choose, resolve
 
@@ -118,7 +118,7 @@ def test_an_unknown_env_is_refused_before_a_recipe_is_chosen() -> None:
     ("Pendulum-v1", -200.0, -200.0), ("CartPole-v1", None, None),
 ])
 def test_stop_target(env_id: str, setting: float | str | None, target: float | None) -> None:
-    assert stop_target(env_id, setting) == target
+    assert probe(EnvConfig(id=env_id)).stop_target(setting) == target
 
 
 def test_stop_at_return_values() -> None:
@@ -131,10 +131,10 @@ def test_stop_at_return_values() -> None:
 
 
 def test_env_kwargs_reach_the_env() -> None:
-    _, discrete = spaces_of("LunarLander-v3")
-    _, continuous = spaces_of("LunarLander-v3", None, {"continuous": True})
+    discrete = probe(EnvConfig(id="LunarLander-v3")).action_space
+    continuous = probe(EnvConfig(id="LunarLander-v3", kwargs={"continuous": True})).action_space
     assert isinstance(discrete, gym.spaces.Discrete) and isinstance(continuous, gym.spaces.Box)
     with pytest.raises(PacerError, match=r"^cannot make CartPole-v1 with env.kwargs \{'colour': 'red'"):
-        spaces_of("CartPole-v1", None, {"colour": "red"})
+        probe(EnvConfig(kwargs={"colour": "red"}))
     with pytest.raises(PacerError, match=r"^env.kwargs.f must be plain data"):
         Config.from_dict({"env": {"kwargs": {"f": object()}}})

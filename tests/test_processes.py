@@ -143,12 +143,13 @@ def test_a_stop_during_start_up_launches_no_more_workers(quiet: dict) -> None:
     from pacer.algos import get_algo
     from pacer.backends import local as local_backend
     from pacer.config import Config
-    from pacer.envs import spaces_of
+    from pacer.envs import probe
     from pacer.model import make_model
     from pacer.worker import WorkerSpec
 
     cfg = Config.from_dict(local(quiet, "fork"))
-    shared = local_backend.make_shared(cfg, make_model(cfg.model, *spaces_of(cfg.env.id, None)))
+    spec = probe(cfg.env)
+    shared = local_backend.make_shared(cfg, make_model(cfg.model, spec.observation_space, spec.action_space))
     specs = [WorkerSpec(cfg, rank, rank, get_algo(cfg.algo.name)) for rank in range(cfg.runtime.workers)]
     backend = local_backend.create(specs, shared, lambda rank, restarts: rank)
     asked: list[int] = []

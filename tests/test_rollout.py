@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pacer.config import ModelConfig
+from pacer.config import EnvConfig, ModelConfig
 from pacer.envs import make_vector_env
 from pacer.heads import head_for
 from pacer.model import make_model
@@ -13,7 +13,7 @@ from pacer.rollout import Collector
 
 
 def collector(num_envs: int, seed: int = 0, env_id: str = "CartPole-v1") -> Collector:
-    env = make_vector_env(env_id, num_envs)
+    env = make_vector_env(EnvConfig(id=env_id), num_envs)
     torch.manual_seed(seed)
     model = make_model(ModelConfig(), env.single_observation_space, env.single_action_space)
     return Collector(env, model, head_for(env.single_action_space), seed)

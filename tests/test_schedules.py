@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor
 
 from pacer.algos import get_algo
 from pacer.algos.losses import Batch
-from pacer.algos.schedules import epochs_of_minibatches
+from pacer.algos.schedules import Step, epochs_of_minibatches
 from pacer.config import AlgoConfig, Config
 from pacer.runconfig import complete
 
@@ -31,14 +30,14 @@ class Recorder:
         self.seen: list[list[int]] = []
         self.applied: list[list[int]] = []
 
-    def loss(self, minibatch: Batch) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, minibatch: Batch) -> Step:
         self.seen.append(sorted(int(x) for x in minibatch.obs[:, 0]))
         kl = self.kls[len(self.seen) - 1] if self.kls else 0.0
-        return torch.tensor(float(len(self.seen))), {"approx_kl": kl}
+        return Step(torch.tensor(float(len(self.seen))), {"approx_kl": kl})
 
-    def step(self, loss: Tensor) -> dict[str, float]:
-        self.applied.append(self.seen[-1])
-        return {"loss": loss.item()}
+    def step(self, step: Step) -> dict[str, float]:
+        self.applied.append(self.seen[int(step.loss.item()) - 1])
+        return {"loss": step.loss.item()}
 
 
 def test_each_epoch_sees_every_row_once_in_shuffled_minibatches() -> None:

@@ -57,7 +57,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def episode_length(agent: pacer.Agent, seed: int) -> int:
     """The episode's length on an env that does not render: what the video's frame count must equal."""
-    env = make_single_env(agent.config.env.id, agent.config.env.max_episode_steps, kwargs=agent.config.env.kwargs)
+    env = make_single_env(agent.config.env)
     obs, _ = env.reset(seed=seed)
     steps, done = 0, False
     while not done:

@@ -16,6 +16,7 @@ from pacer import jobs
 from pacer.clock import Clock
 from pacer.config import Config
 from pacer.errors import WorkerFailed
+from pacer.evaluation import Played
 from pacer.metrics import Metrics
 from pacer.reports import Report
 from pacer.runtime import shared as shared_state
@@ -95,6 +96,7 @@ class Run:
         self.videos: list[str] = []
         self.episodes: list[int] = []
         self.eval_seconds = 0.0  # how long each evaluation takes
+        self.cut = 0  # episodes each evaluation reports as cut by its time cap
         self.clock = Clock()
         self.evaluation = jobs.Evaluation(self.cfg, self.evaluate, self.backend, self.shared, self.metrics,
                                           self.clock) if self.cfg.runtime.eval_every else None
@@ -108,12 +110,12 @@ class Run:
         self.checkpoints.append(name)
         return Path(self.metrics.path.parent / "checkpoints" / f"{name}.pt")
 
-    def evaluate(self, episodes: int) -> np.ndarray:
+    def evaluate(self, episodes: int) -> Played:
         time.sleep(self.eval_seconds)
         self.evaluated_at.append(self.shared.counters()["env_steps"])
         self.paused_in_eval.append(self.backend.paused)
         self.episodes.append(episodes)
-        return np.full(episodes, self.evals.pop(0))
+        return Played(np.full(episodes, self.evals.pop(0)), self.cut)
 
     def run(self) -> str:
         try:
@@ -161,8 +163,22 @@ def test_evaluation_cadence_and_stop_at_return(tmp_path: Path) -> None:
     assert run.paused_in_eval == [True] * 6 and run.backend.paused
     assert run.backend.pauses == 6
     assert run.evaluation is not None and run.evaluation.confirmed is not None
-    assert list(run.evaluation.confirmed) == [51.0] * 30
+    assert list(run.evaluation.confirmed.returns) == [51.0] * 30
     assert [r["eval_return"] for r in run.rows() if r["eval_return"] is not None] == [10.0, 20.0, 60.0, 55.0]
+
+
+def test_an_evaluation_cut_by_its_time_cap_confirms_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    """Episodes cut at runtime.eval_max_seconds are scored with their return so far: never a whole game's score, so
+    such an evaluation cannot confirm a solve; the row counts them."""
+    run = Run(tmp_path, {"eval_every": 100, "stop_at_return": 50.0, "total_steps": 400, "eval_episodes": 10,
+                         "confirm_episodes": 30}, steps=50, evals=[60.0] * 20)
+    run.cut = 2
+    assert run.run() == "total_steps"
+    assert run.episodes[:4] == [10, 30, 10, 30]
+    assert run.evaluation is not None and run.evaluation.confirmed is None
+    assert "60.0, 2 episodes cut (target 50)" in capsys.readouterr().err
+    assert {r["eval_cut"] for r in run.rows() if r["eval_return"] is not None} == {2}
 
 
 def test_a_confirmation_holds_the_workers_even_without_pause_for_eval(tmp_path: Path) -> None:

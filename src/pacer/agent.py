@@ -13,7 +13,7 @@ from torch import nn
 
 from pacer import checkpoint, hub
 from pacer.config import Config, from_saved
-from pacer.envs import check_env_id, obs_dtype, spaces_of
+from pacer.envs import EnvSpec, probe
 from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
 from pacer.heads import ActionHead, act, head_for
@@ -24,14 +24,27 @@ from pacer.model import make_model
 class Agent:
     model: nn.Module
     config: Config
-    head: ActionHead
-    """What the model's policy output means for actions (pacer/heads.py)."""
-    action_space: Any
-    obs_shape: tuple[int, ...]
+    spec: EnvSpec
+    """What the env is (spaces, dtype of observations, registration): pacer/envs.py."""
     checkpoint: Path | None = None
     """Where the parameters came from (None: a model still training)."""
-    obs_dtype: type[np.generic] = np.float32
-    """What observations are cast to before the model: uint8 for pixels (the model scales them), else float32."""
+
+    def __post_init__(self) -> None:
+        self.head: ActionHead = head_for(self.spec.action_space)
+        """What the model's policy output means for actions (pacer/heads.py)."""
+
+    @property
+    def action_space(self) -> Any:
+        return self.spec.action_space
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return self.spec.obs_shape
+
+    @property
+    def obs_dtype(self) -> type[np.generic]:
+        """What observations are cast to before the model: uint8 for pixels (the model scales them), else float32."""
+        return self.spec.obs_dtype
 
     @torch.no_grad()
     def act(self, obs: Any, greedy: bool = True) -> NDArray[Any]:
@@ -58,9 +71,8 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
                                **({"model.factory": model} if model is not None else {})})
     except (KeyError, PacerError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
-    check_env_id(cfg.env.id)
-    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
-    model = make_model(cfg.model, obs_space, act_space)
+    spec = probe(cfg.env)
+    model = make_model(cfg.model, spec.observation_space, spec.action_space)
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as exc:
@@ -69,14 +81,15 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
         raise PacerError(f"checkpoint {str(path)!r} does not fit its model ({lines[min(1, len(lines) - 1)]})"
                          ) from None
     model.eval()
-    return Agent(model=model, config=cfg, head=head_for(act_space), action_space=act_space,
-                 obs_shape=tuple(obs_space.shape or ()), checkpoint=path, obs_dtype=obs_dtype(obs_space))
+    return Agent(model=model, config=cfg, spec=spec, checkpoint=path)
 
 
 @dataclass(frozen=True)
 class EvalResult:
     returns: NDArray[np.float64]
     checkpoint: Path | None
+    cut: int = 0
+    """Episodes that `max_seconds` cut short (scored with their return so far)."""
 
     @property
     def mean(self) -> float:
@@ -89,15 +102,15 @@ class EvalResult:
 
 def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = True, workers: int = 2,
              seed: int = 12345, start_method: str = "auto", hang_timeout: float = HANG_TIMEOUT_S, env: Any = None,
-             model: Any = None) -> EvalResult:
+             model: Any = None, max_seconds: float | None = None) -> EvalResult:
     """Run `episodes` evaluation episodes spread over `workers` processes (1: in this process). A process that
-    dies, raises, or makes no env step for `hang_timeout` seconds ends the evaluation with WorkerFailed."""
+    dies, raises, or makes no env step for `hang_timeout` seconds ends the evaluation with WorkerFailed. With
+    `max_seconds`, episodes still running then are cut and scored with their return so far (`EvalResult.cut`)."""
     if episodes < 1:
         raise PacerError(f"episodes must be >= 1, got {episodes}")
     if hang_timeout <= 0:
         raise PacerError(f"hang_timeout must be > 0 seconds, got {hang_timeout}")
     agent = source if isinstance(source, Agent) else load(source, env=env, model=model)
-    returns = run_episodes_parallel(agent.model, agent.config.env.id, episodes, seed, greedy,
-                                    agent.config.env.max_episode_steps, workers, start_method, hang_timeout,
-                                    agent.config.env.kwargs, agent.config.env.wrappers)
-    return EvalResult(returns=returns, checkpoint=agent.checkpoint)
+    played = run_episodes_parallel(agent.model, agent.config.env, episodes, seed, greedy, workers, start_method,
+                                   hang_timeout, agent.spec, max_seconds)
+    return EvalResult(returns=played.returns, checkpoint=agent.checkpoint, cut=played.cut)

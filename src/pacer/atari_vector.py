@@ -10,12 +10,12 @@ checkpoint holds none: a resumed run starts new games (`env.vector: gym` resumes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from pacer.config import EnvConfig
 from pacer.errors import PacerError
 from pacer.wrappers import parse
 
@@ -26,9 +26,9 @@ FIXED = {"scale_obs": False, "grayscale_newaxis": False}  # frames stay uint8 Hx
 ENV_KWARGS = ("frameskip", "repeat_action_probability", "full_action_space", "max_num_frames_per_episode")
 
 
-def arguments(env_id: Any, max_episode_steps: int | None, kwargs: Mapping[str, Any],
-              wrappers: Sequence[Any]) -> dict[str, Any]:
+def arguments(env: EnvConfig) -> dict[str, Any]:
     """AtariVectorEnv's keyword arguments for the env the config describes, or one line on why it cannot be."""
+    env_id, max_episode_steps, kwargs, wrappers = env.id, env.max_episode_steps, env.kwargs, env.wrappers
     if not isinstance(env_id, str) or not env_id.startswith("ALE/"):
         raise PacerError(f"env.vector 'ale' is for ALE/ ids (ALE/Pong-v5), not {env_id!r}")
     names = [getattr(cls, "__name__", str(cls)) for cls, _ in parse(wrappers)]
@@ -63,11 +63,10 @@ def arguments(env_id: Any, max_episode_steps: int | None, kwargs: Mapping[str, A
     return out
 
 
-def make(env_id: Any, num_envs: int, max_episode_steps: int | None, kwargs: Mapping[str, Any],
-         wrappers: Sequence[Any]) -> VectorEnv:
+def make(env: EnvConfig, num_envs: int) -> VectorEnv:
     try:
         import ale_py
     except ImportError:
         raise PacerError("env.vector 'ale' needs ale-py: pip install 'pacer-rl[atari]'") from None
-    env: VectorEnv = ale_py.AtariVectorEnv(num_envs=num_envs, **arguments(env_id, max_episode_steps, kwargs, wrappers))
-    return env
+    venv: VectorEnv = ale_py.AtariVectorEnv(num_envs=num_envs, **arguments(env))
+    return venv

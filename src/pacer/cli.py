@@ -42,7 +42,9 @@ TRAIN_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--workers": ("runtime.workers", _integer, "worker count"),
     "--envs-per-worker": ("env.envs_per_worker", _integer, "environments batched in each worker"),
     "--total-steps": ("runtime.total_steps", _integer, "env-step budget"),
-    "--time-limit": ("runtime.time_limit", float, "stop after this many seconds"),
+    "--time-limit": ("runtime.time_limit", float, "stop after this many seconds of training (evaluations with the "
+                     "workers held are not counted; the final evaluation comes after: runtime.eval_max_seconds caps "
+                     "each evaluation)"),
     "--seed": ("runtime.seed", _integer, "base seed"),
     "--run-dir": ("log.run_dir", str, "where to save the run (default runs/<env>-<algo>-<time>)"),
     "--start-method": ("runtime.start_method", str, "fork, forkserver or spawn (default: forkserver where available)"),
@@ -267,10 +269,11 @@ def _train(args: argparse.Namespace) -> int:
     from pacer.training import train
 
     result = train(cfg, resume=args.resume, preset=None)
-    cfg_line = f"{result.env_steps:,} env steps in {result.wall_time:.1f} s ({result.steps_per_s:,.0f} steps/s)"
-    print(f"done ({result.stop_reason}): {cfg_line}")
+    print(f"done ({result.stop_reason}): {result.env_steps:,} env steps; {result.train_time:.1f} s of training "
+          f"({result.steps_per_s:,.0f} steps/s) in {result.session_time:.1f} s")
     if result.eval_mean is not None:
-        print(f"greedy evaluation: {result.eval_mean:.1f} ± {result.eval_std:.1f}")
+        cut = f" ({result.eval_cut} episodes cut at runtime.eval_max_seconds)" if result.eval_cut else ""
+        print(f"greedy evaluation: {result.eval_mean:.1f} ± {result.eval_std:.1f}{cut}")
     print(f"saved in {result.run_dir}; evaluate with: pacer eval {result.run_dir} --episodes 100")
     return 0
 

@@ -123,9 +123,10 @@ class AlgoConfig:
     clip_range: float = field(default=0.2, metadata={"min": 0.0})
     """PPO ratio clipping."""
     analytic_grad: bool = True
-    """With the built-in model (no shared trunk, linear critic output, not 'l2' inputs) and the 'a2c' or 'ppo'
-    loss, compute the gradient by hand instead of with autograd: the same gradient (to float rounding), in about
-    half the time per minibatch (algos/analytic.py). false: autograd always."""
+    """Compute the gradient by hand, without autograd, where the algorithm has such a path and it covers the run
+    (a2c, a3c and ppo with the built-in MLP, Discrete or 1-D Box actions, no shared trunk, a linear critic output):
+    the same gradient (to float rounding), in about half the time per minibatch (algos/analytic.py). A run writes
+    what it used into its config.yaml: false where autograd computes the gradient. false: autograd always."""
     target_kl: float | None = field(default=None, metadata={"above": 0.0})
     """Skip the rest of a rollout's updates once a minibatch's approx-KL to the collecting policy exceeds
     1.5 x this (None: never; PPO and any algorithm whose loss reports 'approx_kl')."""
@@ -172,6 +173,14 @@ class RuntimeConfig:
     seconds, the next waits at least d x (1 - share) / share seconds, even when `eval_every` steps have passed.
     Evaluations run in this process on a core the workers could use, and a fast env reaches `eval_every` often.
     0.08 leaves room for the confirming evaluation that ends a solved run within 10% of its wall time."""
+    eval_max_seconds: float | None = field(default=30.0, metadata={"above": 0.0})
+    """Longest a greedy evaluation of a run plays (periodic, confirming or final): the episodes still running then
+    are cut and scored with their return so far; the metrics row and summary.json count them (eval_cut), a line says
+    so, and an evaluation with cut episodes confirms no solve. An untrained policy can play long: a greedy Breakout
+    policy that never serves plays each game to the emulator's 27,000-step cap (10 games took 254 s). null: no cap."""
+    eval_max_episode_steps: int | None = field(default=None, metadata={"min": 1})
+    """Evaluation episodes end (truncated) after this many steps (at most the env's own time limit). Left out
+    (null), the env's time limit, which a run writes into its config.yaml."""
     eval_episodes: int = field(default=10, metadata={"min": 1})
     """Episodes per evaluation during training; the final evaluation uses `final_eval_episodes`."""
     final_eval_episodes: int = field(default=20, metadata={"min": 0})

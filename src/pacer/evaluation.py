@@ -7,18 +7,20 @@ with a one-line error within seconds instead of leaving the command waiting.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from pacer.envs import make_vector_env, obs_dtype
+from pacer.config import EnvConfig
+from pacer.envs import EnvSpec, ensure_registered, make_vector_env, obs_dtype
 from pacer.errors import WorkerFailed, first_line
 from pacer.heads import act, head_for
 from pacer.runtime import processes, signals
@@ -29,35 +31,44 @@ HANG_TIMEOUT_S = 10.0  # no batched env step for this long: the evaluation proce
 STARTUP_S = 120.0  # allowance before the first step (a spawned process imports torch; a busy machine)
 
 
+class Played(NamedTuple):
+    """Returns of evaluation episodes, in episode order, and how many of them a time cap cut short (scored with
+    their return so far)."""
+
+    returns: NDArray[np.float64]
+    cut: int = 0
+
+
 @torch.no_grad()
-def run_episodes(model: nn.Module, env_id: Any, episodes: int, seed: int, greedy: bool = True,
-                 max_episode_steps: int | None = None, on_step: Callable[[], None] | None = None,
-                 env_kwargs: Mapping[str, Any] | None = None, numpy_vectorized: bool = False,
-                 wrappers: Sequence[Any] = ()) -> NDArray[np.float64]:
-    """Returns of `episodes` episodes, one per environment of a vector env, all stepped in one batch. Episode i
-    starts from seed + i, so a split of the episodes over processes plays the same episodes; with
-    `numpy_vectorized`, the env's NumPy-vectorized form is used where Gymnasium has one (CartPole: its 100
-    episodes cost ~10x less), seeded once with `seed` (the same episodes for the same seed, but not those of a
-    split). `on_step` is called after every batched step (a heartbeat)."""
-    env = make_vector_env(env_id, episodes, max_episode_steps, numpy_vectorized=numpy_vectorized, kwargs=env_kwargs,
-                          wrappers=wrappers)
+def run_episodes(model: nn.Module, env: EnvConfig, episodes: int, seed: int, greedy: bool = True,
+                 on_step: Callable[[], None] | None = None, numpy_vectorized: bool = False,
+                 max_seconds: float | None = None) -> Played:
+    """`episodes` episodes, one per environment of a vector env, all stepped in one batch. Episode i starts from
+    seed + i, so a split of the episodes over processes plays the same episodes; with `numpy_vectorized`, the env's
+    NumPy-vectorized form is used where Gymnasium has one (CartPole: its 100 episodes cost ~10x less), seeded once
+    with `seed` (the same episodes for the same seed, but not those of a split). With `max_seconds`, play stops
+    then: the episodes still running are cut and scored with their return so far (an untrained Atari policy that
+    never serves plays each game to the emulator's 27,000-step cap). `on_step` is called after every batched step
+    (a heartbeat)."""
+    venv = make_vector_env(env, episodes, numpy_vectorized=numpy_vectorized)
+    deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     try:
-        obs, _ = env.reset(seed=seed)
-        head = head_for(env.single_action_space)
-        dtype = obs_dtype(env.single_observation_space)
+        obs, _ = venv.reset(seed=seed)
+        head = head_for(venv.single_action_space)
+        dtype = obs_dtype(venv.single_observation_space)
         total = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
-        while running.any():
+        while running.any() and time.monotonic() < deadline:
             pi, _ = model(torch.as_tensor(np.asarray(obs, dtype=dtype)))
             actions = act(head, model, pi, greedy)
-            obs, reward, terminated, truncated, _ = env.step(actions)
+            obs, reward, terminated, truncated, _ = venv.step(actions)
             total += np.asarray(reward) * running
             running &= ~(terminated | truncated)
             if on_step is not None:
                 on_step()
-        return total
+        return Played(total, int(running.sum()))
     finally:
-        env.close()
+        venv.close()
 
 
 def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
@@ -71,9 +82,9 @@ def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
         beats[index] = time.monotonic()
 
     try:
-        model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs, wrappers = unwrap(args)
-        channel.send(("ok", run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, beat,
-                                         env_kwargs, wrappers=wrappers)))
+        model, env, registration, episodes, seed, greedy, max_seconds = unwrap(args)
+        ensure_registered(registration)
+        channel.send(("ok", run_episodes(model, env, episodes, seed, greedy, beat, max_seconds=max_seconds)))
     except BaseException as exc:
         channel.send(("error", _one_line(exc)))
 
@@ -86,15 +97,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
 
-def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: int, greedy: bool,
-                          max_episode_steps: int | None, workers: int, start_method: str,
-                          hang_timeout: float = HANG_TIMEOUT_S, env_kwargs: Mapping[str, Any] | None = None,
-                          wrappers: Sequence[Any] = ()) -> NDArray[np.float64]:
-    """Split `episodes` over `workers` processes (each a different seed range); 1 worker runs here."""
+def run_episodes_parallel(model: nn.Module, env: EnvConfig, episodes: int, seed: int, greedy: bool, workers: int,
+                          start_method: str, hang_timeout: float = HANG_TIMEOUT_S, spec: EnvSpec | None = None,
+                          max_seconds: float | None = None) -> Played:
+    """Split `episodes` over `workers` processes (each a different seed range); 1 worker runs here. `spec` (the
+    env's registration) goes with them, for an id this process registered itself."""
     workers = max(1, min(workers, episodes))
     if workers == 1:
-        return run_episodes(model, env_id, episodes, seed, greedy, max_episode_steps, env_kwargs=env_kwargs,
-                            wrappers=wrappers)
+        return run_episodes(model, env, episodes, seed, greedy, max_seconds=max_seconds)
     ctx = processes.context(start_method)
     beats = ctx.Array("d", workers, lock=False)
     inbox = Inbox()
@@ -104,7 +114,7 @@ def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: in
     finished = False
     try:
         for index, share in enumerate(shares):
-            args = (model, env_id, len(share), seed + int(share[0]), greedy, max_episode_steps, env_kwargs, wrappers)
+            args = (model, env, spec, len(share), seed + int(share[0]), greedy, max_seconds)
             channel = Channel(ctx, index, inbox)
             proc = ctx.Process(target=_eval_process, args=(index, ByValue(args), channel.sender(), beats),
                                name="pacer-eval", daemon=True)  # by value: a notebook's env or model class too
@@ -112,9 +122,9 @@ def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: in
                 proc.start()
             procs.append(proc)
             pumps.append(channel.after_start())
-        returns = _collect(procs, inbox, beats, time.monotonic(), hang_timeout)
+        played = _collect(procs, inbox, beats, time.monotonic(), hang_timeout)
         finished = True
-        return returns
+        return Played(np.concatenate([p.returns for p in played]), sum(p.cut for p in played))
     finally:
         # a failed evaluation is abandoned: its other processes (maybe hung too) are killed now, not waited for
         processes.join_all(procs, 10.0 if finished else 0.0)
@@ -123,10 +133,9 @@ def run_episodes_parallel(model: nn.Module, env_id: Any, episodes: int, seed: in
         inbox.close()
 
 
-def _collect(procs: list[Any], inbox: Inbox, beats: Any, started: float, hang_timeout: float
-             ) -> NDArray[np.float64]:
-    """Every process's returns, in episode order (not finishing order); raise on a death, an error or a hang."""
-    out: dict[int, NDArray[np.float64]] = {}
+def _collect(procs: list[Any], inbox: Inbox, beats: Any, started: float, hang_timeout: float) -> list[Played]:
+    """Every process's episodes, in episode order (not finishing order); raise on a death, an error or a hang."""
+    out: dict[int, Played] = {}
     while len(out) < len(procs):
         wait([inbox.wake_r, *(p.sentinel for i, p in enumerate(procs) if i not in out)], timeout=0.25)
         _take(inbox, out)
@@ -147,10 +156,10 @@ def _collect(procs: list[Any], inbox: Inbox, beats: Any, started: float, hang_ti
                 proc.kill()
                 raise WorkerFailed(f"evaluation process {index} made no env step for {silent:.1f} s (a hung env?) "
                                    "and was killed")
-    return np.concatenate([out[i] for i in range(len(procs))])
+    return [out[i] for i in range(len(procs))]
 
 
-def _take(inbox: Inbox, out: dict[int, NDArray[np.float64]]) -> None:
+def _take(inbox: Inbox, out: dict[int, Played]) -> None:
     for index, message in inbox.take_all():
         if message == EOF_MARK:
             continue

@@ -46,7 +46,7 @@ class GreedyPolicy(nn.Module):
 
 
 def output_names(agent: Agent) -> list[str]:
-    return ["action", "logits" if agent.head.name == "discrete" else "mean", "value"]
+    return ["action", agent.head.output, "value"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
         partial.unlink(missing_ok=True)
     shape = ", ".join(["batch", *map(str, agent.obs_shape)])
     n = agent.head.size
-    action = "int64[batch]" if agent.head.name == "discrete" else f"float32[batch, {n}]"
+    action = f"{np.dtype(agent.head.dtype).name}[{', '.join(['batch', *map(str, agent.head.shape)])}]"
     names = output_names(agent)
     return Exported(path=out, format=fmt, inputs=f"obs {np.dtype(agent.obs_dtype).name}[{shape}]",
                     outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]",
@@ -138,10 +138,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 def random_observations(agent: Agent, count: int, seed: int) -> NDArray[Any]:
     """`count` observations drawn from the env's observation space (uniform where bounded, normal where not)."""
-    from pacer.envs import spaces_of
-
-    env = agent.config.env
-    space = spaces_of(env.id, env.max_episode_steps, env.kwargs, env.wrappers)[0]
+    space = agent.spec.observation_space
     space.seed(seed)
     return np.stack([space.sample() for _ in range(count)]).astype(agent.obs_dtype)
 
@@ -165,17 +162,15 @@ def run_file(path: str | Path, fmt: str, obs: NDArray[Any]) -> list[NDArray[Any]
 def compare(agent: Agent, path: str | Path, fmt: str = "onnx", count: int = 2000, seed: int = 0
             ) -> tuple[int, float]:
     """Compare the file's greedy actions with `agent.act` on `count` random observations: (actions that differ,
-    largest absolute difference of the policy's outputs: the logits where actions are discrete, else the actions).
-    Box actions differ when they are more than 1e-4 apart."""
+    largest absolute difference of the policy's outputs, the logits or the means). Actions differ when they are more
+    than 1e-4 apart (for discrete ones: when they are not the same)."""
     obs = random_observations(agent, count, seed)
     action, policy_out, _ = run_file(path, fmt, obs)
     ours = agent.act(obs)
-    if agent.head.name == "discrete":
-        with torch.no_grad():
-            logits = agent.model(torch.as_tensor(obs))[0].numpy()
-        return int((action != ours).sum()), float(np.abs(policy_out - logits).max())
-    diff = np.abs(action - ours)
-    return int((diff > 1e-4).any(axis=-1).sum()), float(diff.max())
+    with torch.no_grad():
+        pi = agent.model(torch.as_tensor(obs))[0].numpy()
+    differ = np.abs(np.asarray(action, np.float64) - ours).reshape(count, -1) > 1e-4
+    return int(differ.any(axis=-1).sum()), float(np.abs(policy_out - pi).max())
 
 
 def _check(agent: Agent, path: Path, fmt: str, count: int, out: Path) -> str:

@@ -5,6 +5,10 @@ A head turns the policy output `pi` of the actor-critic (logits [B, n] for Discr
 (for the losses), `clip` (to the env's bounds: the one place actions are clipped, exportable to ONNX) and the
 action `dtype` of rollout buffers. The rest of pacer asks the head and never which kind of space it has.
 Sampling builds no `torch.distributions` objects: it runs once per env step.
+
+A head may also give the hand-written gradient (algos/analytic.py) its own log-probability and entropy with their
+derivatives (`FastHead`: `saved_log_prob_entropy` and `backward`, beside the forward they differentiate, sharing its
+formulas). A head without them is trained with autograd.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from pacer.errors import PacerError
 class ActionHead(Protocol):
     name: str
     """'discrete' or 'gaussian' (in exported files' metadata)."""
+    output: str
+    """What the policy output is, by name: 'logits' or 'mean' (an exported file's second output)."""
+    has_log_std: bool
+    """Whether the model needs a state-independent parameter `log_std` [size] (Gaussian policies)."""
     dtype: type[np.generic]
     """NumPy dtype of an action."""
     shape: tuple[int, ...]
@@ -46,10 +54,23 @@ class ActionHead(Protocol):
         """Actions inside the env's bounds (the identity where there are none)."""
 
 
+class FastHead(ActionHead, Protocol):
+    """A head whose log-probability and entropy the hand-written gradient can differentiate."""
+
+    def saved_log_prob_entropy(self, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """`log_prob_entropy`'s values, and what `backward` needs of the forward pass."""
+
+    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The gradient with respect to `pi` and to `log_std` (None without one), given those with respect to each
+        row's log-probability and entropy."""
+
+
 class Categorical:
     """Discrete(n): a softmax over logits."""
 
     name = "discrete"
+    output = "logits"
+    has_log_std = False
     dtype: type[np.generic] = np.int64
     shape: tuple[int, ...] = ()
 
@@ -66,9 +87,22 @@ class Categorical:
         return pi.argmax(-1)
 
     def log_prob_entropy(self, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        return self.saved_log_prob_entropy(model, pi, actions)[:2]
+
+    def saved_log_prob_entropy(self, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Any]:
         logp_all = F.log_softmax(pi, dim=-1)
-        logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        return logp, -(logp_all.exp() * logp_all).sum(-1)
+        index = actions.long().unsqueeze(-1)
+        probs = logp_all.exp()
+        entropy = -(probs * logp_all).sum(-1)
+        return logp_all.gather(-1, index).squeeze(-1), entropy, (logp_all, probs, index, entropy)
+
+    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: Tensor) -> tuple[Tensor, Tensor | None]:
+        logp_all, probs, index, entropy = saved
+        # d logp / d logits = onehot - p; d H / d logits = -p (log p + H)
+        g_pi = -probs * (d_logp + d_entropy * entropy).unsqueeze(-1)
+        g_pi.scatter_add_(-1, index, d_logp.unsqueeze(-1))
+        g_pi.sub_(d_entropy.unsqueeze(-1) * probs * logp_all)
+        return g_pi, None
 
     def clip(self, actions: Tensor) -> Tensor:
         return actions
@@ -78,6 +112,8 @@ class DiagGaussian:
     """A 1-D Box: independent normals around the means, with the model's state-independent `log_std` [d]."""
 
     name = "gaussian"
+    output = "mean"
+    has_log_std = True
     dtype: type[np.generic] = np.float32
 
     def __init__(self, space: gym.spaces.Box) -> None:
@@ -96,9 +132,20 @@ class DiagGaussian:
         return pi
 
     def log_prob_entropy(self, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        return self.saved_log_prob_entropy(model, pi, actions)[:2]
+
+    def saved_log_prob_entropy(self, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Any]:
         log_std = log_std_of(model)
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(pi.shape[0])
-        return gaussian_logp(pi, log_std, actions), entropy
+        entropy = (LOG_2PI_HALF + 0.5 + log_std).sum().expand(pi.shape[0])
+        z = (actions - pi) / log_std.exp()
+        return (-0.5 * z.pow(2) - log_std - LOG_2PI_HALF).sum(-1), entropy, (z, log_std)
+
+    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: Tensor) -> tuple[Tensor, Tensor | None]:
+        z, log_std = saved
+        # d logp / d mean = z / std; d logp / d log_std = z^2 - 1; d H / d log_std = 1 per row
+        g_pi = d_logp.unsqueeze(-1) * (z / log_std.exp())
+        g_log_std = (d_logp.unsqueeze(-1) * (z * z - 1.0)).sum(0) + d_entropy.sum()
+        return g_pi, g_log_std
 
     def clip(self, actions: Tensor) -> Tensor:
         # minimum/maximum, not clamp: ONNX's Clip takes scalar bounds only, and each action dim has its own
@@ -128,6 +175,9 @@ def log_std_of(model: nn.Module) -> Tensor:
     return log_std
 
 
+LOG_2PI_HALF = 0.5 * math.log(2 * math.pi)
+
+
 def gaussian_logp(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
     z = (actions - mean) / log_std.exp()
-    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    return (-0.5 * z.pow(2) - log_std - LOG_2PI_HALF).sum(-1)

@@ -8,6 +8,7 @@ supervisor runs both lists; `standard_jobs` and `standard_stops` are what `pacer
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -15,21 +16,16 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import gymnasium as gym
-import numpy as np
-from numpy.typing import NDArray
+from typing import Literal
 
 from pacer import checkpoint
 from pacer.agent import Agent
 from pacer.backends import Backend
 from pacer.clock import Clock
 from pacer.config import Config
-from pacer.envs import obs_dtype
+from pacer.envs import EnvSpec
 from pacer.errors import first_line
-from pacer.evaluation import run_episodes
-from pacer.heads import head_for
+from pacer.evaluation import Played, run_episodes
 from pacer.metrics import Metrics
 from pacer.model import make_model
 from pacer.runtime.shared import SharedState
@@ -88,21 +84,27 @@ class Greedy:
     """Greedy play of the run's current parameters, on a private snapshot, while the workers go on: evaluation
     returns and training videos."""
 
-    def __init__(self, cfg: Config, shared: SharedState, obs_space: gym.Space[Any], act_space: gym.Space[Any],
-                 run_dir: Path) -> None:
-        self.cfg, self.shared, self.run_dir = cfg, shared, run_dir
-        self.model = make_model(cfg.model, obs_space, act_space)
-        self.agent = Agent(self.model, cfg, head_for(act_space), act_space, tuple(obs_space.shape or ()),
-                           obs_dtype=obs_dtype(obs_space))
+    def __init__(self, cfg: Config, shared: SharedState, spec: EnvSpec, run_dir: Path, log: Callable[[str], None]
+                 ) -> None:
+        self.cfg, self.shared, self.run_dir, self.log = cfg, shared, run_dir, log
+        self.model = make_model(cfg.model, spec.observation_space, spec.action_space)
+        self.agent = Agent(self.model, cfg, spec)
         self.seed = cfg.runtime.seed + EVAL_SEED_OFFSET
+        rt, env = cfg.runtime, cfg.env
+        limits = [n for n in (env.max_episode_steps, rt.eval_max_episode_steps) if n is not None]
+        self.env = dataclasses.replace(env, max_episode_steps=min(limits) if limits else None)
 
-    def returns(self, episodes: int) -> NDArray[np.float64]:
+    def returns(self, episodes: int) -> Played:
+        """`episodes` greedy episodes, within `runtime.eval_max_seconds` (a line says when episodes were cut)."""
         self.model.load_state_dict(self.shared.snapshot())
-        env = self.cfg.env
+        rt = self.cfg.runtime
         # the env's NumPy-vectorized form where it has one: an evaluation costs the run a core while it lasts
-        return run_episodes(self.model, env.id, episodes, self.seed, greedy=True,
-                            max_episode_steps=env.max_episode_steps, env_kwargs=env.kwargs, numpy_vectorized=True,
-                            wrappers=env.wrappers)
+        played = run_episodes(self.model, self.env, episodes, self.seed, greedy=True, numpy_vectorized=True,
+                              max_seconds=rt.eval_max_seconds)
+        if played.cut:
+            self.log(f"pacer: note: {played.cut} of {episodes} evaluation episodes still running after "
+                     f"runtime.eval_max_seconds ({rt.eval_max_seconds:g} s) were cut, scored with their return so far")
+        return played
 
     def video(self, name: str) -> None:
         """videos/<name>.mp4: one greedy episode. A video is a view of the run: a full disk or a renderer's bug is
@@ -121,31 +123,29 @@ class Evaluation:
     (`runtime.stop_at_return`), a longer evaluation with the workers held that confirms it (`confirmed`: its
     returns, on the very parameters the run then ends with)."""
 
-    def __init__(self, cfg: Config, returns: Callable[[int], NDArray[np.float64]], backend: Backend,
+    def __init__(self, cfg: Config, returns: Callable[[int], Played], backend: Backend,
                  shared: SharedState, metrics: Metrics, clock: Clock) -> None:
         rt = cfg.runtime
         self.returns, self.backend, self.shared, self.metrics, self.clock = returns, backend, shared, metrics, clock
         self.episodes, self.confirm_episodes, self.pause = rt.eval_episodes, rt.confirm_episodes, rt.pause_for_eval
         target = rt.stop_at_return
         self.target = float(target) if isinstance(target, (int, float)) else None
-        self.confirmed: NDArray[np.float64] | None = None
+        self.confirmed: Played | None = None
 
     def __call__(self, steps: int) -> None:
         if self.pause:  # workers finish their rollouts first: that time still counts as training
             held = self.backend.pause()
             try:
                 with self.clock.holding() if held else nullcontext():
-                    mean = self._mean(self.episodes)
+                    played = self.clock.evaluating(lambda: self.returns(self.episodes))
             finally:
                 self.backend.resume()
         else:
-            mean = self._mean(self.episodes)
-        write_row(self.metrics, self.shared, self.clock, mean)
+            played = self.clock.evaluating(lambda: self.returns(self.episodes))
+        mean = float(played.returns.mean())
+        write_row(self.metrics, self.shared, self.clock, mean, played.cut)
         if self.target is not None and mean >= self.target:
             self.confirm(self.target)
-
-    def _mean(self, episodes: int) -> float:
-        return float(self.clock.evaluating(lambda: self.returns(episodes)).mean())
 
     def confirm(self, target: float) -> None:
         """Check the target on `confirm_episodes` episodes with the workers held, so that the parameters confirmed
@@ -158,14 +158,15 @@ class Evaluation:
             if not held:
                 self.metrics.log("pacer: not every worker could be held for the confirming evaluation; training on")
                 return
-            returns = self.clock.evaluating(lambda: self.returns(episodes))
-            steps, mean = self.shared.counters()["env_steps"], returns.mean()
-            solved = bool(mean >= target)
+            played = self.clock.evaluating(lambda: self.returns(episodes))
+            steps, mean = self.shared.counters()["env_steps"], played.returns.mean()
+            solved = bool(mean >= target) and not played.cut  # a cut episode's score is not its whole game's
             if solved:
-                self.confirmed = returns
+                self.confirmed = played
+            why = f", {played.cut} episodes cut" if played.cut else ""
             self.metrics.log(f"pacer: solved: {episodes}-episode greedy mean {mean:.1f} >= {target:g} at {steps:,} "
                              "env steps; stopping" if solved else f"pacer: not yet solved: {episodes}-episode greedy "
-                             f"mean {mean:.1f} < {target:g} at {steps:,} env steps; training on")
+                             f"mean {mean:.1f}{why} (target {target:g}) at {steps:,} env steps; training on")
         finally:
             if held:
                 self.clock.held += time.monotonic() - tic
@@ -206,8 +207,9 @@ def standard_stops(cfg: Config, evaluation: Evaluation | None) -> list[StopRule]
     return rules
 
 
-def write_row(metrics: Metrics, shared: SharedState, clock: Clock, eval_mean: float | None = None) -> None:
-    metrics.row(shared.counters(), clock.elapsed(), eval_mean, clock.eval_time)
+def write_row(metrics: Metrics, shared: SharedState, clock: Clock, eval_mean: float | None = None,
+              eval_cut: int = 0) -> None:
+    metrics.row(shared.counters(), clock.elapsed(), eval_mean, clock.eval_time, eval_cut)
 
 
 def save_periodic(save: Callable[[str], Path], name: str, keep: int) -> None:

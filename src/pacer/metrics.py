@@ -51,8 +51,9 @@ class Metrics:
         return float(np.mean(self.recent)) if self.recent else math.nan
 
     def row(self, counters: dict[str, int], elapsed: float, eval_mean: float | None = None,
-            eval_time: float = 0.0) -> dict[str, Any]:
-        """Write one row: counters, throughput since the last row, recent returns, latest losses, eval."""
+            eval_time: float = 0.0, eval_cut: int = 0) -> dict[str, Any]:
+        """Write one row: counters, throughput since the last row, recent returns, latest losses, eval (and, in an
+        evaluation's row, how many of its episodes the time cap cut)."""
         steps = counters["env_steps"]
         if steps != self.last_steps or self.last_rate is None:
             self.last_rate = (steps - self.last_steps) / max(elapsed - self.last_time, 1e-9)
@@ -64,6 +65,7 @@ class Metrics:
                                "steps_per_s": round(rate, 1),
                                "return_recent": _clean(self.recent_return()),
                                "eval_return": _clean(eval_mean) if eval_mean is not None else None,
+                               **({"eval_cut": eval_cut} if eval_mean is not None else {}),
                                **{k: _clean(v) for k, v in sorted(self.latest.items())}}
         self._write(row)
         for listener in self.listeners:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from pacer.config import ModelConfig
 from pacer.envs import is_image
 from pacer.errors import PacerError
-from pacer.heads import DiagGaussian, head_for
+from pacer.heads import head_for
 from pacer.normalize import RunningNorm
 from pacer.usercode import check_signature, resolve_import
 
@@ -63,12 +63,18 @@ class MLPActorCritic(nn.Module):
                     nn.init.orthogonal_(module.weight, gain)
                     nn.init.zeros_(module.bias)
 
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+    def inputs(self, obs: Tensor) -> Tensor:
+        """What the first layer reads: the observation as one vector per row (a stack of frames, a grid: flattened),
+        standardized by the run's statistics or scaled to unit length. No parameter acts before this point."""
+        x = obs.flatten(1).float()
         if self.obs_norm is not None:
-            obs = self.obs_norm(obs.flatten(1))
+            x = self.obs_norm(x)
         if self.l2_input:
-            obs = F.normalize(obs, dim=-1)
-        features = self.trunk(obs)
+            x = F.normalize(x, dim=-1)
+        return x
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.trunk(self.inputs(obs))
         pi = self.pi_head(self.actor_body(features))
         critic_in = features.detach() if self.detach_critic else features
         value = self.value_head(self.critic_body(critic_in)).squeeze(-1)
@@ -144,7 +150,7 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
         model = factory(observation_space, action_space)
         if not isinstance(model, nn.Module):
             raise PacerError(f"model factory {cfg.factory!r} returned {type(model).__name__}, not a torch.nn.Module")
-        if isinstance(head, DiagGaussian) and not isinstance(getattr(model, "log_std", None), nn.Parameter):
+        if head.has_log_std and not isinstance(getattr(model, "log_std", None), nn.Parameter):
             raise PacerError("a model for Box actions must have a parameter 'log_std' (see docs/models.md)")
     elif cfg.encoder == "cnn" or (cfg.encoder == "auto" and is_image(observation_space)):
         shape = tuple(observation_space.shape or ())
@@ -153,8 +159,8 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
                              f"CxHxW), got shape {shape}")
         if cfg.normalize_input != "none":
             raise PacerError("model.normalize_input applies to the MLP; the CNN scales pixels to [0, 1] itself")
-        model = CNNActorCritic(shape, head.size, isinstance(head, DiagGaussian), cfg.log_std_init)
+        model = CNNActorCritic(shape, head.size, head.has_log_std, cfg.log_std_init)
     else:
         obs_dim = int(np.prod(observation_space.shape))
-        model = MLPActorCritic(cfg, obs_dim, head.size, isinstance(head, DiagGaussian))
+        model = MLPActorCritic(cfg, obs_dim, head.size, head.has_log_std)
     return model

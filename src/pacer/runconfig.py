@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pacer.backends import check_name
 from pacer.config import Config, from_saved, load_yaml, merge, nest
@@ -20,6 +20,9 @@ from pacer.errors import PacerError
 from pacer.presets import announce, needs_kind
 from pacer.presets import resolve as with_preset
 from pacer.runtime.processes import resolve_start_method
+
+if TYPE_CHECKING:
+    from pacer.envs import EnvSpec
 
 ConfigSource = Config | dict[str, Any] | str | Path | None
 """A whole Config, a nested dict of overrides on the preset, a YAML file's path, or nothing."""
@@ -56,13 +59,22 @@ def resolve(config: ConfigSource = None, *, preset: str | None = "auto", overrid
 
 
 def kind_of(wanted: dict[str, Any]) -> str | None:
-    """The env's kind of actions, for an env with no preset of its own (this makes one env, with gymnasium)."""
-    from pacer.envs import action_kind, check_env_id
+    """The env's kind of actions, for an env with no preset of its own (this probes the env: `envs.probe`, which
+    the run's own probe then reuses)."""
+    from pacer.config import EnvConfig
+    from pacer.envs import probe
 
     env = wanted.get("env", {})
-    env_id = env.get("id", "CartPole-v1")
-    check_env_id(env_id)
-    return action_kind(env_id, env.get("kwargs") or {}, env.get("wrappers") or ())
+    return probe(EnvConfig(id=env.get("id", EnvConfig.id), kwargs=env.get("kwargs") or {},
+                           wrappers=tuple(env.get("wrappers") or ())), frames=wants_frames(wanted)).action_kind
+
+
+def wants_frames(config: Config | dict[str, Any]) -> bool:
+    """Whether the run films (`log.video_every`, or a tracker's final video): its probe checks a frame renders."""
+    if isinstance(config, Config):
+        return bool(config.log.video_every) or bool(config.log.track)
+    log = nest(config).get("log", {})
+    return bool(log.get("video_every")) or bool(log.get("track"))
 
 
 def saved_config(run_dir: str | Path) -> Path:
@@ -90,18 +102,32 @@ def run_dir_for(cfg: Config, resume: str | Path | None) -> Path:
     return path
 
 
-def complete(cfg: Config, run_dir: Path) -> Config:
-    """`cfg` with every value the run decides at its start written in, in place of null or 'auto'."""
+def complete(cfg: Config, run_dir: Path, spec: EnvSpec | None = None) -> Config:
+    """`cfg` with every value the run decides at its start written in, in place of null or 'auto': the algorithm's
+    epochs and minibatches, the env's time limit and stop target, the encoder for its observations, whether the
+    hand-written gradient covers the run, the start method, the run directory. `spec`: the env's probe (made here
+    when not given)."""
     from pacer.algos import get_algo  # torch and gymnasium: only once the run starts, not before the fork server
-    from pacer.envs import spec_max_episode_steps, stop_target
+    from pacer.envs import probe
+    from pacer.heads import head_for
 
+    spec = spec or probe(cfg.env)
     algorithm = get_algo(cfg.algo.name)
     rt = cfg.runtime
-    return cfg.replace({
+    encoder = cfg.model.encoder
+    if encoder == "auto":
+        encoder = "cnn" if spec.image and cfg.model.factory is None else "mlp"
+    time_limit = cfg.env.max_episode_steps or spec.max_episode_steps
+    cfg = cfg.replace({
         "algo.epochs": cfg.algo.epochs or algorithm.epochs,
         "algo.minibatches": cfg.algo.minibatches or algorithm.minibatches,
-        "env.max_episode_steps": cfg.env.max_episode_steps or spec_max_episode_steps(cfg.env.id),
-        "runtime.stop_at_return": stop_target(cfg.env.id, rt.stop_at_return) if rt.eval_every else None,
+        "env.max_episode_steps": time_limit,
+        "runtime.eval_max_episode_steps": rt.eval_max_episode_steps or time_limit,
+        "runtime.stop_at_return": spec.stop_target(rt.stop_at_return) if rt.eval_every else None,
         "runtime.start_method": resolve_start_method(rt.start_method),
+        "model.encoder": encoder,
         "log.run_dir": str(run_dir),
     })
+    if cfg.algo.analytic_grad and algorithm.fast_grad_refusal(cfg.model, cfg.algo, head_for(spec.action_space)):
+        cfg = cfg.replace({"algo.analytic_grad": False})  # config.yaml says what computed the gradient
+    return cfg

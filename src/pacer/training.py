@@ -23,7 +23,7 @@ from pacer.algos import get_algo
 from pacer.backends import Backend, backend_module
 from pacer.clock import Clock
 from pacer.config import Config, save_yaml
-from pacer.envs import check_env_id, is_image, obs_dtype, spaces_of
+from pacer.envs import EnvSpec, probe
 from pacer.metrics import Metrics
 from pacer.model import make_model
 from pacer.resume import check_resume, left_out_of, restore_run, save
@@ -45,12 +45,18 @@ class TrainResult:
     wall_time: float
     """Seconds of the whole run (over resumes), evaluation included."""
     steps_per_s: float
-    """Env steps per second of this session's training time: its wall time less the time the workers were held
-    (the time `runtime.time_limit` counts)."""
+    """Env steps per second of this session's training time (`train_time`)."""
     eval_mean: float | None
     eval_std: float | None
     stop_reason: str
     checkpoint: Path
+    train_time: float = 0.0
+    """Seconds of training in this session: its wall time until the workers stopped, less the time they were held
+    (what `runtime.time_limit` counts)."""
+    session_time: float = 0.0
+    """Wall seconds of this session, start-up to the end of the final evaluation."""
+    eval_cut: int = 0
+    """Episodes of the final evaluation that `runtime.eval_max_seconds` cut short."""
 
 
 @dataclass
@@ -61,16 +67,16 @@ class Run:
     run_dir: Path
     shared: SharedState
     backend: Backend
-    metrics: Metrics
     clock: Clock
-    greedy: jobs.Greedy
-    evaluation: jobs.Evaluation | None
-    supervisor: Supervisor
     start_steps: int
     trackers: Trackers | None = None
     """W&B / MLflow (`log.track`), fed every metrics row, the evaluations and the final video."""
     final_video: bool = False
     """Film one greedy episode at the end (`log.video_every`, or for the trackers)."""
+    metrics: Metrics = field(init=False)
+    greedy: jobs.Greedy = field(init=False)
+    evaluation: jobs.Evaluation | None = field(init=False)
+    supervisor: Supervisor = field(init=False)
     placement: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Where each worker ran (summary.json), once they stopped."""
     parent_cpu: float = 0.0
@@ -102,64 +108,82 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     for line in notes:
         _stderr(line)
     run_dir = runconfig.run_dir_for(cfg, resume)
-    cfg = runconfig.complete(cfg, run_dir)
+    spec = probe(cfg.env, frames=runconfig.wants_frames(cfg))  # the one env the parent makes
+    cfg = runconfig.complete(cfg, run_dir, spec)
     saved = None if resume is None else checkpoint.load(checkpoint.find(run_dir))
     if saved is not None:
         check_resume(saved, cfg, run_dir)
-    check_env_id(cfg.env.id)
-    if cfg.env.vector == "ale":
-        from pacer import atari_vector
-
-        atari_vector.arguments(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
-    if cfg.log.video_every:
-        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
-    if cfg.log.track:
-        check_installed(cfg.log.track)
-    final_video = bool(cfg.log.video_every) or (bool(cfg.log.track) and _can_film(cfg))
-    obs_space, act_space = spaces_of(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
-    check_rollout_memory(cfg, int(np.prod(obs_space.shape or ())) * np.dtype(obs_dtype(obs_space)).itemsize,
-                         tuple(obs_space.shape or ()), np.dtype(obs_dtype(obs_space)).name)
-    if cfg.model.encoder == "auto":  # written down as decided, as every value a run decides at its start
-        cfg = cfg.replace({"model.encoder": "cnn" if is_image(obs_space) and cfg.model.factory is None else "mlp"})
+    final_video = _preflight(cfg, spec)
     torch.manual_seed(cfg.runtime.seed)
-    model = make_model(cfg.model, obs_space, act_space)
+    model = make_model(cfg.model, spec.observation_space, spec.action_space)
     where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run
     where.preflight(cfg, model, _stderr)
-    shared = where.make_shared(cfg, model)
-    clock = Clock()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml")
+    trackers = _open_trackers(cfg, run_dir)  # checked before any worker starts: a tracker that fails is one line
+    shared, clock = where.make_shared(cfg, model), Clock()
     worker_states = [None] * cfg.runtime.workers if saved is None else restore_run(saved, shared, cfg, clock)
     if left_out := left_out_of(worker_states):
         _stderr(f"pacer: note: this resume is not bit-exact: the checkpoint left out objects of {cfg.env.id}'s "
                 f"state ({left_out}), so workers start fresh episodes")
     start_steps = shared.counters()["env_steps"]
     algorithm = get_algo(cfg.algo.name)
-    specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank])
-             for rank in range(cfg.runtime.workers)]
+    specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank],
+                        spec) for rank in range(cfg.runtime.workers)]
     backend: Backend = where.create(specs, shared, lambda rank, restarts: worker_seed(cfg.runtime.seed, rank,
                                                                                        start_steps, restarts))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
-    metrics = Metrics(run_dir, cfg.log.metrics_format, cfg.log.tensorboard, cfg.log.progress,
-                      cfg.runtime.total_steps, start_steps)
-    greedy = jobs.Greedy(cfg, shared, obs_space, act_space, run_dir)
-    evaluation = jobs.Evaluation(cfg, greedy.returns, backend, shared, metrics, clock) if cfg.runtime.eval_every \
-        else None
-    if evaluation is not None and evaluation.target is not None:
-        _stderr(f"pacer: stops once a greedy evaluation of {cfg.env.id} reaches {evaluation.target:g}, confirmed on "
-                f"{cfg.runtime.confirm_episodes} episodes; runtime.stop_at_return=null trains to the budget")
+    run = Run(cfg, run_dir, shared, backend, clock, start_steps, trackers, final_video)
+    _supervision(run, spec)
+    return run
+
+
+def _preflight(cfg: Config, spec: EnvSpec) -> bool:
+    """What can fail before anything starts, checked on the probe's answers; returns whether the run films a final
+    video."""
+    if cfg.env.vector == "ale":
+        from pacer import atari_vector
+
+        atari_vector.arguments(cfg.env)
+    if cfg.log.video_every:
+        check_can_record(spec)
+    if cfg.log.track:
+        check_installed(cfg.log.track)
+    check_rollout_memory(cfg, int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize, spec.obs_shape,
+                         np.dtype(spec.obs_dtype).name)
+    if cfg.log.track and not cfg.log.video_every and spec.render_error is not None:
+        _stderr(f"pacer: note: no final video for {', '.join(cfg.log.track)}: {spec.render_error}")
+    return bool(cfg.log.video_every) or (bool(cfg.log.track) and spec.render_error is None)
+
+
+def _open_trackers(cfg: Config, run_dir: Path) -> Trackers | None:
+    if not cfg.log.track:
+        return None
+    return open_trackers(cfg.log.track, cfg.log.project, run_dir, cfg.to_dict(), command_line(), _stderr)
+
+
+def _supervision(run: Run, spec: EnvSpec) -> None:
+    """The run's metrics, greedy player, evaluation job and supervisor, with the jobs and stop rules it runs."""
+    cfg, shared, clock = run.cfg, run.shared, run.clock
+    run.metrics = metrics = Metrics(run.run_dir, cfg.log.metrics_format, cfg.log.tensorboard, cfg.log.progress,
+                                    cfg.runtime.total_steps, run.start_steps)
+    if run.trackers is not None:
+        metrics.listeners.append(run.trackers.log_row)
+    run.greedy = greedy = jobs.Greedy(cfg, shared, spec, run.run_dir, metrics.log)
+    evaluation = None
+    if cfg.runtime.eval_every:
+        evaluation = jobs.Evaluation(cfg, greedy.returns, run.backend, shared, metrics, clock)
+        if evaluation.target is not None:
+            _stderr(f"pacer: stops once a greedy evaluation of {cfg.env.id} reaches {evaluation.target:g}, confirmed "
+                    f"on {cfg.runtime.confirm_episodes} episodes; runtime.stop_at_return=null trains to the budget")
+    run.evaluation = evaluation
 
     def save_periodic(name: str) -> Path:
-        return save(run_dir / "checkpoints" / f"{name}.pt", cfg, shared, clock, [])
+        return save(run.run_dir / "checkpoints" / f"{name}.pt", cfg, shared, clock, [])
 
-    supervisor = Supervisor(shared, backend, metrics, clock,
-                            jobs.standard_jobs(cfg, shared, metrics, clock, evaluation, save_periodic, greedy.video),
-                            jobs.standard_stops(cfg, evaluation), cfg.runtime.max_restarts)
-    trackers = None
-    if cfg.log.track:  # last: a tracker's run is opened only for a run that is about to train
-        trackers = open_trackers(cfg.log.track, cfg.log.project, run_dir, cfg.to_dict(), command_line(), _stderr)
-        metrics.listeners.append(trackers.log_row)
-    return Run(cfg, run_dir, shared, backend, metrics, clock, greedy, evaluation, supervisor, start_steps,
-               trackers, final_video)
+    run.supervisor = Supervisor(shared, run.backend, metrics, clock,
+                                jobs.standard_jobs(cfg, shared, metrics, clock, evaluation, save_periodic,
+                                                   greedy.video),
+                                jobs.standard_stops(cfg, evaluation), cfg.runtime.max_restarts)
 
 
 def supervise(run: Run) -> tuple[str, Path]:
@@ -206,16 +230,17 @@ def finish(run: Run, reason: str, final: Path) -> TrainResult:
         clock.evaluating(lambda: run.greedy.video("final"))
         if run.trackers is not None:
             run.trackers.log_video(run.run_dir / "videos" / "final.mp4", steps)
-    eval_returns = None if run.evaluation is None else run.evaluation.confirmed
-    if eval_returns is None and cfg.runtime.final_eval_episodes:
-        eval_returns = clock.evaluating(lambda: run.greedy.returns(cfg.runtime.final_eval_episodes))
+    played = None if run.evaluation is None else run.evaluation.confirmed
+    if played is None and cfg.runtime.final_eval_episodes:
+        played = clock.evaluating(lambda: run.greedy.returns(cfg.runtime.final_eval_episodes))
     counters = run.shared.counters()
     result = TrainResult(
         run_dir=run.run_dir, env_steps=counters["env_steps"], episodes=counters["episodes"], wall_time=clock.elapsed(),
         steps_per_s=(counters["env_steps"] - run.start_steps) / max(trained, 1e-9),
-        eval_mean=None if eval_returns is None else float(eval_returns.mean()),
-        eval_std=None if eval_returns is None else float(eval_returns.std()),
-        stop_reason=reason, checkpoint=final)
+        eval_mean=None if played is None else float(played.returns.mean()),
+        eval_std=None if played is None else float(played.returns.std()),
+        stop_reason=reason, checkpoint=final, train_time=trained, session_time=clock.session(),
+        eval_cut=0 if played is None else played.cut)
     _write_summary(result, run, trained)
     if run.trackers is not None and result.eval_mean is not None:
         run.trackers.log_final({"final_eval_mean": result.eval_mean, "final_eval_std": float(result.eval_std or 0)},
@@ -229,16 +254,6 @@ def worker_seed(seed: int, rank: int, start_steps: int, restarts: int = 0) -> in
     return int(np.random.SeedSequence([seed, rank, start_steps, restarts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def _can_film(cfg: Config) -> bool:
-    """Whether the final video for the trackers can be made; a note says why not when it cannot."""
-    try:
-        check_can_record(cfg.env.id, cfg.env.max_episode_steps, cfg.env.kwargs, cfg.env.wrappers)
-    except Exception as exc:
-        _stderr(f"pacer: note: no final video for {', '.join(cfg.log.track)}: {str(exc).splitlines()[0]}")
-        return False
-    return True
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -248,9 +263,10 @@ def _write_summary(result: TrainResult, run: Run, trained: float) -> None:
     first_steps = metrics.first_env_step_at
     summary = {
         "env_steps": result.env_steps, "episodes": result.episodes, "wall_time_s": round(result.wall_time, 3),
-        "train_time_s": round(trained, 3), "held_time_s": round(clock.held, 3),
-        "eval_time_s": round(clock.eval_time, 3), "steps_per_s": round(result.steps_per_s, 1),
-        "eval_mean": result.eval_mean, "eval_std": result.eval_std, "stop_reason": result.stop_reason,
+        "session_time_s": round(result.session_time, 3), "train_time_s": round(trained, 3),
+        "held_time_s": round(clock.held, 3), "eval_time_s": round(clock.eval_time, 3),
+        "steps_per_s": round(result.steps_per_s, 1), "eval_mean": result.eval_mean, "eval_std": result.eval_std,
+        "eval_cut": result.eval_cut, "stop_reason": result.stop_reason,
         "checkpoint": str(result.checkpoint),
         "command": command_line(), "pacer_version": __version__,  # for the model card (`pacer package`)
         "started_at": clock.started_at, "first_env_step_at": [first_steps[k] for k in sorted(first_steps)],

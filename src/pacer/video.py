@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,8 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from pacer.envs import make_single_env
+from pacer.config import EnvConfig
+from pacer.envs import EnvSpec, make_single_env
 from pacer.errors import PacerError, first_line, make_output_dir
 
 if TYPE_CHECKING:
@@ -57,19 +58,18 @@ def env_name(env_id: Any) -> str:
 
 
 @contextlib.contextmanager
-def frames_env(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None,
-               wrappers: Sequence[Any] = ()) -> Iterator[gym.Env]:
+def frames_env(env: EnvConfig) -> Iterator[gym.Env]:
     """An env that renders rgb_array frames, closed afterwards. Where no display is named, SDL's dummy video driver
     is set meanwhile: pygame-drawn envs would otherwise probe for a display and complain on stderr."""
     headless = not _display_named() and "SDL_VIDEODRIVER" not in os.environ
     if headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
     try:
-        env = render_env(env_id, "rgb_array", max_episode_steps, kwargs, wrappers)
+        made = render_env(env, "rgb_array")
         try:
-            yield env
+            yield made
         finally:
-            env.close()
+            made.close()
     finally:
         if headless:
             os.environ.pop("SDL_VIDEODRIVER", None)
@@ -80,23 +80,22 @@ def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
                       f"({first_line(exc)}); pip install 'pacer-rl[video]'")
 
 
-def render_env(env_id: Any, mode: str, max_episode_steps: int | None = None,
-               kwargs: Mapping[str, Any] | None = None, wrappers: Sequence[Any] = ()) -> gym.Env:
+def render_env(env: EnvConfig, mode: str) -> gym.Env:
     """One env that renders in `mode` ('rgb_array' or 'human'), or a one-line error saying why it cannot."""
     with warnings.catch_warnings():  # gym.make warns about a render mode the env lacks: we say so below
         warnings.filterwarnings("ignore", message=".*render_mode.*")
         try:
-            env = make_single_env(env_id, max_episode_steps, render_mode=mode, kwargs=kwargs, wrappers=wrappers)
+            made = make_single_env(env, render_mode=mode)
         except gym.error.DependencyNotInstalled as exc:
-            raise _missing_dependency(env_id, exc) from None
-    modes = list(env.metadata.get("render_modes") or [])
-    if env.render_mode == mode and mode in modes:
-        return env
-    env.close()
+            raise _missing_dependency(env.id, exc) from None
+    modes = list(made.metadata.get("render_modes") or [])
+    if made.render_mode == mode and mode in modes:
+        return made
+    made.close()
     if mode in modes:  # the env could, but a factory did not pass the mode on
-        raise PacerError(f"env factory {env_name(env_id)} made an env that does not render: let it take "
+        raise PacerError(f"env factory {env_name(env.id)} made an env that does not render: let it take "
                          f"render_mode=None and pass it to the env (e.g. gym.make(..., render_mode=render_mode))")
-    raise PacerError(f"env {env_name(env_id)} cannot render {mode!r} frames (its render modes: {modes})")
+    raise PacerError(f"env {env_name(env.id)} cannot render {mode!r} frames (its render modes: {modes})")
 
 
 def frame(env: gym.Env, env_id: Any) -> NDArray[np.uint8]:
@@ -108,13 +107,14 @@ def frame(env: gym.Env, env_id: Any) -> NDArray[np.uint8]:
         raise _missing_dependency(env_id, exc) from None
 
 
-def check_can_record(env_id: Any, max_episode_steps: int | None = None, kwargs: Mapping[str, Any] | None = None,
-                     wrappers: Sequence[Any] = ()) -> None:
-    """Before a run that records videos starts: the extra is installed and the env renders a frame."""
+def check_can_record(spec: EnvSpec) -> None:
+    """Before a run that records videos starts: the extra is installed and the env renders a frame (the probe made
+    one; `envs.probe(..., frames=True)`)."""
     require_video_extra()
-    with frames_env(env_id, max_episode_steps, kwargs, wrappers) as env:
-        env.reset(seed=0)
-        frame(env, env_id)
+    if not spec.frames_checked:
+        raise ValueError("check_can_record needs a spec probed with frames=True")
+    if spec.render_error is not None:
+        raise PacerError(spec.render_error)
 
 
 def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: bool = True,
@@ -127,8 +127,7 @@ def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: 
     imageio = require_video_extra()
     out_dir = Path(out_dir)
     make_output_dir(out_dir)  # an unwritable place fails here, before any rendering
-    cfg = agent.config.env
-    with frames_env(cfg.id, cfg.max_episode_steps, cfg.kwargs, cfg.wrappers) as env:
+    with frames_env(agent.config.env) as env:
         fps = float(env.metadata.get("render_fps") or DEFAULT_FPS)
         return [_record_episode(imageio, env, agent, out_dir / f"{names[i]}.mp4", seed + i, greedy, fps)
                 for i in range(episodes)]
@@ -195,7 +194,7 @@ def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[f
     """Play episodes in a window (the env's 'human' render mode, which draws at every step); their returns."""
     require_display()
     cfg = agent.config.env
-    env = render_env(cfg.id, "human", cfg.max_episode_steps, cfg.kwargs, cfg.wrappers)
+    env = render_env(cfg, "human")
     returns = []
     try:
         for i in range(episodes):

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from pacer import normalize
-from pacer.algos import Algorithm, Batch, LossTerms, explained_variance, prepare
-from pacer.algos.analytic import analytic_for
+from pacer.algos import Algorithm, Batch, LossTerms, Step, explained_variance, prepare
 from pacer.config import Config
-from pacer.envs import make_vector_env
+from pacer.envs import EnvSpec, ensure_registered, make_vector_env
 from pacer.errors import PacerError
 from pacer.heads import head_for
 from pacer.link import Link
@@ -39,6 +38,9 @@ class WorkerSpec:
     algorithm: Algorithm
     state: dict[str, Any] | None = None
     """A previous session's `Worker.get_state()`, to continue exactly where it stopped (resume)."""
+    env: EnvSpec | None = None
+    """The parent's probe of the env (pacer/envs.py): its registration goes with it, for an id the parent
+    registered itself."""
 
 
 def learning_rate(cfg: Config, env_steps: int) -> float:
@@ -52,8 +54,8 @@ class Worker:
     def __init__(self, spec: WorkerSpec, link: Link) -> None:
         cfg = spec.config
         self.cfg, self.spec, self.link = cfg, spec, link
-        self.env = make_vector_env(cfg.env.id, cfg.env.envs_per_worker, cfg.env.max_episode_steps,
-                                   kwargs=cfg.env.kwargs, wrappers=cfg.env.wrappers, vector=cfg.env.vector)
+        ensure_registered(spec.env)
+        self.env = make_vector_env(cfg.env, cfg.env.envs_per_worker)
         self.head = head_for(self.env.single_action_space)
         self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())
@@ -67,12 +69,11 @@ class Worker:
         self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler,
                                    cfg.algo.clip_rewards)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
-        # the hand-written gradient of the built-in model's a2c/ppo loss (exactly autograd's, ~2x faster), into
-        # one flat buffer allocated once; None: autograd
-        self.analytic = analytic_for(self.model, self.head, spec.algorithm.loss, cfg.model, cfg.algo,
-                                     self.local_params) if cfg.algo.analytic_grad else None
-        self.grad = torch.empty(sum(p.numel() for p in self.local_params)) if self.analytic else None
-        self.computed = False  # the gradient of the last loss() is already in self.grad
+        # the algorithm's hand-written gradient where it covers the run (exactly autograd's, ~2x faster: the
+        # built-in MLP's a2c/ppo loss); config.yaml says whether it does (runconfig.complete). None: autograd
+        fast = spec.algorithm.fast_grad
+        self.fast_grad = fast(self.model, self.head, cfg.model, cfg.algo, self.local_params) \
+            if fast is not None and cfg.algo.analytic_grad else None
         self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
         self.first_reported = False
         self.updates = 0  # this rollout's, so far
@@ -132,45 +133,45 @@ class Worker:
             stats["explained_variance"] = ev
         return stats, made
 
-    def loss(self, minibatch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """The minibatch's loss on the run's latest parameters (the schedule's Learner side)."""
+    def loss(self, minibatch: Batch) -> Step:
+        """The minibatch's update on the run's latest parameters (the schedule's Learner side)."""
         tic = time.perf_counter()
         if self.updates:  # later minibatches learn on top of the latest parameters
             self.link.pull(self.local_params)
             self.timings["sync"] += time.perf_counter() - tic
             tic = time.perf_counter()
-        if self.analytic is not None and self.grad is not None:
-            stats, total = self.analytic.compute(minibatch, self.grad)  # the gradient too: step() applies it
-            self.computed = True
-            loss = torch.tensor(total)
-            self.timings["learn"] += time.perf_counter() - tic
+        if self.fast_grad is not None:
+            stats, total, grad = self.fast_grad.compute(minibatch)
+            step = Step(torch.tensor(total), stats, grad)
         else:
             terms = self.spec.algorithm.loss(self.model, self.head, minibatch, self.cfg.algo)
             if not isinstance(terms, LossTerms):
                 raise PacerError(f"the loss function of algo {self.cfg.algo.name!r} returned {type(terms).__name__}; "
                                  "a loss returns pacer.algos.LossTerms(policy, value, entropy, stats)")
-            loss = terms.total(self.cfg.algo)
-            self.timings["learn"] += time.perf_counter() - tic
-            stats = terms.report()
-        return loss, self.link.agree(stats) if self.cfg.algo.target_kl is not None else stats
+            step = Step(terms.total(self.cfg.algo), terms.report())
+        self.timings["learn"] += time.perf_counter() - tic
+        if self.cfg.algo.target_kl is not None:
+            step.stats = self.link.agree(step.stats)
+        return step
 
-    def step(self, loss: torch.Tensor) -> dict[str, float]:
-        """Back-propagate on the local model and hand the gradients to the link (one update)."""
+    def step(self, step: Step) -> dict[str, float]:
+        """Apply one update: its gradient (back-propagated on the local model now, if the step holds a graph) goes
+        to the link."""
         algo = self.cfg.algo
         tic = time.perf_counter()
-        if self.computed and self.grad is not None:
-            grad, self.computed = self.grad, False
-        else:
+        grad = step.grad
+        if grad is None:
             self.model.zero_grad(set_to_none=True)
-            loss.backward()
+            step.loss.backward()
             # one flat gradient (zeros for a parameter the loss did not use): one norm, one all-reduce, one step
             grad = flat.gather([p.grad for p in self.local_params], self.local_params)
+        step.grad = None  # a step is applied once: its gradient now belongs to the parameters' store
         toc = time.perf_counter()
         self.link.reduce(grad)  # a data-parallel group averages its gradients before they are clipped
         reduced = time.perf_counter()
         self.timings["sync"] += reduced - toc
         tic += reduced - toc  # the learn phase leaves out the wait for the group
-        stats = {"loss": float(loss.item())}
+        stats = {"loss": float(step.loss.item())}
         if algo.max_grad_norm is not None:
             stats["grad_norm"] = flat.clip_norm_(grad, algo.max_grad_norm)
         toc = time.perf_counter()

@@ -2,68 +2,127 @@
 
 For these small networks autograd's bookkeeping (recording the graph, one node per op, accumulating into each
 parameter's .grad) costs several times the arithmetic. Here the forward pass keeps its activations and the
-backward pass is the chain rule as a few matrix products per layer, written straight into the run's flat gradient
-buffer. It is exactly the gradient autograd computes (tests/test_analytic.py compares the two on every model
-shape, head and loss it covers, ties of PPO's min and clamp included); anything else (a user's model or loss, a
-shared trunk, a tanh critic, 'l2' inputs, 'mc') takes the autograd path.
+backward pass is the chain rule as a few matrix products per layer, written into one flat gradient. It is exactly
+the gradient autograd computes (tests/test_analytic.py compares the two on every model shape, head and loss it
+covers, ties of PPO's min and clamp included).
+
+It is a second way to the same numbers, so it is fenced:
+- an algorithm registers it (`Algorithm.fast_grad`: `ppo` and `a2c` here); a loss of one's own never gets it;
+- the values come from the functions the losses call (`ppo_surrogate`, `ppo_stats`, `value_loss`, `total_loss`,
+  the model's `inputs`, the head's `saved_log_prob_entropy`); only the derivatives are written here and in the heads;
+- `MODEL_FIELDS` and `ALGO_FIELDS` classify every config field: 'any' (every value is covered), 'unused' (it does
+  not enter a loss's gradient) or the set of values covered; a run outside them takes autograd, and its config.yaml
+  says so (`algo.analytic_grad: false`). A test fails when a field is added that nobody classified;
+- the model must be exactly `MLPActorCritic` and the head a `FastHead` (Discrete, 1-D Box): a new head, a recurrent
+  core or a structured observation is trained with autograd until this module says otherwise.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from pacer.algos.losses import Batch, a2c_loss, ppo_loss
+from pacer.algos.losses import Batch, LossTerms, ppo_stats, ppo_surrogate, value_loss
 from pacer.config import AlgoConfig, ModelConfig
-from pacer.heads import ActionHead, Categorical, DiagGaussian
+from pacer.heads import ActionHead, FastHead
 from pacer.model import MLPActorCritic
 
-LOG_2PI_HALF = 0.5 * math.log(2 * math.pi)
-tanh_backward = torch.ops.aten.tanh_backward
-threshold_backward = torch.ops.aten.threshold_backward
+# an activation's backward kernel, from its output (the kernels autograd runs); an activation not named here is
+# not covered
+ACTIVATION_GRADS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "tanh": lambda g, out: torch.ops.aten.tanh_backward(g, out),
+    "relu": lambda g, out: torch.ops.aten.threshold_backward(g, out, 0),
+}
+ACTIVATION_FORWARD: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.Tensor.tanh_, "relu": torch.Tensor.relu_}
+
+Rule = Literal["any", "unused"] | frozenset[Any]
+
+MODEL_FIELDS: dict[str, Rule] = {
+    "hidden": "any",
+    "activation": frozenset(ACTIVATION_GRADS),
+    "shared_trunk": frozenset({False}),
+    "critic_hidden": "any",  # more layers of the critic's own network
+    "detach_critic": "any",  # acts only with a shared trunk, which is not covered
+    "critic_output": frozenset({"linear"}),
+    "normalize_input": "any",  # `inputs()`: no parameter acts before it, so it needs no derivative
+    "init": "any",
+    "encoder": frozenset({"auto", "mlp"}),  # 'auto' is the MLP for what MLPActorCritic takes (checked on the model)
+    "log_std_init": "any",
+    "factory": frozenset({None}),
+}
+ALGO_FIELDS: dict[str, Rule] = {
+    "name": "unused",  # an algorithm registers its own fast path, or has none
+    "gamma": "unused", "gae_lambda": "unused", "n_steps": "unused",  # the batch's targets, made before any loss
+    "normalize_returns": "unused", "normalize_advantages": "unused", "scale_rewards": "unused",
+    "clip_rewards": "unused",
+    "lr": "unused", "lr_schedule": "unused", "optimizer": "unused", "shared_optimizer": "unused",  # the step
+    "max_grad_norm": "unused",  # applied by the worker to whichever gradient
+    "epochs": "unused", "minibatches": "unused", "target_kl": "unused",  # the schedule's
+    "analytic_grad": "unused",  # the switch itself
+    "value_coef": "any", "entropy_coef": "any", "clip_range": "any",
+}
+
+
+def refusal(mcfg: ModelConfig, acfg: AlgoConfig, head: ActionHead) -> str | None:
+    """Why the fast path does not cover this model, algorithm settings and head ('model.shared_trunk=True', ...),
+    or None when it does."""
+    for section, rules, cfg in (("model", MODEL_FIELDS, mcfg), ("algo", ALGO_FIELDS, acfg)):
+        for name, rule in rules.items():
+            value = getattr(cfg, name)
+            if isinstance(rule, frozenset) and value not in rule:
+                return f"{section}.{name}={value!r}"
+    if not callable(getattr(head, "backward", None)):
+        return f"the {head.name} action head"
+    return None
+
+
+class FastGrad(Protocol):
+    def compute(self, batch: Batch) -> tuple[dict[str, float], float, Tensor]:
+        """The loss's statistics (as `LossTerms.report` gives them), its total, and its flat gradient (a new tensor,
+        in `model.parameters()` order)."""
+
+
+FastGradFactory = Callable[[nn.Module, ActionHead, ModelConfig, AlgoConfig, Sequence[Tensor]], "FastGrad | None"]
 
 
 def _layers(body: nn.Module) -> list[nn.Linear]:
     return [m for m in body.modules() if isinstance(m, nn.Linear)]
 
 
-class AnalyticGrad:
-    """`compute(minibatch, grad)`: the loss terms' values and statistics, with the total loss's gradient written
-    into `grad` (the flat buffer whose views are `params`, in model.parameters() order)."""
+def ppo_surrogate_grad(ratio: Tensor, advantages: Tensor, clip_range: float) -> Tensor:
+    """d ppo_surrogate / d logp, per row: -A r / n where the unclipped term is the smaller one (where the two are
+    equal, r inside the range, autograd splits the gradient between them, which sums to the same), else 0."""
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    unclipped_wins = (ratio * advantages <= clipped * advantages).to(advantages.dtype)
+    return unclipped_wins * (-advantages / ratio.shape[0]) * ratio
 
-    def __init__(self, model: MLPActorCritic, head: ActionHead, algo: str, cfg: AlgoConfig, relu: bool,
-                 params: Sequence[Tensor]) -> None:
-        self.model, self.head, self.algo, self.cfg, self.relu = model, head, algo, cfg, relu
+
+class AnalyticGrad:
+    def __init__(self, model: MLPActorCritic, head: FastHead, algo: Literal["a2c", "ppo"], cfg: AlgoConfig,
+                 activation: str, params: Sequence[Tensor]) -> None:
+        self.model, self.head, self.algo, self.cfg = model, head, algo, cfg
+        self.act, self.act_grad = ACTIVATION_FORWARD[activation], ACTIVATION_GRADS[activation]
         self.actor = [*_layers(model.actor_body), model.pi_head]
         self.critic = [*_layers(model.critic_body), model.value_head]
-        self.params = params
-        # parameter -> its position in `params` (and so in the flat gradient)
-        self.slot = {id(p): i for i, p in enumerate(model.parameters())}
-        self.gaussian = isinstance(head, DiagGaussian)
-        self.cached: tuple[Tensor, list[Tensor]] | None = None  # the last gradient buffer and its views
+        self.params = list(params)
+        self.slot = {id(p): i for i, p in enumerate(model.parameters())}  # its place in the flat gradient
 
     def _views(self, grad: Tensor) -> list[Tensor]:
-        if self.cached is not None and self.cached[0] is grad:
-            return self.cached[1]
         out, offset = [], 0
         for p in self.params:
             out.append(grad[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
-        self.cached = (grad, out)
         return out
 
     def _forward(self, layers: list[nn.Linear], x: Tensor) -> list[Tensor]:
-        """Each layer's input, then the output (no activation after the last layer)."""
+        """Each layer's input, then the output (the model's layers, with no activation after the last)."""
         acts = [x]
         for i, layer in enumerate(layers):
             z = torch.addmm(layer.bias, acts[-1], layer.weight.t())
-            if i < len(layers) - 1:
-                z = z.relu_() if self.relu else z.tanh_()
-            acts.append(z)
+            acts.append(self.act(z) if i < len(layers) - 1 else z)
         return acts
 
     def _backward(self, layers: list[nn.Linear], acts: list[Tensor], g: Tensor, views: list[Tensor]) -> None:
@@ -74,87 +133,50 @@ class AnalyticGrad:
             torch.sum(g, 0, out=views[self.slot[id(layer.bias)]])
             if i == 0:
                 break
-            g = g.mm(layer.weight)
-            # through the activation, from its output: the same kernels autograd runs
-            g = threshold_backward(g, acts[i], 0) if self.relu else tanh_backward(g, acts[i])
+            g = self.act_grad(g.mm(layer.weight), acts[i])
 
-    def compute(self, batch: Batch, grad: Tensor) -> tuple[dict[str, float], float]:
-        """The gradient of `policy + value_coef * value - entropy_coef * entropy` into `grad`; returns the stats a
-        loss reports and the total loss."""
+    def compute(self, batch: Batch) -> tuple[dict[str, float], float, Tensor]:
         cfg, model = self.cfg, self.model
         with torch.no_grad():
-            obs = batch.obs
-            if model.obs_norm is not None:
-                obs = model.obs_norm(obs.flatten(1))
-            actor = self._forward(self.actor, obs)
-            critic = self._forward(self.critic, obs)
+            x = model.inputs(batch.obs)
+            actor, critic = self._forward(self.actor, x), self._forward(self.critic, x)
             pi, value = actor[-1], critic[-1].squeeze(-1)
             n = pi.shape[0]
-            if self.gaussian:
-                log_std = model.log_std
-                std = log_std.exp()
-                z = (batch.actions - pi) / std
-                logp = (-0.5 * z * z - log_std - LOG_2PI_HALF).sum(-1)
-                entropy = (0.5 + LOG_2PI_HALF + log_std).sum()
-            else:
-                logp_all = torch.log_softmax(pi, -1)
-                probs = logp_all.exp()
-                actions = batch.actions.long().unsqueeze(-1)
-                logp = logp_all.gather(-1, actions).squeeze(-1)
-                entropy_rows = -(probs * logp_all).sum(-1)
-                entropy = entropy_rows.mean()
-            adv = batch.advantages
-            stats: dict[str, float] = {}
+            logp, entropy, saved = self.head.saved_log_prob_entropy(model, pi, batch.actions)
             if self.algo == "ppo":
-                log_ratio = logp - batch.logp
-                ratio = log_ratio.exp()
-                clipped = ratio.clamp(1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
-                surrogate, surrogate_clipped = ratio * adv, clipped * adv
-                policy = -torch.minimum(surrogate, surrogate_clipped).mean()
-                # d(-min(rA, clip(r)A))/dr: -A where the unclipped term is the smaller one; where the two are
-                # equal (r inside the range) autograd splits the gradient between them, which sums to -A too
-                d_logp = (surrogate <= surrogate_clipped).to(adv.dtype) * (-adv / n) * ratio
-                kl = ((ratio - 1.0) - log_ratio).mean()
-                frac = ((ratio - 1.0).abs() > cfg.clip_range).float().mean()
-                stats = {"approx_kl": float(kl), "clip_fraction": float(frac)}
+                policy, ratio, log_ratio = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
+                d_logp = ppo_surrogate_grad(ratio, batch.advantages, cfg.clip_range)
+                stats = ppo_stats(ratio, log_ratio, cfg.clip_range)
             else:
-                policy = -(logp * adv).mean()
-                d_logp = -adv / n
-            err = value - batch.returns
-            value_loss = (err * err).mean()
+                policy = -(logp * batch.advantages).mean()
+                d_logp, stats = -batch.advantages / n, {}
+            terms = LossTerms(policy, value_loss(value, batch.returns), entropy.mean(), stats)
+            grad = torch.empty(sum(p.numel() for p in self.params), dtype=pi.dtype)  # this step's own
             views = self._views(grad)
-            if self.gaussian:
-                g_pi = d_logp.unsqueeze(-1) * (z / std)
-                g_log_std = views[self.slot[id(model.log_std)]]
-                torch.sum(d_logp.unsqueeze(-1) * (z * z - 1.0), 0, out=g_log_std)
-                g_log_std.sub_(cfg.entropy_coef)  # d entropy / d log_std = 1 per dimension
-            else:
-                # d logp/d logits = onehot - p; d H_row/d logits = -p (log p + H_row), H averaged over rows
-                g_pi = -probs * d_logp.unsqueeze(-1)
-                g_pi.scatter_add_(-1, actions, d_logp.unsqueeze(-1))
-                g_pi += (cfg.entropy_coef / n) * probs * (logp_all + entropy_rows.unsqueeze(-1))
+            g_pi, g_log_std = self.head.backward(model, saved, d_logp, torch.full((n,), -cfg.entropy_coef / n))
+            if g_log_std is not None:
+                views[self.slot[id(model.log_std)]].copy_(g_log_std)
             self._backward(self.actor, actor, g_pi, views)
+            err = value - batch.returns
             self._backward(self.critic, critic, ((2.0 * cfg.value_coef / n) * err).unsqueeze(-1), views)
-            total = policy + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-            stats.update({"actor_loss": float(policy), "critic_loss": float(value_loss),
-                          "entropy": float(entropy)})
-        return stats, float(total)
+            return terms.report(), float(terms.total(cfg)), grad
 
 
-LOSSES: dict[Callable[..., Any], str] = {ppo_loss: "ppo", a2c_loss: "a2c"}
+def _analytic(algo: Literal["a2c", "ppo"]) -> FastGradFactory:
+    def build(model: nn.Module, head: ActionHead, mcfg: ModelConfig, acfg: AlgoConfig, params: Sequence[Tensor]
+              ) -> AnalyticGrad | None:
+        if type(model) is not MLPActorCritic or refusal(mcfg, acfg, head) is not None:
+            return None
+        if any(p.dtype != torch.float32 for p in params):
+            return None
+        grad = AnalyticGrad(model, head, algo, acfg, mcfg.activation, params)  # type: ignore[arg-type]
+        covered = {id(t) for layer in grad.actor + grad.critic for t in (layer.weight, layer.bias)}
+        if head.has_log_std:
+            covered.add(id(model.log_std))
+        return grad if covered == {id(p) for p in model.parameters()} else None
+
+    return build
 
 
-def analytic_for(model: nn.Module, head: ActionHead, loss: Callable[..., Any], mcfg: ModelConfig, cfg: AlgoConfig,
-                 params: Sequence[Tensor]) -> AnalyticGrad | None:
-    """The hand-written gradient when it covers this model, head and loss; None for autograd."""
-    if (type(model) is not MLPActorCritic or loss not in LOSSES or mcfg.factory is not None or mcfg.shared_trunk
-            or mcfg.critic_output != "linear" or mcfg.normalize_input == "l2"
-            or not isinstance(head, (Categorical, DiagGaussian))):
-        return None
-    if any(p.dtype != torch.float32 for p in params):
-        return None
-    grad = AnalyticGrad(model, head, LOSSES[loss], cfg, mcfg.activation == "relu", params)
-    covered = {id(t) for layer in grad.actor + grad.critic for t in (layer.weight, layer.bias)}
-    if grad.gaussian:
-        covered.add(id(model.log_std))
-    return grad if covered == {id(p) for p in model.parameters()} else None
+ppo = _analytic("ppo")
+a2c = _analytic("a2c")

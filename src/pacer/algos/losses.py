@@ -74,11 +74,41 @@ class LossTerms(NamedTuple):
     """Further numbers to report (they override the terms' own of the same name)."""
 
     def total(self, cfg: AlgoConfig) -> Tensor:
-        return self.policy + cfg.value_coef * self.value - cfg.entropy_coef * self.entropy
+        return total_loss(self.policy, self.value, self.entropy, cfg)
 
     def report(self) -> dict[str, float]:
         return {"actor_loss": self.policy.item(), "critic_loss": self.value.item(), "entropy": self.entropy.item(),
                 **self.stats}
+
+
+# The pure pieces of the losses below, called by them and by the hand-written gradient (algos/analytic.py) alike:
+# one definition of each number, whichever path computes the gradient.
+
+def total_loss(policy: Tensor, value: Tensor, entropy: Tensor, cfg: AlgoConfig) -> Tensor:
+    """What every algorithm minimizes: `policy + value_coef * value - entropy_coef * entropy`."""
+    return policy + cfg.value_coef * value - cfg.entropy_coef * entropy
+
+
+def value_loss(value: Tensor, returns: Tensor) -> Tensor:
+    """The critic's mean squared error to its targets."""
+    return (value - returns).pow(2).mean()
+
+
+def ppo_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip_range: float
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """PPO's clipped surrogate loss `-mean(min(r A, clip(r, 1 - c, 1 + c) A))`, with the ratio r and log r."""
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return -torch.min(ratio * advantages, clipped * advantages).mean(), ratio, log_ratio
+
+
+@torch.no_grad()
+def ppo_stats(ratio: Tensor, log_ratio: Tensor, clip_range: float) -> dict[str, float]:
+    """approx_kl: KL(old || new) estimated as E[(r - 1) - log r] (Schulman's k3: unbiased, never negative);
+    clip_fraction: the share of ratios outside the clip range."""
+    return {"approx_kl": ((ratio - 1.0) - log_ratio).mean().item(),
+            "clip_fraction": ((ratio - 1.0).abs() > clip_range).float().mean().item()}
 
 
 def mc_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
@@ -95,20 +125,13 @@ def a2c_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) 
     """Advantage actor-critic on precomputed (GAE) advantages: means over the batch."""
     pi, value = model(batch.obs)
     logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
-    return LossTerms(-(logp * batch.advantages).mean(), (value - batch.returns).pow(2).mean(), entropy.mean())
+    return LossTerms(-(logp * batch.advantages).mean(), value_loss(value, batch.returns), entropy.mean())
 
 
 def ppo_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
     """PPO's clipped surrogate on the probability ratio to the collecting policy."""
     pi, value = model(batch.obs)
     logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
-    log_ratio = logp - batch.logp
-    ratio = torch.exp(log_ratio)
-    clipped = torch.clamp(ratio, 1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
-    actor = -torch.min(ratio * batch.advantages, clipped * batch.advantages).mean()
-    with torch.no_grad():
-        # KL(old || new) estimated as E[(r - 1) - log r] (Schulman's k3: unbiased, never negative)
-        approx_kl = ((ratio - 1.0) - log_ratio).mean().item()
-        clip_fraction = ((ratio - 1.0).abs() > cfg.clip_range).float().mean().item()
-    return LossTerms(actor, (value - batch.returns).pow(2).mean(), entropy.mean(),
-                     {"approx_kl": approx_kl, "clip_fraction": clip_fraction})
+    actor, ratio, log_ratio = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
+    return LossTerms(actor, value_loss(value, batch.returns), entropy.mean(),
+                     ppo_stats(ratio, log_ratio, cfg.clip_range))

@@ -1,14 +1,17 @@
 """Update schedules: how one rollout's batch becomes optimizer steps (epochs, minibatches, early stop).
 
 A schedule belongs to its algorithm, not to the worker: `schedule(batch, cfg, rng, learner) -> (stats, updates)`.
-The learner is the worker's side: `loss(minibatch)` on the latest parameters, then `step(loss)`, one optimizer
-step wherever the parameters live. Keeping the two apart lets a schedule look at a minibatch's statistics before
-it decides to apply it. Changing how an algorithm learns from a rollout is a new schedule, never a worker change.
+The learner is the worker's side: `loss(minibatch)` on the latest parameters gives a `Step`, and `step(step)`
+applies it, one optimizer step wherever the parameters live. Keeping the two apart lets a schedule look at a
+minibatch's statistics before it decides to apply it; a step carries its own gradient (or the graph it comes from),
+so whatever else the schedule computed meanwhile, `step(s)` applies the update of the minibatch `s` came from.
+Changing how an algorithm learns from a rollout is a new schedule, never a worker change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -20,12 +23,26 @@ from pacer.config import AlgoConfig
 KL_MARGIN = 1.5  # stop once approx-KL exceeds 1.5 x target_kl, as Stable-Baselines3 does
 
 
-class Learner(Protocol):
-    def loss(self, minibatch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """The minibatch's loss on the latest parameters, and its statistics."""
+@dataclass
+class Step:
+    """One minibatch's update, not yet applied: the loss as a graph to back-propagate, or, where the gradient was
+    computed by hand (algos/analytic.py), its value and the finished flat gradient."""
 
-    def step(self, loss: Tensor) -> dict[str, float]:
-        """Back-propagate `loss` and apply one update; returns the step's own statistics (e.g. grad_norm)."""
+    loss: Tensor
+    """The total loss: a graph on the local model's parameters (autograd), or a plain number (with `grad`)."""
+    stats: dict[str, float] = field(default_factory=dict)
+    """The loss's statistics (what the schedule may decide on, e.g. approx_kl)."""
+    grad: Tensor | None = None
+    """The flat gradient of every parameter, in `model.parameters()` order, when it is already computed."""
+
+
+class Learner(Protocol):
+    def loss(self, minibatch: Batch) -> Step:
+        """The minibatch's update on the latest parameters, with its statistics."""
+
+    def step(self, step: Step) -> dict[str, float]:
+        """Apply one update (back-propagating `step.loss` if its gradient is not computed yet); returns the step's
+        own statistics (e.g. grad_norm)."""
 
 
 Schedule = Callable[[Batch, AlgoConfig, torch.Generator, Learner], tuple[dict[str, float], int]]
@@ -55,10 +72,11 @@ def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, l
         shuffled = batch if cfg.minibatches == 1 else Batch(*(x[order] for x in batch))
         for start in range(0, cfg.minibatches * size, size):
             minibatch = shuffled if cfg.minibatches == 1 else Batch(*(x[start:start + size] for x in shuffled))
-            loss, stats = learner.loss(minibatch)
+            step = learner.loss(minibatch)
+            stats = dict(step.stats)
             if cfg.target_kl is not None and stats.get("approx_kl", 0.0) > KL_MARGIN * cfg.target_kl:
                 return _mean(totals, updates, stopped_early=1.0), updates
-            stats.update(learner.step(loss))
+            stats.update(learner.step(step))
             updates += 1
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value

@@ -32,6 +32,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import Tensor, nn
 
+from pacer.config import EnvConfig
 from pacer.envs import make_single_env
 from pacer.evaluation import run_episodes
 from pacer.jobs import EVAL_SEED_OFFSET
@@ -203,9 +204,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         policy = model.policy
         assert isinstance(policy, ActorCriticPolicy)
         with torch.no_grad():
-            returns = run_episodes(SB3ActorCritic(policy, vec_norm), args.env, args.eval_episodes,
-                                   args.seed + EVAL_SEED_OFFSET, env_kwargs=eval_kwargs, wrappers=wrappers)
-        return float(np.mean(returns))
+            played = run_episodes(SB3ActorCritic(policy, vec_norm),
+                                  EnvConfig(id=args.env, kwargs=eval_kwargs or {}, wrappers=tuple(wrappers)),
+                                  args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
+        return float(np.mean(played.returns))
 
     callback = BenchCallback(args, evaluate)
     # Schedules run over the zoo's n_timesteps, as in the zoo; a longer throughput run stretches them.
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _atari_env(env_id: str) -> gym.Env:
     """One Atari env as pacer's `atari` preset makes it, its training rewards clipped to [-1, 1]."""
-    env = make_single_env(env_id, kwargs=ATARI_ENV["kwargs"], wrappers=ATARI_ENV["wrappers"])
+    env = make_single_env(EnvConfig(id=env_id, kwargs=ATARI_ENV["kwargs"], wrappers=tuple(ATARI_ENV["wrappers"])))
     return gym.wrappers.ClipReward(env, -1.0, 1.0)
 
 

@@ -46,9 +46,10 @@ def _step_randomly(env: str, envs: int, seconds: float, kwargs: dict[str, Any], 
 
     import numpy as np
 
+    from pacer.config import EnvConfig
     from pacer.envs import make_vector_env
 
-    venv = make_vector_env(env, envs, kwargs=kwargs, wrappers=wrappers, vector=vector)
+    venv = make_vector_env(EnvConfig(id=env, kwargs=kwargs, wrappers=tuple(wrappers), vector=vector), envs)  # type: ignore[arg-type]
     venv.reset(seed=seed)
     venv.action_space.seed(seed)
     actions = [venv.action_space.sample() for _ in range(64)]  # drawn up front: the policy's cost is not the env's
