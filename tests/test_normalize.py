@@ -123,3 +123,37 @@ def test_a_row_is_never_read_half_written() -> None:
         writer.join(timeout=30)
     assert writer.exitcode == 0 and reads > 100
     assert shared.obs_stats()[0] == writes
+
+
+def test_a_worker_collects_and_learns_with_the_runs_statistics() -> None:
+    """At each rollout the worker loads the run's statistics (every worker's rows combined) into its model: what it
+    collects with and learns from is normalized as the run says, not by the identity of a fresh model."""
+    from pathlib import Path
+
+    from pacer.algos import get_algo
+    from pacer.backends.hogwild import HogwildLink
+    from pacer.envs import probe
+    from pacer.model import make_model
+    from pacer.runconfig import complete
+    from pacer.worker import Worker, WorkerSpec
+
+    cfg = complete(Config.from_dict({"env": {"id": "Pendulum-v1", "envs_per_worker": 2},
+                                     "model": {"normalize_input": "running"},
+                                     "algo": {"n_steps": 4, "epochs": 1, "minibatches": 1},
+                                     "runtime": {"workers": 2}}), Path("/tmp/unused"))
+    spec = probe(cfg.env)
+    model = make_model(cfg.model, spec.observation_space, spec.action_space)
+    shared = shared_state.create(cfg, model, torch.multiprocessing.get_context("spawn"), in_shared_memory=False)
+    rng = np.random.default_rng(0)
+    shared.observe(1, normalize.moments(rng.normal([3.0, -1.0, 2.0], [2.0, 0.5, 4.0], size=(500, 3))))  # worker 1
+    mean, var = normalize.mean_var(shared.obs_stats())
+    worker = Worker(WorkerSpec(cfg, 0, 0, get_algo("ppo"), env=spec), HogwildLink(shared, 0, cfg))
+    worker.iterate()
+    norm = worker.model.obs_norm
+    np.testing.assert_allclose(norm.mean.numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(norm.var.numpy(), var, rtol=1e-6)
+    now, _ = normalize.mean_var(shared.obs_stats())  # worker 0's first rollout is in the run's statistics now
+    worker.iterate()
+    np.testing.assert_allclose(norm.mean.numpy(), now, rtol=1e-6)
+    assert np.abs(now - mean).max() > 1e-3
+    worker.close()

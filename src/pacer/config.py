@@ -142,13 +142,13 @@ class RuntimeConfig:
     Ray instance on this machine, on loopback only, and shuts it down at the end."""
     cpus_per_worker: float = field(default=1.0, metadata={"above": 0.0})
     """Ray: CPUs reserved for each worker actor (Ray places actors on nodes with that many free)."""
-    group_minibatch: Literal["pooled", "worker"] = "pooled"
-    """Ray, PPO: how large one update is when the actors learn as one group. 'pooled': each actor splits its rollout
-    into `algo.minibatches`, and an update averages every actor's share, so the group learns like one worker
-    holding all the envs (DD-PPO; fewest all-reduces). 'worker': each actor splits its rollout into
-    `algo.minibatches` x the group's size, so an update is as large as a local worker's and the group makes as
-    many updates per env step as that many local workers do (more all-reduces per rollout). CartPole's defaults,
-    tuned for local workers, need 'worker' to learn as fast per env step (BENCHMARKS.md, issue 20)."""
+    group_minibatch: Literal["worker", "pooled"] = "worker"
+    """Ray: how large one update is when the actors learn as one data-parallel group (each update's gradient is the
+    mean over the group). 'worker': each member splits its rollout into `algo.minibatches` x the group's size, so an
+    update is as large as a local worker's and the group makes as many updates per env step as that many local
+    workers do: the same algorithm as on local processes (summary.json lists what each member used). 'pooled': each
+    member splits its rollout into `algo.minibatches`, so the group learns like one worker holding all the envs
+    (DD-PPO's large batches; 1/N the updates per env step of N local workers, fewer all-reduces; a run says so)."""
     workers: int = field(default=2, metadata={"min": 1})
     """Worker count."""
     start_method: Literal["auto", "fork", "forkserver", "spawn"] = "auto"

@@ -16,6 +16,10 @@ class Link(Protocol):
     def pull(self, params: list[nn.Parameter]) -> int:
         """Copy the latest parameters of the run into `params` (the local model's); returns their version."""
 
+    def minibatches(self, minibatches: int) -> int:
+        """How many minibatches this worker splits a rollout into, for `algo.minibatches` (what a local worker
+        uses): as many alone; in a data-parallel group, as `runtime.group_minibatch` says."""
+
     def reduce(self, grad: Tensor) -> None:
         """Combine this update's flat gradient with those of the worker's group, in place, before it is clipped and
         pushed: the mean over a data-parallel group; nothing for a worker that updates alone."""

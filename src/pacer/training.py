@@ -122,10 +122,7 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     save_yaml(cfg, run_dir / "config.yaml")
     trackers = _open_trackers(cfg, run_dir)  # checked before any worker starts: a tracker that fails is one line
     shared, clock = where.make_shared(cfg, model), Clock()
-    worker_states = [None] * cfg.runtime.workers if saved is None else restore_run(saved, shared, cfg, clock)
-    if left_out := left_out_of(worker_states):
-        _stderr(f"pacer: note: this resume is not bit-exact: the checkpoint left out objects of {cfg.env.id}'s "
-                f"state ({left_out}), so workers start fresh episodes")
+    worker_states = _restored(saved, shared, cfg, clock)
     start_steps = shared.counters()["env_steps"]
     algorithm = get_algo(cfg.algo.name)
     specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank],
@@ -135,6 +132,18 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     run = Run(cfg, run_dir, shared, backend, clock, start_steps, trackers, final_video)
     _supervision(run, spec)
     return run
+
+
+def _restored(saved: dict[str, Any] | None, shared: SharedState, cfg: Config, clock: Clock) -> list[Any]:
+    """Each worker's state to start from: none for a new run, the checkpoint's for a resume (a note when the
+    checkpoint could not hold all of the envs' state)."""
+    if saved is None:
+        return [None] * cfg.runtime.workers
+    states = restore_run(saved, shared, cfg, clock)
+    if left_out := left_out_of(states):
+        _stderr(f"pacer: note: this resume is not bit-exact: the checkpoint left out objects of {cfg.env.id}'s "
+                f"state ({left_out}), so workers start fresh episodes")
+    return states
 
 
 def _preflight(cfg: Config, spec: EnvSpec) -> bool:

@@ -9,6 +9,7 @@ the algorithm's schedule drive the updates (loss on the local model, push, once 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -127,7 +128,10 @@ class Worker:
     def learn(self, batch: Batch) -> tuple[dict[str, float], int]:
         """The algorithm's schedule decides the epochs and minibatches; each update goes through the link."""
         self.updates = 0
-        stats, made = self.spec.algorithm.schedule(batch, self.cfg.algo, self.rng, self)
+        algo = self.cfg.algo
+        if algo.minibatches is not None and (split := self.link.minibatches(algo.minibatches)) != algo.minibatches:
+            algo = dataclasses.replace(algo, minibatches=split)  # a member of a group (Ray) splits its share finer
+        stats, made = self.spec.algorithm.schedule(batch, algo, self.rng, self)
         ev = explained_variance(batch.values, batch.returns) if made else math.nan
         if not math.isnan(ev):
             stats["explained_variance"] = ev

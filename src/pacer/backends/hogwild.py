@@ -37,6 +37,9 @@ class HogwildLink:
                     local.copy_(shared)
         return 0  # Hogwild parameters change continuously: there are no versions to tell apart
 
+    def minibatches(self, minibatches: int) -> int:
+        return minibatches  # each worker learns alone
+
     def reduce(self, grad: Tensor) -> None:
         pass  # each worker updates on its own gradients: nothing to combine
 

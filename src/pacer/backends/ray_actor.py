@@ -13,11 +13,11 @@ group's store, or gloo's timeout) and raise `GroupBroken`; the driver drops the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,19 +28,36 @@ from pacer import normalize
 from pacer.config import Config
 from pacer.reports import Report
 from pacer.runtime import optim
-from pacer.runtime.store import ParamStore
+from pacer.runtime.store import Dump, ParamStore
 from pacer.usercode import unwrap
 from pacer.worker import Worker, WorkerSpec
 
 BARRIER_POLL_S = 0.005
 
 
-def group_config(cfg: Config, size: int) -> Config:
-    """The config a member of a group of `size` learns with: with `runtime.group_minibatch` 'worker', each member's
-    rollout is split `size` times finer, so that the pooled minibatch is as large as a local worker's."""
-    if cfg.runtime.group_minibatch == "pooled" or size == 1 or cfg.algo.minibatches is None:
-        return cfg
-    return dataclasses.replace(cfg, algo=dataclasses.replace(cfg.algo, minibatches=cfg.algo.minibatches * size))
+def member_minibatches(cfg: Config, size: int) -> int:
+    """How many minibatches a member of a group of `size` splits its rollout into, for `algo.minibatches` of a local
+    worker. 'worker' (the default): `size` times as many, so that a pooled minibatch (one from each member) is as
+    large as a local worker's and the group makes as many updates per env step as `size` local workers. 'pooled':
+    as many, so that the group learns like one worker holding every env (fewer, larger updates)."""
+    minibatches = cfg.algo.minibatches or 1
+    return minibatches * size if cfg.runtime.group_minibatch == "worker" else minibatches
+
+
+@dataclass
+class RoundResult:
+    """What a member sends back from a round."""
+
+    ok: bool
+    why: str = ""
+    """Why the round was given up (ok false): the group broke, or the replica was not where the round began."""
+    moments: Any = None
+    """This rollout's observation moments (running normalization), for the driver's statistics."""
+    state: Dump | None = None
+    """Member 0's parameters and optimizer state after the round (ParamStore.dump): the run's next version."""
+    report: Report | None = None
+    rewards: Any = None
+    """This worker's reward-scaling moments, for the driver to keep."""
 
 
 class GroupBroken(RuntimeError):
@@ -82,7 +99,7 @@ class GroupLink:
     version), gradients are averaged over the group, updates are applied to the replica."""
 
     def __init__(self, spec: WorkerSpec) -> None:
-        self.algo = spec.config.algo
+        self.cfg, self.algo = spec.config, spec.config.algo
         self.group: Group | None = None
         self.round_id = -1
         self.waited = False  # whether this round's barrier was passed
@@ -121,12 +138,12 @@ class GroupLink:
                                     self.algo.lr)
         if self.received is not None and self.received[0] != self.version:
             version, values, state = self.received
-            with torch.no_grad():
-                for local, value in zip(params, values, strict=True):
-                    local.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
-            optim.load_state(self.store.state, state)
+            self.store.load((values, state))
             self.version = version
         return self.version
+
+    def minibatches(self, minibatches: int) -> int:
+        return member_minibatches(self.cfg, 1 if self.group is None else self.group.size)
 
     def _sync(self) -> None:
         if self.group is not None and self.group.size > 1 and not self.waited:
@@ -170,12 +187,10 @@ class GroupLink:
         moments, self.moments = self.moments, None
         return moments
 
-    def state(self, params: list[nn.Parameter]) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-        """The replica's parameters and optimizer state, as plain arrays for the driver."""
+    def state(self) -> Dump:
+        """The replica's parameters and optimizer state, as plain data for the driver."""
         assert self.store is not None
-        values = [p.detach().numpy().copy() for p in params]
-        state = [{k: v.clone() for k, v in entry.items()} for entry in self.store.state]
-        return values, state
+        return self.store.dump()
 
     def reward_stats(self) -> Any:
         return self.kept_rewards
@@ -211,7 +226,7 @@ class WorkerActor:
         torch.set_num_threads(spec.config.runtime.threads_per_worker)
         self.rank = spec.rank
         self.worker: Worker | None = None
-        self.spec = spec
+        self.spec = spec  # the config as config.yaml has it: the link says how finely a member splits its rollout
         self.link = GroupLink(spec)
         self.join_error: str | None = None
 
@@ -233,34 +248,33 @@ class WorkerActor:
             self.join_error = f"joining group {generation} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
 
     def round(self, round_id: int, version: int, payload: list[Any], env_steps: int, stats: Any,
-              reward_stats: Any = None, behind: bool = False) -> tuple[str, Any, Any, Report | None, Any]:
-        """One rollout and the group's updates. Returns ('ok', moments, (params, optimizer state) from member 0,
-        report, reward-scaling moments) or ('aborted', why, ...) when the group broke or the round was queued behind
-        one that was void (the replica then reloads from the driver). The driver sends parameters only to a replica
-        that is not at `version`; a round queued behind another finds its replica there, and starts at once.
-        `reward_stats` is what the run kept of this worker's (for a new actor: a restart, a resume)."""
+              reward_stats: Any = None, behind: bool = False) -> RoundResult:
+        """One rollout and the group's updates. Returns member 0's parameters and optimizer state with the report,
+        or a result that is not ok when the group broke or the round was queued behind one that was void (the
+        replica then reloads from the driver). The driver sends parameters only to a replica that is not at
+        `version`; a round queued behind another finds its replica there, and starts at once. `reward_stats` is
+        what the run kept of this worker's (for a new actor: a restart, a resume)."""
         import ray
 
         link = self.link
         link.kept_rewards = reward_stats
         if self.worker is None:  # built on the first call, so that a failure comes back as that call's error
             self.worker = Worker(self.spec, link)
-        self.worker.cfg = group_config(self.spec.config, 1 if link.group is None else link.group.size)
         if self.join_error is not None:
-            return "aborted", self.join_error, None, None, None
+            return RoundResult(False, self.join_error)
         if payload[0] is None and version != link.version:  # queued behind a round that was given up
-            return "aborted", f"the replica is not at version {version} (the round before was void)", None, None, None
+            return RoundResult(False, f"the replica is not at version {version} (the round before was void)")
         fresh = payload[0] is not None and version != link.version
         link.receive(round_id, version, ray.get(payload[0]) if fresh else None, env_steps, stats, behind)
         try:
             report = self.worker.iterate()
         except GroupBroken as exc:
             link.version, link.moments = -1, None
-            return "aborted", str(exc), None, None, None
+            return RoundResult(False, str(exc))
         link.version = version + 1  # every member took the same steps: the replica is the driver's next version
         link.finished(report.env_steps)
-        state = link.state(self.worker.local_params) if link.group is None or link.group.rank == 0 else None
-        return "ok", link.take_moments(), state, report, link.kept_rewards
+        state = link.state() if link.group is None or link.group.rank == 0 else None
+        return RoundResult(True, moments=link.take_moments(), state=state, report=report, rewards=link.kept_rewards)
 
     def get_state(self) -> dict[str, Any] | None:
         return None if self.worker is None else self.worker.get_state()

@@ -12,9 +12,16 @@ parameters, after averaging the gradients with its group. The same code either w
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import torch
 from torch import Tensor, nn
 
 from pacer.runtime import flat, optim
+
+Dump = tuple[list[np.ndarray], optim.OptimizerState]
+"""A store's contents as plain data: each parameter's values, and the optimizer state (tensors)."""
 
 
 class ParamStore:
@@ -47,4 +54,18 @@ class ParamStore:
             group["lr"] = lr
         self.optimizer.step()
         self.version += 1
+
+    def dump(self) -> Dump:
+        """The parameters (as NumPy copies) and the optimizer state (cloned tensors): what travels to another
+        process (a Ray actor's replica, the driver) and what it loads."""
+        values = [p.detach().numpy().copy() for p in self.params]
+        return values, [{k: v.clone() for k, v in entry.items()} for entry in self.state]
+
+    def load(self, dump: Dump | tuple[list[Any], list[dict[str, Tensor]]]) -> None:
+        """Copy a `dump()` into this store's parameters and optimizer state, in place (their storage stays)."""
+        values, state = dump
+        with torch.no_grad():
+            for param, value in zip(self.params, values, strict=True):
+                param.copy_(torch.tensor(value))  # a copy: object-store arrays are read-only
+        optim.load_state(self.state, state)
 
