@@ -57,12 +57,12 @@ def profile(env: str, updates: int, analytic: bool = True) -> dict[str, float]:
         link.pull(params)
         t1 = time.perf_counter()
         worker.updates = 0  # no second pull inside Worker.loss: "pull" above is the one
-        loss, _ = worker.loss(minibatch)
+        step = worker.loss(minibatch)
         t2 = time.perf_counter()
-        before = dict(worker.timings)
-        worker.step(loss)  # the worker's own update: backward, gradient, clip, optimizer step
+        worker.phases.take()
+        worker.step(step)  # the worker's own update: backward, gradient, clip, optimizer step
         t3 = time.perf_counter()
-        optimizer = worker.timings["optimizer"] - before["optimizer"]
+        optimizer = worker.phases.take().get("optimizer", 0.0)
         for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2 - optimizer, optimizer), strict=True):
             spent[phase] += seconds
     worker.close()

@@ -33,14 +33,18 @@ def test_local_workers_train_and_leave_nothing(method: str, quiet: dict) -> None
 
 
 @pytest.mark.timeout(90)
-def test_a_crashing_worker_is_reported_with_its_own_traceback(quiet: dict) -> None:
+def test_a_worker_failing_at_start_up_is_reported_with_its_own_traceback_and_not_restarted(
+        quiet: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """The model factory raises in every worker: the first failure ends the run (a restart would meet it again),
+    with the child's own traceback, the restart budget untouched."""
     quiet["model"] = {"factory": "helpers:make_broken_model"}
-    quiet["runtime"]["max_restarts"] = 1
+    quiet["runtime"]["max_restarts"] = 3
     with pytest.raises(WorkerFailed) as info:
         pacer.train(local(quiet, "forkserver"))
     message = str(info.value)
     assert re.search(r"worker \d failed", message) and "RuntimeError: boom in the worker" in message
-    assert "the restart budget (runtime.max_restarts = 1) is spent" in message
+    assert "failed at start-up, before its first rollout: a restart would meet the same error" in message
+    assert message.count("Traceback") == 1 and "restarting worker" not in capsys.readouterr().err
     assert "make_broken_model" in message  # the traceback comes from the child
     assert (Path(quiet["log"]["run_dir"]) / "checkpoints" / "final.pt").is_file()
     assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []

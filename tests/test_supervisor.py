@@ -18,7 +18,7 @@ from pacer.config import Config
 from pacer.errors import WorkerFailed
 from pacer.evaluation import Played
 from pacer.metrics import Metrics
-from pacer.reports import Report
+from pacer.reports import Failure, Report
 from pacer.runtime import shared as shared_state
 from pacer.supervisor import Supervisor
 
@@ -28,7 +28,7 @@ class FakeBackend:
     shared counters, as a real worker does, and reports them; failures() returns the round's scripted deaths."""
 
     def __init__(self, shared: shared_state.SharedState, steps: int = 0, episodes: int = 0,
-                 failures: dict[int, list[tuple[int, str]]] | None = None, poll_s: float = 0.0) -> None:
+                 failures: dict[int, list[Failure]] | None = None, poll_s: float = 0.0) -> None:
         self.shared, self.steps, self.episodes, self.poll_s = shared, steps, episodes, poll_s
         self.script = failures or {}
         self.polls = 0
@@ -49,7 +49,7 @@ class FakeBackend:
         return [Report(worker=0, env_steps=self.steps, updates=1,
                        episode_returns=np.full(self.episodes, float(self.polls)), stats={"loss": 0.5})]
 
-    def failures(self) -> list[tuple[int, str]]:
+    def failures(self) -> list[Failure]:
         return self.script.pop(self.polls, [])  # each death is reported once
 
     def notices(self) -> list[str]:
@@ -129,8 +129,8 @@ class Run:
 
 def test_failed_workers_are_restarted_until_the_budget_is_spent(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    failures = {2: [(1, "Traceback: boom one\n")], 3: [(0, "Traceback: boom two\n")],
-                4: [(1, "Traceback: boom three\n")]}
+    failures = {2: [Failure(1, "Traceback: boom one\n")], 3: [Failure(0, "Traceback: boom two\n")],
+                4: [Failure(1, "Traceback: boom three\n")]}
     run = Run(tmp_path, {"max_restarts": 2, "total_steps": 100}, steps=10, failures=failures)
     with pytest.raises(WorkerFailed, match=r"(?s)boom three.*runtime\.max_restarts = 2\) is spent"):
         run.run()
@@ -142,8 +142,19 @@ def test_failed_workers_are_restarted_until_the_budget_is_spent(tmp_path: Path,
 
 
 def test_no_restart_budget_fails_on_the_first_death(tmp_path: Path) -> None:
-    run = Run(tmp_path, {"max_restarts": 0, "total_steps": 100}, steps=10, failures={1: [(0, "boom\n")]})
+    run = Run(tmp_path, {"max_restarts": 0, "total_steps": 100}, steps=10, failures={1: [Failure(0, "boom\n")]})
     with pytest.raises(WorkerFailed, match="boom"):
+        run.run()
+    assert run.backend.restarted == []
+
+
+def test_a_failure_at_start_up_is_not_restarted(tmp_path: Path) -> None:
+    """A worker that fails before its first rollout would fail the same way on every restart: the run stops at once,
+    its budget unspent, saying why."""
+    run = Run(tmp_path, {"max_restarts": 3, "total_steps": 100}, steps=10,
+              failures={1: [Failure(0, "worker 0 failed: unknown environment 'Nope-v0'", started=False)]})
+    with pytest.raises(WorkerFailed, match=r"(?s)unknown environment 'Nope-v0'.*failed at start-up, before its first "
+                                           r"rollout: a restart would meet the same error, so the run stops"):
         run.run()
     assert run.backend.restarted == []
 

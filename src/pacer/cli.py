@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import signal
 import sys
@@ -191,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `pacer train --env mymodule:make_env` finds mymodule in the current directory, as `python -m pacer` does (and
+    # so do the workers: spawn and forkserver children start with this process's sys.path)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     previous = signal.getsignal(signal.SIGTERM)
     if previous is not signal.SIG_IGN:  # inherited as ignored (nohup-like launchers): it stays ignored
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -261,6 +266,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         import yaml
 
+        runconfig.check(cfg)  # what the run would refuse, refused here too
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     from pacer.backends import early_start
@@ -389,7 +395,7 @@ def _tune(args: argparse.Namespace) -> int:
     spec = TuneSpec(base, args.trials, args.parallel, args.steps, args.dir or Path("runs") / f"tune-{name}",
                     args.seed, args.evaluations, study_name=args.study_name, seconds=args.seconds)
     kind = runconfig.kind_of({"env": {"id": cfg.env.id, "kwargs": cfg.env.kwargs}})
-    result = tune(spec, cfg.algo.name, kind == "continuous", lambda line: print(line, flush=True))
+    result = tune(spec, cfg.algo.name, kind in ("continuous", "pixels-continuous"), lambda line: print(line, flush=True))
     counts = ", ".join(f"{n} {state}" for state, n in result["trials"].items())
     print(f"study {result['study']!r}: {counts}; best trial {result['best_trial']}: {result['best_value']:.1f}")
     print(f"wrote {result['config']}; train with: pacer train --config {result['config']}")

@@ -11,6 +11,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, NamedTuple
 
@@ -24,11 +25,10 @@ from pacer.envs import EnvSpec, ensure_registered, make_vector_env, obs_dtype
 from pacer.errors import WorkerFailed, first_line
 from pacer.heads import act, head_for
 from pacer.runtime import processes, signals
-from pacer.runtime.channel import EOF_MARK, Channel, Inbox, Sender
+from pacer.runtime.channel import Channel, Inbox, Sender
 from pacer.usercode import ByValue, unwrap
 
 HANG_TIMEOUT_S = 10.0  # no batched env step for this long: the evaluation process is hung
-STARTUP_S = 120.0  # allowance before the first step (a spawned process imports torch; a busy machine)
 
 
 class Played(NamedTuple):
@@ -84,9 +84,16 @@ def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
     try:
         model, env, registration, episodes, seed, greedy, max_seconds = unwrap(args)
         ensure_registered(registration)
-        channel.send(("ok", run_episodes(model, env, episodes, seed, greedy, beat, max_seconds=max_seconds)))
+        channel.send(run_episodes(model, env, episodes, seed, greedy, beat, max_seconds=max_seconds))
     except BaseException as exc:
-        channel.send(("error", _one_line(exc)))
+        channel.send(EvalError(_one_line(exc)))
+
+
+@dataclass(frozen=True)
+class EvalError:
+    """An evaluation process's last message when it raised: the error and where, in one line."""
+
+    message: str
 
 
 def _one_line(exc: BaseException) -> str:
@@ -105,6 +112,7 @@ def run_episodes_parallel(model: nn.Module, env: EnvConfig, episodes: int, seed:
     workers = max(1, min(workers, episodes))
     if workers == 1:
         return run_episodes(model, env, episodes, seed, greedy, max_seconds=max_seconds)
+    processes.check_main_guard(start_method)
     ctx = processes.context(start_method)
     beats = ctx.Array("d", workers, lock=False)
     inbox = Inbox()
@@ -150,7 +158,7 @@ def _collect(procs: list[Any], inbox: Inbox, beats: Any, started: float, hang_ti
                     raise WorkerFailed(f"evaluation process {index} died ({processes.describe_exit(proc.exitcode)})"
                                        " before returning its episodes")
                 continue
-            limit = hang_timeout if beats[index] else max(hang_timeout, STARTUP_S)
+            limit = hang_timeout if beats[index] else max(hang_timeout, processes.STARTUP_S)
             silent = now - max(beats[index], started)
             if silent > limit:
                 proc.kill()
@@ -161,9 +169,8 @@ def _collect(procs: list[Any], inbox: Inbox, beats: Any, started: float, hang_ti
 
 def _take(inbox: Inbox, out: dict[int, Played]) -> None:
     for index, message in inbox.take_all():
-        if message == EOF_MARK:
-            continue
-        status, value = message
-        if status == "error":
-            raise WorkerFailed(f"evaluation process {index} failed: {value}")
-        out[index] = value
+        if isinstance(message, EvalError):
+            raise WorkerFailed(f"evaluation process {index} failed: {message.message}")
+        if isinstance(message, Played):
+            out[index] = message
+        # else EOF_MARK: the pipe closed; the process's exit is judged from the process itself

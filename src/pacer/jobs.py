@@ -103,7 +103,8 @@ class Greedy:
                               max_seconds=rt.eval_max_seconds)
         if played.cut:
             self.log(f"pacer: note: {played.cut} of {episodes} evaluation episodes still running after "
-                     f"runtime.eval_max_seconds ({rt.eval_max_seconds:g} s) were cut, scored with their return so far")
+                     f"runtime.eval_max_seconds ({rt.eval_max_seconds:g} s) were cut, scored with their return so far "
+                     "(raise it to play them out)")
         return played
 
     def video(self, name: str) -> None:

@@ -24,13 +24,28 @@ CONTINUOUS: dict[str, Any] = {
              "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
     "runtime": {"total_steps": 3_000_000, "eval_every": 100_000, "eval_episodes": 5},
 }
-# What an env with no preset of its own gets, by its kind of actions (pacer.envs.action_kind). The defaults are the
-# general recipe for discrete actions, so "discrete" adds nothing to them.
-FAMILIES: dict[str, dict[str, Any]] = {"continuous": CONTINUOUS, "discrete": {}}
+# For image observations with Box actions (CarRacing): the Nature CNN (which scales pixels itself: no running
+# normalization, which the CNN refuses) with the Atari PPO preset's rollouts (8 envs x 128 steps, 4 epochs x 4
+# minibatches, lr 2.5e-4 annealed), a Gaussian head starting narrow (log-std -1), rewards scaled. Evaluations of
+# 5 (final: 10) whole episodes: a rendered env is slow to step (CarRacing's 1,000-step episodes, 10 at once: ~35 s).
+PIXELS_CONTINUOUS: dict[str, Any] = {
+    "env": {"envs_per_worker": 8},
+    "model": {"encoder": "cnn", "log_std_init": -1.0},
+    "algo": {"name": "ppo", "n_steps": 128, "epochs": 4, "minibatches": 4, "lr": 2.5e-4, "lr_schedule": "linear",
+             "gamma": 0.99, "gae_lambda": 0.95, "scale_rewards": True},
+    "runtime": {"total_steps": 2_000_000, "eval_every": 100_000, "eval_episodes": 5, "final_eval_episodes": 10,
+                "eval_max_seconds": 90.0},
+}
+# What an env with no preset of its own gets, by its kind (`runconfig.kind_of`: its actions, and whether it sees
+# pixels). The defaults are the general recipe for discrete actions, so "discrete" adds nothing to them.
+FAMILIES: dict[str, dict[str, Any]] = {"continuous": CONTINUOUS, "pixels-continuous": PIXELS_CONTINUOUS,
+                                       "discrete": {}}
 FAMILY_ALGO = "ppo"  # the algorithm the families are recipes for
 FAMILY_TEXT = {
     "continuous": "Box actions, so the continuous-control recipe 'continuous': PPO, 8 envs per worker, 256-step "
                   "rollouts, 10 epochs, running observation normalization, reward scaling",
+    "pixels-continuous": "image observations and Box actions, so the recipe 'pixels-continuous': PPO with the "
+                         "Nature CNN, 8 envs per worker, 128-step rollouts, 4 epochs x 4 minibatches, reward scaling",
     "discrete": "discrete actions, so the general recipe 'discrete' (the defaults): PPO, 32 envs per worker, 32-step "
                 "rollouts, 4 epochs x 8 minibatches",
 }

@@ -62,7 +62,21 @@ class Finished:
 
 @dataclass
 class Failed:
-    """A worker's last message when it raised: its own traceback, formatted where it happened."""
+    """A worker's last message when it raised: its own traceback, formatted where it happened (or, for a
+    PacerError, its one line)."""
 
     worker: int
     traceback: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A worker the backend lost (it raised, died or hung), for the supervisor."""
+
+    worker: int
+    message: str
+    """What happened, with the worker's own traceback."""
+    started: bool = True
+    """Whether it had finished a rollout since it was (re)started; False: it failed at start-up, where a restart
+    would meet the same error (an env that cannot be made, a factory that raises, a script re-run by the start
+    method), so the run stops instead."""

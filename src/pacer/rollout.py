@@ -14,6 +14,7 @@ from torch import nn
 from pacer.envs import obs_dtype
 from pacer.heads import ActionHead
 from pacer.normalize import RewardScaler
+from pacer.phases import Phases
 
 
 class Rollout(NamedTuple):
@@ -41,7 +42,7 @@ class Collector:
 
     def __init__(self, env: VectorEnv, model: nn.Module, head: ActionHead, seed: int,
                  termination_reward: float | None = None, reward_scaler: RewardScaler | None = None,
-                 clip_rewards: float | None = None) -> None:
+                 clip_rewards: float | None = None, phases: Phases | None = None) -> None:
         self.env, self.model, self.head = env, model, head
         self.reward_scaler = reward_scaler
         self.rng = torch.Generator().manual_seed(seed)  # this collector's own stream: exact resume, inline workers
@@ -59,7 +60,7 @@ class Collector:
         self.whole_episodes = False
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
-        self.timings = {"env": 0.0, "inference": 0.0}
+        self.phases = phases or Phases()  # 'inference' and 'env' laps: the worker's timer, whose other laps it makes
         self.first_step_at: float | None = None  # epoch time of the first env.step (cold-start benchmarks)
         self._buffers: dict[int, Rollout] = {}
 
@@ -78,8 +79,8 @@ class Collector:
         buf = self._buffers.get(steps)
         if buf is None:
             buf = self._buffers[steps] = self._alloc(steps)
+        phases = self.phases
         for t in range(steps):
-            tic = time.perf_counter()
             obs_t = torch.from_numpy(self.obs)
             pi, value = self.model(obs_t)
             actions, logp = self.head.sample(self.model, pi, generator=self.rng)
@@ -88,12 +89,10 @@ class Collector:
             buf.logp[t] = logp.numpy()
             buf.values[t] = value.numpy()
             actions_np = self.head.clip(actions).numpy()
-            toc = time.perf_counter()
+            phases.lap("inference")
             if self.first_step_at is None:
                 self.first_step_at = time.time()
             obs, reward, terminated, truncated, _ = self.env.step(actions_np)
-            self.timings["inference"] += toc - tic
-            self.timings["env"] += time.perf_counter() - toc
             valid = ~self.prev_done & self.active
             if self.termination_reward is not None:
                 shaped = np.where(terminated, self.termination_reward, reward)
@@ -109,8 +108,10 @@ class Collector:
             buf.valid[t] = valid
             self._track_episodes(np.asarray(reward, dtype=np.float64), valid, terminated | truncated)
             self.obs = np.asarray(obs, dtype=self.obs_dtype)
+            phases.lap("env")  # the step, and recording its transition
         _, last_value = self.model(torch.from_numpy(self.obs))
         buf.last_values[:] = last_value.numpy()
+        phases.lap("inference")
         return buf
 
     def collect_episodes(self, chunk: int = 64) -> Rollout:

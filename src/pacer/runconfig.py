@@ -59,14 +59,18 @@ def resolve(config: ConfigSource = None, *, preset: str | None = "auto", overrid
 
 
 def kind_of(wanted: dict[str, Any]) -> str | None:
-    """The env's kind of actions, for an env with no preset of its own (this probes the env: `envs.probe`, which
-    the run's own probe then reuses)."""
+    """The env's kind, for an env with no preset of its own: 'continuous' or 'discrete' by its actions,
+    'pixels-continuous' for Box actions from image observations (pacer.presets.FAMILIES). This probes the env
+    (`envs.probe`), which the run's own probe then reuses."""
     from pacer.config import EnvConfig
     from pacer.envs import probe
 
     env = wanted.get("env", {})
-    return probe(EnvConfig(id=env.get("id", EnvConfig.id), kwargs=env.get("kwargs") or {},
-                           wrappers=tuple(env.get("wrappers") or ())), frames=wants_frames(wanted)).action_kind
+    spec = probe(EnvConfig(id=env.get("id", EnvConfig.id), kwargs=env.get("kwargs") or {},
+                           wrappers=tuple(env.get("wrappers") or ())), frames=wants_frames(wanted))
+    if spec.action_kind == "continuous" and spec.image:
+        return "pixels-continuous"
+    return spec.action_kind
 
 
 def wants_frames(config: Config | dict[str, Any]) -> bool:
@@ -75,6 +79,17 @@ def wants_frames(config: Config | dict[str, Any]) -> bool:
         return bool(config.log.video_every) or bool(config.log.track)
     log = nest(config).get("log", {})
     return bool(log.get("video_every")) or bool(log.get("track"))
+
+
+def check(cfg: Config) -> None:
+    """What a run would refuse at its start, checked without starting it (`pacer train --print-config`): the
+    algorithm, the env id or factory, the start method."""
+    from pacer.algos import get_algo
+    from pacer.envs import check_env_id
+
+    get_algo(cfg.algo.name)
+    check_env_id(cfg.env.id)
+    resolve_start_method(cfg.runtime.start_method)
 
 
 def saved_config(run_dir: str | Path) -> Path:

@@ -15,6 +15,7 @@ from pacer.clock import Clock
 from pacer.errors import WorkerFailed
 from pacer.jobs import Job, Progress, StopRule
 from pacer.metrics import Metrics
+from pacer.reports import Failure
 from pacer.runtime.shared import SharedState
 
 POLL_S = 0.1
@@ -38,8 +39,8 @@ class Supervisor:
                 return "interrupted"
             for report in self.backend.poll(POLL_S):
                 self.metrics.absorb(report)
-            for rank, message in self.backend.failures():
-                self.restart(rank, message)
+            for failure in self.backend.failures():
+                self.restart(failure)
             for line in self.backend.notices():
                 self.metrics.log(line)
             steps = self.shared.counters()["env_steps"]
@@ -52,9 +53,13 @@ class Supervisor:
                 if reason is not None:
                     return reason
 
-    def restart(self, rank: int, message: str) -> None:
-        """A worker died: show its own traceback, then restart it while the run's restart budget lasts."""
-        budget = self.max_restarts
+    def restart(self, failure: Failure) -> None:
+        """A worker died: show its own traceback, then restart it while the run's restart budget lasts. One that
+        failed before its first rollout is not restarted: its start-up would fail the same way again."""
+        rank, message, budget = failure.worker, failure.message, self.max_restarts
+        if not failure.started:
+            raise WorkerFailed(f"{message.rstrip()}\nworker {rank} failed at start-up, before its first rollout: "
+                               "a restart would meet the same error, so the run stops")
         if self.restarts >= budget:
             raise WorkerFailed(f"{message.rstrip()}\nthe restart budget (runtime.max_restarts = {budget}) is spent; "
                                "the run stops with its last parameters saved")

@@ -112,11 +112,34 @@ def check_installed(names: tuple[str, ...]) -> None:
 
 def open_trackers(names: tuple[str, ...], project: str, run_dir: Path, config: dict[str, Any], command: str,
                   warn: Callable[[str], None]) -> Trackers:
-    """Start a run in each tracker (an error here, such as W&B online without a login, ends the run before it
-    trains: the user asked for tracking and would otherwise find none)."""
+    """Start a run in each tracker, before any worker starts, and say where each is; a tracker that cannot start
+    (W&B online without a login, a setting it refuses, MLflow 3 given a `file:` store) ends the run there in one
+    line: the user asked for tracking and would otherwise find none."""
     check_installed(names)
     openers: dict[str, Callable[..., Tracker]] = {"wandb": WandbTracker, "mlflow": MlflowTracker}
-    return Trackers({name: openers[name](project, run_dir, config, command) for name in names}, warn)
+    started: dict[str, Tracker] = {}
+    for name in names:
+        try:
+            started[name] = openers[name](project, run_dir, config, command)
+        except Exception as exc:
+            for tracker in started.values():
+                tracker.close(ok=False)
+            raise PacerError(f"log.track {name}: cannot start a run: {type(exc).__name__}: {_tracker_error(exc)}"
+                             f"{HINTS.get(name, '')}") from None
+        warn(f"pacer: tracking to {getattr(started[name], 'where', name)}")
+    return Trackers(started, warn)
+
+
+HINTS = {"wandb": " (W&B's own settings: WANDB_MODE=offline works without a login or a network)",
+         "mlflow": " (MLFLOW_TRACKING_URI; unset, MLflow writes ./mlflow.db)"}
+
+
+def _tracker_error(exc: BaseException) -> str:
+    """A tracker's error in one line: its first line that says something (pydantic's first line only counts)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and "validation error" in lines[0]:  # W&B's settings: '1 validation error', 'mode', 'Input..'
+        return f"{lines[0]}: {lines[1]}: {lines[2].split(' [')[0]}" if len(lines) > 2 else lines[0]
+    return lines[0] if lines else ""
 
 
 class WandbTracker:
@@ -130,6 +153,8 @@ class WandbTracker:
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", project), name=run_dir.name,
                               dir=str(run_dir), config={**config, "versions": versions(), "command": command},
                               reinit="create_new", settings=wandb.Settings(console="off", silent=True))
+        url = getattr(self.run, "url", None)
+        self.where = f"W&B run {url}" if url else f"W&B ({self.run.settings.mode}, in {self.run.dir})"
 
     def log_row(self, row: dict[str, Any], step: int) -> None:
         self.run.log({**grouped(row), "charts/env_steps": step}, step=step)
@@ -156,6 +181,7 @@ class MlflowTracker:
 
         self.client = MlflowClient()  # MLFLOW_TRACKING_URI, else MLflow's own default (3.x: ./mlflow.db)
         experiment = self.client.get_experiment_by_name(project)
+        self.where = f"MLflow at {self.client.tracking_uri}, experiment {project!r}"
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(project)
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
         tags = {f"versions.{k}": v for k, v in versions().items()} | {"command": command, "run_dir": str(run_dir)}
@@ -163,6 +189,7 @@ class MlflowTracker:
         for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters a batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.where += f", run {self.run_id}"
 
     def log_row(self, row: dict[str, Any], step: int) -> None:
         import time

@@ -8,9 +8,12 @@ evaluation, summary.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from pacer.metrics import Metrics
 from pacer.model import make_model
 from pacer.resume import check_resume, left_out_of, restore_run, save
 from pacer.runtime.preflight import check_rollout_memory
+from pacer.runtime.processes import inheriting
 from pacer.runtime.shared import SharedState
 from pacer.runtime.signals import StopSignals
 from pacer.supervisor import Supervisor
@@ -88,6 +92,9 @@ def train(config: runconfig.ConfigSource = None, *, preset: str | None = "auto",
     """Train an agent. `config` is a Config, a nested dict or a YAML file's path (on top of `preset`: by default
     the one tuned for its env and algorithm, if any; 'none' for the plain defaults); `overrides` use '__' for '.',
     e.g. `train(runtime__workers=2)`. With `resume=RUN_DIR` the saved run continues where it stopped."""
+    if inheriting():  # a worker importing a script that trains at import time (local.preflight names the line)
+        raise SystemExit("pacer: error: this script trains when it is imported, as each worker process does: put "
+                         "the training under `if __name__ == \"__main__\":`")
     run = prepare(config, preset, resume, {key.replace("__", "."): value for key, value in overrides.items()})
     try:
         reason, final = supervise(run)
@@ -118,20 +125,33 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     model = make_model(cfg.model, spec.observation_space, spec.action_space)
     where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run
     where.preflight(cfg, model, _stderr)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
-    trackers = _open_trackers(cfg, run_dir)  # checked before any worker starts: a tracker that fails is one line
-    shared, clock = where.make_shared(cfg, model), Clock()
-    worker_states = _restored(saved, shared, cfg, clock)
-    start_steps = shared.counters()["env_steps"]
-    algorithm = get_algo(cfg.algo.name)
-    specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm, worker_states[rank],
-                        spec) for rank in range(cfg.runtime.workers)]
-    backend: Backend = where.create(specs, shared, lambda rank, restarts: worker_seed(cfg.runtime.seed, rank,
-                                                                                       start_steps, restarts))
-    run = Run(cfg, run_dir, shared, backend, clock, start_steps, trackers, final_video)
-    _supervision(run, spec)
+    with _run_dir(run_dir, new=resume is None):  # a start that fails here leaves no run directory behind
+        save_yaml(cfg, run_dir / "config.yaml")
+        trackers = _open_trackers(cfg, run_dir)  # before any worker starts: a tracker that fails is one line
+        shared, clock = where.make_shared(cfg, model), Clock()
+        worker_states = _restored(saved, shared, cfg, clock)
+        start_steps = shared.counters()["env_steps"]
+        algorithm = get_algo(cfg.algo.name)
+        specs = [WorkerSpec(cfg, rank, worker_seed(cfg.runtime.seed, rank, start_steps), algorithm,
+                            worker_states[rank], spec) for rank in range(cfg.runtime.workers)]
+        backend: Backend = where.create(specs, shared, lambda rank, restarts: worker_seed(cfg.runtime.seed, rank,
+                                                                                           start_steps, restarts))
+        run = Run(cfg, run_dir, shared, backend, clock, start_steps, trackers, final_video)
+        _supervision(run, spec)
     return run
+
+
+@contextlib.contextmanager
+def _run_dir(run_dir: Path, new: bool) -> Iterator[None]:
+    """The run directory, made for a new run; removed again if what follows fails (a resumed run's stays)."""
+    made = new and not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if made:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _restored(saved: dict[str, Any] | None, shared: SharedState, cfg: Config, clock: Clock) -> list[Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from pacer.errors import PacerError
 from pacer.heads import head_for
 from pacer.link import Link
 from pacer.model import make_model
+from pacer.phases import Phases
 from pacer.reports import Report
 from pacer.rollout import Collector
 from pacer.runtime import flat
@@ -67,15 +67,15 @@ class Worker:
         if scaler is not None and (kept := link.reward_stats()) is not None:
             scaler.stats = np.array(kept)  # a restarted worker goes on with the run's scale, not from nothing
         self.scaler = scaler
+        self.phases = Phases()  # where the time goes: sync, inference, env, returns, learn, optimizer
         self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler,
-                                   cfg.algo.clip_rewards)
+                                   cfg.algo.clip_rewards, self.phases)
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         # the algorithm's hand-written gradient where it covers the run (exactly autograd's, ~2x faster: the
         # built-in MLP's a2c/ppo loss); config.yaml says whether it does (runconfig.complete). None: autograd
         fast = spec.algorithm.fast_grad
         self.fast_grad = fast(self.model, self.head, cfg.model, cfg.algo, self.local_params) \
             if fast is not None and cfg.algo.analytic_grad else None
-        self.timings = {"returns": 0.0, "learn": 0.0, "optimizer": 0.0, "sync": 0.0}
         self.first_reported = False
         self.updates = 0  # this rollout's, so far
         if spec.state is not None:
@@ -92,20 +92,21 @@ class Worker:
 
     def iterate(self) -> Report:
         """One rollout and its updates; returns what happened, as plain numbers."""
-        tic = time.perf_counter()
+        phases = self.phases
+        phases.start()
         self.link.pull(self.local_params)
         if self.norm is not None:  # fixed for the whole rollout and its updates: what collected is what learns
             self.norm.load(self.link.obs_stats())
-        self.timings["sync"] += time.perf_counter() - tic
+        phases.lap("sync")
         if self.spec.algorithm.targets == "mc":
             rollout = self.collector.collect_episodes()
         else:
             rollout = self.collector.collect(self.cfg.algo.n_steps)
         if self.norm is not None:
             self.link.observe(normalize.moments(rollout.obs[rollout.valid]))
-        tic = time.perf_counter()
+            phases.lap("sync")
         batch = prepare(rollout, self.cfg.algo, self.spec.algorithm.targets)
-        self.timings["returns"] += time.perf_counter() - tic
+        phases.lap("returns")
         stats, updates = self.learn(batch)
         if self.scaler is not None:
             self.link.keep_reward_stats(self.scaler.stats)
@@ -116,13 +117,10 @@ class Worker:
         report = Report(worker=self.spec.rank, env_steps=steps, updates=updates,
                         episode_returns=np.asarray(returns, dtype=np.float64),
                         episode_lengths=np.asarray(lengths, dtype=np.int64), stats=stats,
-                        timings={**self.collector.timings, **self.timings})
+                        timings=phases.take())
         if not self.first_reported and self.collector.first_step_at is not None:
             report.first_env_step_at = self.collector.first_step_at
             self.first_reported = True
-        for timings in (self.collector.timings, self.timings):
-            for key in timings:
-                timings[key] = 0.0
         return report
 
     def learn(self, batch: Batch) -> tuple[dict[str, float], int]:
@@ -139,11 +137,9 @@ class Worker:
 
     def loss(self, minibatch: Batch) -> Step:
         """The minibatch's update on the run's latest parameters (the schedule's Learner side)."""
-        tic = time.perf_counter()
         if self.updates:  # later minibatches learn on top of the latest parameters
             self.link.pull(self.local_params)
-            self.timings["sync"] += time.perf_counter() - tic
-            tic = time.perf_counter()
+            self.phases.lap("sync")
         if self.fast_grad is not None:
             stats, total, grad = self.fast_grad.compute(minibatch)
             step = Step(torch.tensor(total), stats, grad)
@@ -153,16 +149,16 @@ class Worker:
                 raise PacerError(f"the loss function of algo {self.cfg.algo.name!r} returned {type(terms).__name__}; "
                                  "a loss returns pacer.algos.LossTerms(policy, value, entropy, stats)")
             step = Step(terms.total(self.cfg.algo), terms.report())
-        self.timings["learn"] += time.perf_counter() - tic
+        self.phases.lap("learn")
         if self.cfg.algo.target_kl is not None:
             step.stats = self.link.agree(step.stats)
+            self.phases.lap("sync")
         return step
 
     def step(self, step: Step) -> dict[str, float]:
         """Apply one update: its gradient (back-propagated on the local model now, if the step holds a graph) goes
         to the link."""
-        algo = self.cfg.algo
-        tic = time.perf_counter()
+        algo, phases = self.cfg.algo, self.phases
         grad = step.grad
         if grad is None:
             self.model.zero_grad(set_to_none=True)
@@ -170,20 +166,17 @@ class Worker:
             # one flat gradient (zeros for a parameter the loss did not use): one norm, one all-reduce, one step
             grad = flat.gather([p.grad for p in self.local_params], self.local_params)
         step.grad = None  # a step is applied once: its gradient now belongs to the parameters' store
-        toc = time.perf_counter()
+        phases.lap("learn")
         self.link.reduce(grad)  # a data-parallel group averages its gradients before they are clipped
-        reduced = time.perf_counter()
-        self.timings["sync"] += reduced - toc
-        tic += reduced - toc  # the learn phase leaves out the wait for the group
+        phases.lap("sync")
         stats = {"loss": float(step.loss.item())}
         if algo.max_grad_norm is not None:
             stats["grad_norm"] = flat.clip_norm_(grad, algo.max_grad_norm)
-        toc = time.perf_counter()
+        phases.lap("learn")
         # the run's step count (summed shared counters) only when the schedule uses it
         steps = self.link.env_steps() if algo.lr_schedule == "linear" else 0
         self.link.push(grad, learning_rate(self.cfg, steps))
-        self.timings["learn"] += toc - tic
-        self.timings["optimizer"] += time.perf_counter() - toc
+        phases.lap("optimizer")
         self.updates += 1
         return stats
 

@@ -24,7 +24,7 @@ from pacer.errors import PacerError, did_you_mean
 
 if TYPE_CHECKING:
     from pacer.config import Config
-    from pacer.reports import Report
+    from pacer.reports import Failure, Report
 
 
 class Backend(Protocol):
@@ -38,8 +38,8 @@ class Backend(Protocol):
     def poll(self, timeout: float) -> list[Report]:
         """Reports that arrived, waiting up to `timeout` seconds for the first one."""
 
-    def failures(self) -> list[tuple[int, str]]:
-        """(rank, message with the worker's own traceback) for each worker that died since the last call."""
+    def failures(self) -> list[Failure]:
+        """Each worker that died (raised, was killed, hung) since the last call, with its own traceback."""
 
     def notices(self) -> list[str]:
         """Lines for the user since the last call: changes of capacity (what fits, a node lost or joined)."""

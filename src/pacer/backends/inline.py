@@ -16,7 +16,7 @@ from torch import nn
 
 from pacer.backends.hogwild import HogwildLink
 from pacer.config import Config
-from pacer.reports import Report
+from pacer.reports import Failure, Report
 from pacer.runtime import preflight as checks
 from pacer.runtime import shared as shared_state
 from pacer.runtime.shared import SharedState
@@ -59,7 +59,7 @@ class InlineBackend:
     def resume(self) -> None:
         pass
 
-    def failures(self) -> list[tuple[int, str]]:
+    def failures(self) -> list[Failure]:
         return []  # an exception in an inline worker propagates with its traceback
 
     def notices(self) -> list[str]:

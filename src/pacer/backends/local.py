@@ -25,7 +25,8 @@ from torch import nn
 from pacer.backends import user_code
 from pacer.backends.hogwild import HogwildLink
 from pacer.config import Config
-from pacer.reports import Failed, Finished, Report
+from pacer.errors import PacerError
+from pacer.reports import Failed, Failure, Finished, Report
 from pacer.runtime import preflight as checks
 from pacer.runtime import processes, signals
 from pacer.runtime import shared as shared_state
@@ -35,12 +36,12 @@ from pacer.usercode import ByValue, check_sendable, unwrap
 from pacer.worker import Worker, WorkerSpec
 
 STOP_GRACE_S = 10.0
-STARTUP_S = 120.0  # heartbeat allowance before a worker's first sign of life
 PAUSE_WAIT_S = 30.0  # longest wait for the workers to finish their rollouts before an evaluation
 
 
 def preflight(cfg: Config, model: nn.Module, log: Callable[[str], None]) -> None:
     method = processes.resolve_start_method(cfg.runtime.start_method)
+    processes.check_main_guard(method)  # before any process starts: a script that would train in every worker
     checks.status(cfg, f"on local processes (start method {method})", log)
     checks.check_shared_memory(cfg, model)
     check_sendable(user_code(cfg))
@@ -84,6 +85,9 @@ def worker_process(spec: Any, shared: SharedState, channel: Sender, sharing_stra
             report_time = time.perf_counter() - tic
         worker.close()
         channel.send(Finished(rank, worker.get_state(), pending))
+    except PacerError as exc:  # pacer's own one-line error (an env that cannot be made, a bad factory)
+        channel.send(Failed(rank, f"worker {rank} failed: {exc}"))
+        os._exit(1)
     except BaseException:
         channel.send(Failed(rank, f"worker {rank} failed:\n{traceback.format_exc()}"))
         os._exit(1)  # now: a half-built worker's threads or finalizers must not keep the process alive
@@ -102,7 +106,8 @@ class LocalBackend:
         self.launched: dict[int, float] = {}
         self.restarts: dict[int, int] = {}
         self.errors: dict[int, str] = {}  # tracebacks received, waiting for the process's death to be seen
-        self.dead: list[tuple[int, str]] = []  # deaths not yet handed to the supervisor
+        self.dead: list[Failure] = []  # deaths not yet handed to the supervisor
+        self.reported: set[int] = set()  # workers that sent a report since they were (re)started
         self.final_states: dict[int, Any] = {}
         self.held: list[Report] = []  # reports read while looking for a dead worker's traceback
         self.hung: dict[int, tuple[Any, float]] = {}  # rank -> (process the watchdog killed, seconds it was silent)
@@ -128,7 +133,7 @@ class LocalBackend:
                     continue
                 beat, launched = self.shared.heartbeats[rank], self.launched[rank]
                 # starting (fork server still importing torch, a busy machine) gets a longer allowance
-                limit = self.heartbeat_timeout if beat >= launched else max(self.heartbeat_timeout, STARTUP_S)
+                limit = self.heartbeat_timeout if beat >= launched else max(self.heartbeat_timeout, processes.STARTUP_S)
                 silent = now - max(beat, launched)
                 if silent > limit and rank not in self.hung:
                     with contextlib.suppress(ValueError, OSError):  # closed or gone meanwhile: nothing to do
@@ -142,6 +147,7 @@ class LocalBackend:
                                 args=(ByValue(spec), self.shared.for_worker(spec.rank), channel.sender(),
                                       self.strategy))
         self.launched[spec.rank] = time.monotonic()  # before the watchdog can see the process
+        self.reported.discard(spec.rank)
         self.procs[spec.rank] = proc
         # Ctrl-C is held until the start is complete: half-started, the process would be neither joinable nor dead
         with signals.signals_deferred(), signals.children_ignore_sigint():
@@ -165,6 +171,7 @@ class LocalBackend:
         out = []
         for rank, message in self.inbox.take_all():
             if isinstance(message, Report):
+                self.reported.add(rank)
                 out.append(message)
             elif isinstance(message, Finished):
                 self.final_states[rank] = message.state
@@ -180,10 +187,12 @@ class LocalBackend:
             if proc.exitcode is None:
                 continue
             killed, silent = self.hung.pop(rank, (None, 0.0))
+            started = rank in self.reported
             if killed is proc:  # the watchdog killed this very process (not an earlier incarnation)
                 self._forget(rank)
-                self.dead.append((rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
-                                        f"(runtime.heartbeat_timeout {self.heartbeat_timeout:g} s) and was killed"))
+                self.dead.append(Failure(rank, f"worker {rank} gave no sign of life for {silent:.1f} s (runtime."
+                                               f"heartbeat_timeout {self.heartbeat_timeout:g} s) and was killed",
+                                         started))
             elif proc.exitcode != 0:
                 if rank not in self.errors:  # its traceback may still be on its way through the pipe
                     time.sleep(0.05)
@@ -192,13 +201,13 @@ class LocalBackend:
                 self._forget(rank)
                 message = self.errors.pop(rank, None) or (
                     f"worker {rank} died with {processes.describe_exit(exitcode)} and sent no traceback")
-                self.dead.append((rank, message))
+                self.dead.append(Failure(rank, message, started))
 
     def _forget(self, rank: int) -> None:
         self.procs.pop(rank).close()
 
-    def failures(self) -> list[tuple[int, str]]:
-        """(rank, message with the worker's own traceback) for each worker that died since the last call."""
+    def failures(self) -> list[Failure]:
+        """Each worker that died since the last call, with its own traceback."""
         dead, self.dead = self.dead, []
         return dead
 

@@ -39,8 +39,8 @@ from pacer.backends import user_code
 from pacer.backends.ray_actor import RoundResult, member_minibatches
 from pacer.config import Config
 from pacer.errors import PacerError
-from pacer.reports import Report
-from pacer.runtime import optim, signals
+from pacer.reports import Failure, Report
+from pacer.runtime import optim, processes, signals
 from pacer.runtime import preflight as checks
 from pacer.runtime import shared as shared_state
 from pacer.runtime.shared import SharedState
@@ -49,7 +49,6 @@ from pacer.usercode import ByValue, check_sendable
 from pacer.worker import WorkerSpec
 
 OBJECT_STORE_BYTES = 200 * 2**20
-STARTUP_S = 180.0  # allowance for an actor's first rollout: a new worker process imports torch, maybe on a busy node
 STOP_GRACE_S = 10.0
 AHEAD = 1  # rounds queued behind the one running: an actor never waits for the driver between rounds
 PAUSE_WAIT_S = 30.0
@@ -137,7 +136,7 @@ class Membership:
         self.restarts: dict[int, int] = {}
         # lost actors: (node, until when to wait for Ray's verdict on it (-1: its node died; 0: a crash), message)
         self.suspects: dict[int, tuple[str | None, float, str]] = {}
-        self.dead: list[tuple[int, str]] = []  # crashes and hangs, for the supervisor (a restart each)
+        self.dead: list[Failure] = []  # crashes and hangs, for the supervisor (a restart each)
         self.notes: list[str] = []
         self.room = 0  # workers the cluster has had room for
         self.members: list[int] = []  # the current group, by rank ([]: none formed yet, or broken)
@@ -182,7 +181,7 @@ class Membership:
         if actor is not None:
             self.ray.kill(actor, no_restart=True)
         if not capacity:
-            self.dead.append((rank, message))
+            self.dead.append(Failure(rank, message, rank in self.answered))
 
     def suspect(self, rank: int, exc: Exception) -> None:
         """Worker `rank`'s actor is gone: wait for Ray's verdict on whether its node died (capacity) or it crashed."""
@@ -208,7 +207,7 @@ class Membership:
                 continue  # unreachable, on a node Ray still counts alive: wait for its verdict
             del self.suspects[rank]
             if not node_died or node is None:
-                self.dead.append((rank, message))
+                self.dead.append(Failure(rank, message, rank in self.answered))
             else:
                 self.notes.append(f"pacer: worker {rank} was lost with its node {node[:12]}; it starts again where "
                                   "there is room (not counted against runtime.max_restarts)")
@@ -467,7 +466,7 @@ class RayBackend:
     def _check_hang(self, current: Round) -> None:
         limit = self.cfg.runtime.heartbeat_timeout
         started = all(rank in self.membership.answered for rank in current.members)
-        allowed = limit if started else max(limit, STARTUP_S)
+        allowed = limit if started else max(limit, processes.STARTUP_S)
         silent = time.monotonic() - current.sent_at
         if silent > allowed:
             for rank in current.members:
@@ -475,7 +474,7 @@ class RayBackend:
                     self._lose(rank, f"worker {rank} gave no sign of life for {silent:.1f} s "
                                      f"(runtime.heartbeat_timeout {limit:g} s) and was killed")
 
-    def failures(self) -> list[tuple[int, str]]:
+    def failures(self) -> list[Failure]:
         dead, self.membership.dead = self.membership.dead, []
         return dead
 

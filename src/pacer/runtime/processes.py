@@ -19,6 +19,9 @@ from typing import Any
 from pacer.runtime.signals import FORCE, children_ignore_sigint
 
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
+STARTUP_S = 120.0
+"""Allowance for a child's first sign of life (a worker's first rollout, an evaluation's first step, a Ray actor's
+first round): a spawned process imports torch (~2 s here), maybe on a busy machine or a node that just joined."""
 CLEANUP_ENV = "PACER_FORKSERVER_TMPDIR"
 # this module first (it imports no torch): the fork server registers the cleanup of its socket directory at once,
 # not after the ~2 s torch import, in case the parent is killed meanwhile (start_forkserver_early)
@@ -36,6 +39,59 @@ def resolve_start_method(method: str) -> str:
                              f"{', '.join(mp.get_all_start_methods())}")
         return method
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def check_main_guard(method: str) -> None:
+    """Before starting processes with spawn or forkserver: each child imports the main script again (as
+    `__mp_main__`), running its top-level code. A script that trains at import time, outside
+    `if __name__ == "__main__":`, would start a training run of its own in every child; refuse it in one line that
+    names the line, before any child starts. (A package's `__main__`, a notebook or `python -c` is not imported
+    again.)"""
+    if resolve_start_method(method) == "fork":
+        return
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or (name is not None and (name == "__main__" or name.endswith(".__main__"))):
+        return
+    path = os.path.abspath(path)
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and
+                                     os.path.abspath(frame.f_code.co_filename) == path):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or _under_main_guard(path, frame.f_lineno):
+        return
+    from pacer.errors import PacerError
+
+    raise PacerError(f"{os.path.basename(path)}:{frame.f_lineno} starts training when the script is imported, and "
+                     f"each worker process (start method {resolve_start_method(method)}) imports the script again: "
+                     "put it under `if __name__ == \"__main__\":` (or use runtime.start_method fork, or the inline "
+                     "backend)")
+
+
+def _under_main_guard(path: str, line: int) -> bool:
+    """Whether `line` of the script is inside an `if __name__ == "__main__":` block (True when it cannot be read)."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            test = node.test
+            if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
+                sides = [test.left, *test.comparators]
+                if any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides) and \
+                        any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides):
+                    return True
+    return False
+
+
+def inheriting() -> bool:
+    """Whether this process is a spawn or forkserver child still importing its parent's main script."""
+    return bool(getattr(mp.current_process(), "_inheriting", False))
 
 
 def context(method: str) -> Any:
