@@ -48,3 +48,29 @@ def test_the_wheel_installs_beside_an_existing_torch_and_trains(tmp_path: Path) 
               cwd=tmp_path)
     assert "done (total_steps)" in out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["env_steps"] >= 4000
+
+
+def readme_install_block() -> list[str]:
+    """The commands of the README's Install section (its first bash block), comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Install"):]
+    section = section[:section.index("\n## ", 1)]
+    block = section[section.index("```bash\n") + len("```bash\n"):]
+    block = block[:block.index("```")]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_install_section_works_word_for_word(tmp_path: Path) -> None:
+    """In a clone of this tree, a fresh virtualenv, the README's commands one after another. One substitution: this
+    machine reaches no PyTorch index, so the torch line installs the same CPU torch from the local wheel."""
+    commands = readme_install_block()
+    torch_line = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert torch_line in commands and commands[-1].startswith("pacer train")
+    local = commands[:]
+    local[local.index(torch_line)] = f"pip install -c {ROOT / 'constraints.txt'} torch"
+    run("git", "clone", "-q", ROOT, tmp_path / "clone")
+    script = "set -euo pipefail\n" + "\n".join(local) + "\n"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path / "clone", timeout=800,
+                         env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
+    assert out.returncode == 0, f"{script}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert "done (" in out.stdout and "greedy evaluation" in out.stdout
