@@ -50,12 +50,16 @@ def test_a_faulty_evaluation_process_ends_the_evaluation_in_one_line(fault: str,
 
 
 @pytest.mark.timeout(60)
-def test_pacer_eval_with_a_hung_process_exits_1_in_one_line(trained: dict) -> None:
+def test_pacer_eval_with_a_hung_process_exits_1_in_one_line(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """...and leaves nothing behind: no process, no /dev/shm entry, no /tmp/pymp-* dir (the hung one is killed)."""
+    from leftovers import OwnFiles
     from test_cli import pacer_cmd
 
+    own = OwnFiles(monkeypatch)  # the command's files, never another run's: it gets a TMPDIR of its own
     tic = time.monotonic()
     out = pacer_cmd("eval", str(trained["hanging"]), "--episodes", "4", "--workers", "2", "--hang-timeout", "2")
     assert out.returncode == 1, out.stderr
     assert re.match(r"^pacer: error: " + CASES["hanging"][1:], out.stderr.strip()), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert time.monotonic() - tic < 45.0
+    assert own.files() == set()

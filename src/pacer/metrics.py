@@ -36,10 +36,12 @@ class Metrics:
         self.csv_writer: csv.DictWriter[str] | None = None
         self.tb = _tensorboard_writer(run_dir) if tensorboard else None
         self.bar = _progress_bar(total_steps, start_steps) if progress else None
+        self.reports = 0  # absorbed so far: none means the workers are still on their first rollouts
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         """Called with every row written (the experiment trackers)."""
 
     def absorb(self, report: Report) -> None:
+        self.reports += 1
         if report.first_env_step_at is not None:
             self.first_env_step_at.setdefault(report.worker, report.first_env_step_at)
         self.recent.extend(report.episode_returns.tolist())
@@ -76,9 +78,11 @@ class Metrics:
                     self.tb.add_scalar(key, value, steps)
         if self.bar is not None:
             self.bar.n = min(steps, self.bar.total)
-            self.bar.set_postfix_str(
-                f"{rate:,.0f} steps/s | return {self.recent_return():.1f} | eval "
-                + (f"{self.last_eval:.1f}" if self.last_eval is not None else "-"), refresh=False)
+            # steps count once a rollout and its updates are done: a large one (pixels) shows nothing for seconds
+            self.bar.set_postfix_str("first rollouts under way" if not self.reports else
+                                     f"{rate:,.0f} steps/s | return {self.recent_return():.1f} | eval "
+                                     + (f"{self.last_eval:.1f}" if self.last_eval is not None else "-"),
+                                     refresh=False)
             self.bar.refresh()
         return row
 
