@@ -60,9 +60,9 @@ class FastHead(ActionHead, Protocol):
     def saved_log_prob_entropy(self, model: nn.Module, pi: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Any]:
         """`log_prob_entropy`'s values, and what `backward` needs of the forward pass."""
 
-    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: Tensor) -> tuple[Tensor, Tensor | None]:
+    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: float) -> tuple[Tensor, Tensor | None]:
         """The gradient with respect to `pi` and to `log_std` (None without one), given those with respect to each
-        row's log-probability and entropy."""
+        row's log-probability and to each row's entropy (the same for every row: losses average the entropy)."""
 
 
 class Categorical:
@@ -96,12 +96,12 @@ class Categorical:
         entropy = -(probs * logp_all).sum(-1)
         return logp_all.gather(-1, index).squeeze(-1), entropy, (logp_all, probs, index, entropy)
 
-    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: Tensor) -> tuple[Tensor, Tensor | None]:
+    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: float) -> tuple[Tensor, Tensor | None]:
         logp_all, probs, index, entropy = saved
         # d logp / d logits = onehot - p; d H / d logits = -p (log p + H)
-        g_pi = -probs * (d_logp + d_entropy * entropy).unsqueeze(-1)
+        g_pi = probs * (d_logp + d_entropy * entropy).neg_().unsqueeze(-1)
         g_pi.scatter_add_(-1, index, d_logp.unsqueeze(-1))
-        g_pi.sub_(d_entropy.unsqueeze(-1) * probs * logp_all)
+        g_pi.add_(probs * logp_all, alpha=-d_entropy)
         return g_pi, None
 
     def clip(self, actions: Tensor) -> Tensor:
@@ -140,11 +140,11 @@ class DiagGaussian:
         z = (actions - pi) / log_std.exp()
         return (-0.5 * z.pow(2) - log_std - LOG_2PI_HALF).sum(-1), entropy, (z, log_std)
 
-    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: Tensor) -> tuple[Tensor, Tensor | None]:
+    def backward(self, model: nn.Module, saved: Any, d_logp: Tensor, d_entropy: float) -> tuple[Tensor, Tensor | None]:
         z, log_std = saved
         # d logp / d mean = z / std; d logp / d log_std = z^2 - 1; d H / d log_std = 1 per row
         g_pi = d_logp.unsqueeze(-1) * (z / log_std.exp())
-        g_log_std = (d_logp.unsqueeze(-1) * (z * z - 1.0)).sum(0) + d_entropy.sum()
+        g_log_std = (d_logp.unsqueeze(-1) * (z * z - 1.0)).sum(0).add_(d_entropy * z.shape[0])
         return g_pi, g_log_std
 
     def clip(self, actions: Tensor) -> Tensor:

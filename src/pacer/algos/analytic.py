@@ -20,15 +20,16 @@ It is a second way to the same numbers, so it is fenced:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from pacer.algos.losses import Batch, LossTerms, ppo_stats, ppo_surrogate, value_loss
+from pacer.algos.losses import Batch, LossTerms, Surrogate, ppo_stats, ppo_surrogate, value_loss
 from pacer.config import AlgoConfig, ModelConfig
 from pacer.heads import ActionHead, FastHead
 from pacer.model import MLPActorCritic
+from pacer.runtime import flat
 
 # an activation's backward kernel, from its output (the kernels autograd runs); an activation not named here is
 # not covered
@@ -92,12 +93,22 @@ def _layers(body: nn.Module) -> list[nn.Linear]:
     return [m for m in body.modules() if isinstance(m, nn.Linear)]
 
 
-def ppo_surrogate_grad(ratio: Tensor, advantages: Tensor, clip_range: float) -> Tensor:
+def ppo_surrogate_grad(surrogate: Surrogate, advantages: Tensor) -> Tensor:
     """d ppo_surrogate / d logp, per row: -A r / n where the unclipped term is the smaller one (where the two are
     equal, r inside the range, autograd splits the gradient between them, which sums to the same), else 0."""
-    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-    unclipped_wins = (ratio * advantages <= clipped * advantages).to(advantages.dtype)
-    return unclipped_wins * (-advantages / ratio.shape[0]) * ratio
+    unclipped_wins = (surrogate.unclipped <= surrogate.clipped).to(advantages.dtype)
+    return unclipped_wins.mul_(surrogate.unclipped).mul_(-1.0 / advantages.shape[0])
+
+
+class Layer(NamedTuple):
+    """A linear layer as the fast path uses it: its tensors, and the views of the gradient its own go into (all
+    fixed for the model's life: parameters are updated in place, in their flat buffer)."""
+
+    weight_t: Tensor
+    bias: Tensor
+    weight: Tensor
+    grad_weight: Tensor
+    grad_bias: Tensor
 
 
 class AnalyticGrad:
@@ -105,32 +116,40 @@ class AnalyticGrad:
                  activation: str, params: Sequence[Tensor]) -> None:
         self.model, self.head, self.algo, self.cfg = model, head, algo, cfg
         self.act, self.act_grad = ACTIVATION_FORWARD[activation], ACTIVATION_GRADS[activation]
-        self.actor = [*_layers(model.actor_body), model.pi_head]
-        self.critic = [*_layers(model.critic_body), model.value_head]
         self.params = list(params)
-        self.slot = {id(p): i for i, p in enumerate(model.parameters())}  # its place in the flat gradient
-
-    def _views(self, grad: Tensor) -> list[Tensor]:
-        out, offset = [], 0
-        for p in self.params:
-            out.append(grad[offset:offset + p.numel()].view_as(p))
+        # written into by every compute(), then copied out as the step's own gradient (one copy costs less than
+        # a new buffer's views)
+        self.grad = torch.empty(sum(p.numel() for p in self.params), dtype=self.params[0].dtype)
+        views: dict[int, Tensor] = {}
+        offset = 0
+        for p in self.params:  # model.parameters() order: the flat gradient's
+            views[id(p)] = self.grad[offset:offset + p.numel()].view_as(p)
             offset += p.numel()
-        return out
 
-    def _forward(self, layers: list[nn.Linear], x: Tensor) -> list[Tensor]:
+        def layer(m: nn.Linear) -> Layer:
+            return Layer(m.weight.t(), m.bias, m.weight, views[id(m.weight)], views[id(m.bias)])
+
+        self.actor_modules = [*_layers(model.actor_body), model.pi_head]
+        self.critic_modules = [*_layers(model.critic_body), model.value_head]
+        self.actor = [layer(m) for m in self.actor_modules]
+        self.critic = [layer(m) for m in self.critic_modules]
+        self.log_std = (model.log_std, views[id(model.log_std)]) if head.has_log_std else None
+
+    def _forward(self, layers: list[Layer], x: Tensor) -> list[Tensor]:
         """Each layer's input, then the output (the model's layers, with no activation after the last)."""
         acts = [x]
+        last = len(layers) - 1
         for i, layer in enumerate(layers):
-            z = torch.addmm(layer.bias, acts[-1], layer.weight.t())
-            acts.append(self.act(z) if i < len(layers) - 1 else z)
+            z = torch.addmm(layer.bias, acts[-1], layer.weight_t)
+            acts.append(self.act(z) if i < last else z)
         return acts
 
-    def _backward(self, layers: list[nn.Linear], acts: list[Tensor], g: Tensor, views: list[Tensor]) -> None:
+    def _backward(self, layers: list[Layer], acts: list[Tensor], g: Tensor) -> None:
         """Back-propagate `g` (the gradient at the output) through the layers into their gradient views."""
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
-            torch.mm(g.t(), acts[i], out=views[self.slot[id(layer.weight)]])
-            torch.sum(g, 0, out=views[self.slot[id(layer.bias)]])
+            torch.mm(g.t(), acts[i], out=layer.grad_weight)
+            torch.sum(g, 0, out=layer.grad_bias)
             if i == 0:
                 break
             g = self.act_grad(g.mm(layer.weight), acts[i])
@@ -144,22 +163,20 @@ class AnalyticGrad:
             n = pi.shape[0]
             logp, entropy, saved = self.head.saved_log_prob_entropy(model, pi, batch.actions)
             if self.algo == "ppo":
-                policy, ratio, log_ratio = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
-                d_logp = ppo_surrogate_grad(ratio, batch.advantages, cfg.clip_range)
-                stats = ppo_stats(ratio, log_ratio, cfg.clip_range)
+                surrogate = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
+                policy, d_logp = surrogate.loss, ppo_surrogate_grad(surrogate, batch.advantages)
+                stats = ppo_stats(surrogate.ratio, surrogate.log_ratio, cfg.clip_range)
             else:
                 policy = -(logp * batch.advantages).mean()
-                d_logp, stats = -batch.advantages / n, {}
+                d_logp, stats = batch.advantages * (-1.0 / n), {}
             terms = LossTerms(policy, value_loss(value, batch.returns), entropy.mean(), stats)
-            grad = torch.empty(sum(p.numel() for p in self.params), dtype=pi.dtype)  # this step's own
-            views = self._views(grad)
-            g_pi, g_log_std = self.head.backward(model, saved, d_logp, torch.full((n,), -cfg.entropy_coef / n))
-            if g_log_std is not None:
-                views[self.slot[id(model.log_std)]].copy_(g_log_std)
-            self._backward(self.actor, actor, g_pi, views)
+            g_pi, g_log_std = self.head.backward(model, saved, d_logp, -cfg.entropy_coef / n)
+            if g_log_std is not None and self.log_std is not None:
+                self.log_std[1].copy_(g_log_std)
+            self._backward(self.actor, actor, g_pi)
             err = value - batch.returns
-            self._backward(self.critic, critic, ((2.0 * cfg.value_coef / n) * err).unsqueeze(-1), views)
-            return terms.report(), float(terms.total(cfg)), grad
+            self._backward(self.critic, critic, err.mul_(2.0 * cfg.value_coef / n).unsqueeze(-1))
+            return terms.report(), float(terms.total(cfg)), self.grad.clone()  # the step's own gradient
 
 
 def _analytic(algo: Literal["a2c", "ppo"]) -> FastGradFactory:
@@ -169,10 +186,12 @@ def _analytic(algo: Literal["a2c", "ppo"]) -> FastGradFactory:
             return None
         if any(p.dtype != torch.float32 for p in params):
             return None
+        if {id(p) for p in model.parameters()} != {id(t) for t in params} or flat.view_of(list(params)) is None:
+            return None  # the model's own parameters, already views of their one buffer (the layers' views stay)
         grad = AnalyticGrad(model, head, algo, acfg, mcfg.activation, params)  # type: ignore[arg-type]
-        covered = {id(t) for layer in grad.actor + grad.critic for t in (layer.weight, layer.bias)}
-        if head.has_log_std:
-            covered.add(id(model.log_std))
+        covered = {id(t) for m in grad.actor_modules + grad.critic_modules for t in (m.weight, m.bias)}
+        if grad.log_std is not None:
+            covered.add(id(grad.log_std[0]))
         return grad if covered == {id(p) for p in model.parameters()} else None
 
     return build

@@ -94,19 +94,30 @@ def value_loss(value: Tensor, returns: Tensor) -> Tensor:
     return (value - returns).pow(2).mean()
 
 
-def ppo_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip_range: float
-                  ) -> tuple[Tensor, Tensor, Tensor]:
+class Surrogate(NamedTuple):
+    """PPO's clipped surrogate and the pieces of it that its statistics and its derivative use."""
+
+    loss: Tensor
+    ratio: Tensor
+    log_ratio: Tensor
+    unclipped: Tensor
+    """r A, per row."""
+    clipped: Tensor
+    """clip(r, 1 - c, 1 + c) A, per row."""
+
+
+def ppo_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip_range: float) -> Surrogate:
     """PPO's clipped surrogate loss `-mean(min(r A, clip(r, 1 - c, 1 + c) A))`, with the ratio r and log r."""
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
-    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    return -torch.min(ratio * advantages, clipped * advantages).mean(), ratio, log_ratio
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
+    return Surrogate(-torch.min(unclipped, clipped).mean(), ratio, log_ratio, unclipped, clipped)
 
 
-@torch.no_grad()
 def ppo_stats(ratio: Tensor, log_ratio: Tensor, clip_range: float) -> dict[str, float]:
     """approx_kl: KL(old || new) estimated as E[(r - 1) - log r] (Schulman's k3: unbiased, never negative);
-    clip_fraction: the share of ratios outside the clip range."""
+    clip_fraction: the share of ratios outside the clip range. (Call it under torch.no_grad().)"""
     return {"approx_kl": ((ratio - 1.0) - log_ratio).mean().item(),
             "clip_fraction": ((ratio - 1.0).abs() > clip_range).float().mean().item()}
 
@@ -132,6 +143,7 @@ def ppo_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) 
     """PPO's clipped surrogate on the probability ratio to the collecting policy."""
     pi, value = model(batch.obs)
     logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
-    actor, ratio, log_ratio = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
-    return LossTerms(actor, value_loss(value, batch.returns), entropy.mean(),
-                     ppo_stats(ratio, log_ratio, cfg.clip_range))
+    surrogate = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
+    with torch.no_grad():
+        stats = ppo_stats(surrogate.ratio, surrogate.log_ratio, cfg.clip_range)
+    return LossTerms(surrogate.loss, value_loss(value, batch.returns), entropy.mean(), stats)
