@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import re
 from pathlib import Path
 
 import pytest
 
 import pacer
 from leftovers import OwnFiles
-from pacer.supervisor import WorkerFailed
 
 
 def local(quiet: dict, method: str) -> dict:
@@ -30,24 +28,6 @@ def test_local_workers_train_and_leave_nothing(method: str, quiet: dict) -> None
     assert own.shm() == set()
     # /tmp/pymp-*: the fork server (and its socket dir) lives on in this process for the next run; the CLI and fault
     # tests, whose runs get a TMPDIR of their own, check that nothing at all is left once the command has exited
-
-
-@pytest.mark.timeout(90)
-def test_a_worker_failing_at_start_up_is_reported_with_its_own_traceback_and_not_restarted(
-        quiet: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    """The model factory raises in every worker: the first failure ends the run (a restart would meet it again),
-    with the child's own traceback, the restart budget untouched."""
-    quiet["model"] = {"factory": "helpers:make_broken_model"}
-    quiet["runtime"]["max_restarts"] = 3
-    with pytest.raises(WorkerFailed) as info:
-        pacer.train(local(quiet, "forkserver"))
-    message = str(info.value)
-    assert re.search(r"worker \d failed", message) and "RuntimeError: boom in the worker" in message
-    assert "failed at start-up, before its first rollout: a restart would meet the same error" in message
-    assert message.count("Traceback") == 1 and "restarting worker" not in capsys.readouterr().err
-    assert "make_broken_model" in message  # the traceback comes from the child
-    assert (Path(quiet["log"]["run_dir"]) / "checkpoints" / "final.pt").is_file()
-    assert [p for p in multiprocessing.active_children() if p.name.startswith("pacer-")] == []
 
 
 @pytest.mark.timeout(90)

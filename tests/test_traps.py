@@ -118,6 +118,7 @@ def test_the_current_directory_is_importable_for_a_factory(tmp_path: Path) -> No
     assert done.left == ([], set())
 
 
+@pytest.mark.timeout(90)
 def test_an_error_at_start_up_is_not_restarted(tmp_path: Path) -> None:
     """A model factory that raises in every worker: one traceback (the worker's own), the run stops with exit 1,
     no restart spent, nothing left behind."""
@@ -126,6 +127,7 @@ def test_an_error_at_start_up_is_not_restarted(tmp_path: Path) -> None:
                 "runtime.max_restarts=3", *QUIET])
     assert done.code == 1 and done.err.count("Traceback") == 1, done.err
     assert "RuntimeError: boom in the worker" in done.err and "restarting worker" not in done.err
+    assert "make_broken_model" in done.err  # the traceback is the worker's own, from its process
     assert done.err.rstrip().endswith("failed at start-up, before its first rollout: a restart would meet the same "
                                       "error, so the run stops")
     assert done.left == ([], set())
