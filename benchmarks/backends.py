@@ -7,7 +7,8 @@
                                              # lose a node at ~300k steps: exit status, 100-episode greedy mean
     python benchmarks/backends.py node-join  # issue 20: 2 workers where 1 fits; a node joins: when its worker starts,
                                              # and whether the run (default CartPole, stop when solved) solves
-    --group-minibatch worker                 # either of the last two with runtime.group_minibatch 'worker'
+    --group-minibatch pooled                 # either of the last two with runtime.group_minibatch 'pooled' (default:
+                                             # the config's own, 'worker' since issue 31)
 
 Results go to benchmarks/results/backends-<kind>-<date>.json (src/pacer/bench/record.py).
 """
@@ -138,16 +139,16 @@ def loopback_cluster(head_cpus: int) -> Any:
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
 
 
-def node_loss(group_minibatch: str, runs: int = 5, steps: int = 600_000) -> dict[str, Any]:
-    """CartPole-v1 defaults, 2 workers, `steps` env steps, no early stop; a node with a worker removed at ~300k
-    steps. (With group_minibatch 'pooled' the 2-worker group, one learner on 512 envs, is not done learning at
-    600k steps even without a loss: Hogwild's two learners make twice the updates per step.)"""
+def node_loss(group_minibatch: str | None, runs: int = 5, steps: int = 600_000) -> dict[str, Any]:
+    """CartPole-v1 defaults, 2 workers, `steps` env steps, no early stop, seeds 0 to runs - 1; a node with a worker
+    removed at ~300k steps. (With group_minibatch 'pooled' the 2-worker group, one learner on 512 envs, is not done
+    learning at 600k steps even without a loss: Hogwild's two learners make twice the updates per step.)"""
     import ray
 
     import pacer
 
     c = loopback_cluster(head_cpus=2)
-    out: dict[str, Any] = {"total_steps": steps, "group_minibatch": group_minibatch, "runs": []}
+    out: dict[str, Any] = {"total_steps": steps, "group_minibatch": group_minibatch or "worker (the default)", "runs": []}
     try:
         for i in range(runs):
             lost = c.add_node(**NODE)
@@ -156,8 +157,9 @@ def node_loss(group_minibatch: str, runs: int = 5, steps: int = 600_000) -> dict
             shutil.rmtree(run_dir, ignore_errors=True)
             removed: dict[str, Any] = {}
             remover = remove_node_at(c, lost, run_dir, 300_000, removed)
-            cfg = {"runtime": {"backend": "ray", "address": c.address, "workers": 2, "seed": 2,
-                               "total_steps": steps, "stop_at_return": None, "group_minibatch": group_minibatch},
+            cfg = {"runtime": {"backend": "ray", "address": c.address, "workers": 2, "seed": i,
+                               "total_steps": steps, "stop_at_return": None,
+                               **({"group_minibatch": group_minibatch} if group_minibatch else {})},
                    "log": {"run_dir": str(run_dir), "progress": False}}
             try:
                 result = pacer.train(cfg)
@@ -166,6 +168,7 @@ def node_loss(group_minibatch: str, runs: int = 5, steps: int = 600_000) -> dict
                 row = {"exit": 1, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
             remover.join(timeout=5)
             row["removed_at_steps"] = removed.get("at_steps")
+            row["seed"] = i
             row["nodes_used"] = len({p["node_id"] for w in row.get("workers", []) for p in w.get("places", [])})
             print("node loss", i, {k: v for k, v in row.items() if k != "workers"}, flush=True)
             out["runs"].append(row)
@@ -175,7 +178,7 @@ def node_loss(group_minibatch: str, runs: int = 5, steps: int = 600_000) -> dict
     return out
 
 
-def node_join(group_minibatch: str) -> dict[str, Any]:
+def node_join(group_minibatch: str | None) -> dict[str, Any]:
     """The default CartPole config (stop when solved) on 2 workers where 1 fits; a node joins at ~50k env steps."""
     import ray
 
@@ -199,7 +202,7 @@ def node_join(group_minibatch: str) -> dict[str, Any]:
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
         result = pacer.train({"runtime": {"backend": "ray", "address": c.address, "workers": 2,
-                                          "group_minibatch": group_minibatch},
+                                          **({"group_minibatch": group_minibatch} if group_minibatch else {})},
                               "log": {"run_dir": str(run_dir), "progress": False}})
         workers = summary(run_dir)["workers"]
         started = sorted(place["at"] for w in workers for place in w["places"])
@@ -218,7 +221,7 @@ def node_join(group_minibatch: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=["solve", "cluster", "node-loss", "node-join"])
-    parser.add_argument("--group-minibatch", choices=["pooled", "worker"], default="pooled")
+    parser.add_argument("--group-minibatch", choices=["pooled", "worker"], default=None)
     args = parser.parse_args()
     kind = args.kind
     sys.path.insert(0, str(ROOT / "src"))
