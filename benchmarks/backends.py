@@ -148,7 +148,8 @@ def node_loss(group_minibatch: str | None, runs: int = 5, steps: int = 600_000) 
     import pacer
 
     c = loopback_cluster(head_cpus=2)
-    out: dict[str, Any] = {"total_steps": steps, "group_minibatch": group_minibatch or "worker (the default)", "runs": []}
+    out: dict[str, Any] = {"total_steps": steps, "group_minibatch": group_minibatch or "worker (the default)",
+                           "runs": []}
     try:
         for i in range(runs):
             lost = c.add_node(**NODE)
