@@ -395,7 +395,8 @@ def _tune(args: argparse.Namespace) -> int:
     spec = TuneSpec(base, args.trials, args.parallel, args.steps, args.dir or Path("runs") / f"tune-{name}",
                     args.seed, args.evaluations, study_name=args.study_name, seconds=args.seconds)
     kind = runconfig.kind_of({"env": {"id": cfg.env.id, "kwargs": cfg.env.kwargs}})
-    result = tune(spec, cfg.algo.name, kind in ("continuous", "pixels-continuous"), lambda line: print(line, flush=True))
+    gaussian = kind in ("continuous", "pixels-continuous")  # the search includes the Gaussian head's settings
+    result = tune(spec, cfg.algo.name, gaussian, lambda line: print(line, flush=True))
     counts = ", ".join(f"{n} {state}" for state, n in result["trials"].items())
     print(f"study {result['study']!r}: {counts}; best trial {result['best_trial']}: {result['best_value']:.1f}")
     print(f"wrote {result['config']}; train with: pacer train --config {result['config']}")

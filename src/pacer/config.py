@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from pacer.aliases import key_hint
-from pacer.errors import PacerError, did_you_mean
+from pacer.errors import PacerError, did_you_mean, first_line
 from pacer.usercode import import_path
 from pacer.validate import build_section
 
@@ -347,7 +347,7 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
         try:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
+            first = first_line(exc)
             raise PacerError(f"--set {item!r}: the value is not valid YAML ({first}); quote it if it is text"
                              ) from None
     return out
@@ -366,7 +366,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
+        first = first_line(exc)
         raise PacerError(f"config file {str(path)!r} is not valid YAML (Python tags are not allowed): {first}"
                          ) from None
     if data is None:

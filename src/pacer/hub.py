@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pacer.errors import PacerError
+from pacer.errors import PacerError, first_line
 
 PREFIX = "hf://"
 
@@ -39,7 +39,7 @@ def download(source: str) -> Path:
     try:
         return Path(hf.snapshot_download(repo_id=repo, revision=revision))
     except Exception as exc:  # no network, no such repo, no access: the library's words, on one line
-        raise PacerError(f"could not fetch {source}: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise PacerError(f"could not fetch {source}: {_why(exc)}") from None
 
 
 def upload(folder: Path, repo: str, message: str, private: bool) -> str:
@@ -51,10 +51,10 @@ def upload(folder: Path, repo: str, message: str, private: bool) -> str:
         url = api.create_repo(repo_id=repo, repo_type="model", exist_ok=True, private=private)
         api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model", commit_message=message)
     except Exception as exc:
-        raise PacerError(f"could not push to {repo}: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise PacerError(f"could not push to {repo}: {_why(exc)}") from None
     return str(url)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc) or '(no message)'}"
+

@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pacer.errors import PacerError
+from pacer.errors import PacerError, first_line
 
 BY_VALUE = "by-value:"
 """Prefix of a config entry whose callable was passed by value: it names the object, but cannot be imported."""
@@ -68,7 +68,7 @@ def check_sendable(objects: dict[str, Any]) -> None:
             cloudpickle.dumps(obj)
         except Exception as exc:  # pickling raises many types (PicklingError, TypeError, AttributeError, ...)
             name = getattr(obj, "__qualname__", type(obj).__name__)
-            raise PacerError(f"the {what} {name!r} cannot be sent to worker processes: {str(exc).splitlines()[0]}"
+            raise PacerError(f"the {what} {name!r} cannot be sent to worker processes: {first_line(exc)}"
                              ) from None
 
 

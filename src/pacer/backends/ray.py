@@ -38,7 +38,7 @@ from torch import nn
 from pacer.backends import user_code
 from pacer.backends.ray_actor import RoundResult, member_minibatches
 from pacer.config import Config
-from pacer.errors import PacerError
+from pacer.errors import PacerError, first_line
 from pacer.reports import Failure, Report
 from pacer.runtime import optim, processes, signals
 from pacer.runtime import preflight as checks
@@ -98,7 +98,7 @@ def connect(address: str | None, cpus: int) -> bool:
             return True
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     except ConnectionError as exc:
-        raise PacerError(f"cannot reach the Ray cluster at {address!r}: {str(exc).splitlines()[0]}") from None
+        raise PacerError(f"cannot reach the Ray cluster at {address!r}: {first_line(exc)}") from None
     return False
 
 

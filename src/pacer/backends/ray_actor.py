@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from pacer import normalize
 from pacer.config import Config
+from pacer.errors import first_line
 from pacer.reports import Report
 from pacer.runtime import optim
 from pacer.runtime.store import Dump, ParamStore
@@ -171,7 +172,7 @@ class GroupLink:
         try:
             dist.all_reduce(tensor)
         except RuntimeError as exc:  # a peer's connection closed, or gloo's timeout: the group is gone
-            raise GroupBroken(f"the group's all-reduce failed: {str(exc).splitlines()[0]}") from None
+            raise GroupBroken(f"the group's all-reduce failed: {first_line(exc)}") from None
 
     def push(self, grad: Tensor, lr: float) -> None:
         assert self.store is not None
@@ -245,7 +246,7 @@ class WorkerActor:
         try:
             self.link.group = Group(host, port, generation, rank, size, timeout_s)
         except Exception as exc:  # a member that never came (lost meanwhile): this group's rounds are void
-            self.join_error = f"joining group {generation} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            self.join_error = f"joining group {generation} failed: {type(exc).__name__}: {first_line(exc)}"
 
     def round(self, round_id: int, version: int, payload: list[Any], env_steps: int, stats: Any,
               reward_stats: Any = None, behind: bool = False) -> RoundResult:
