@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pacer.algos import analytic, get_algo
-from pacer.algos.losses import Batch, ppo_surrogate
+from pacer.algos.losses import Batch, ppo_surrogate, rows
 from pacer.config import AlgoConfig, Config, ModelConfig
 from pacer.heads import head_for
 from pacer.model import make_model
@@ -151,6 +151,8 @@ def _random_value(hint: Any, rng: random.Random) -> Any:
         return rng.choice(typing.get_args(hint))
     if hint is bool:
         return rng.random() < 0.5
+    if hint is int:
+        return rng.randint(1, 64)
     if hint is float or hint == float | None:
         return rng.uniform(0.0, 1.5)
     if hint == tuple[int, ...]:
@@ -231,8 +233,8 @@ def two_losses_then_the_first(batch: Batch, cfg: AlgoConfig, rng: torch.Generato
                               ) -> tuple[dict[str, float], int]:
     """A schedule that computes two minibatches' losses before it applies the first one's."""
     half = batch.obs.shape[0] // 2
-    first = learner.loss(Batch(*(x[:half] for x in batch)))
-    learner.loss(Batch(*(x[half:] for x in batch)))
+    first = learner.loss(rows(batch, slice(0, half)))
+    learner.loss(rows(batch, slice(half, None)))
     return learner.step(first), 1
 
 

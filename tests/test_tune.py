@@ -81,7 +81,20 @@ def test_the_search_caps_minibatches_and_replays_from_the_best_params() -> None:
         Config.from_dict(nest(settings))
         study.tell(trial, 0.0)
     a2c = sample(optuna.trial.FixedTrial({**study.trials[0].params}), "a2c", continuous=False)
-    assert "algo.epochs" not in a2c and "model.log_std_init" not in a2c
+    assert "algo.epochs" not in a2c and "model.log_std_init" not in a2c and "model.memory_size" not in a2c
+
+
+def test_a_recurrent_search_includes_the_memory_size_and_keeps_whole_envs_in_a_minibatch() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    sizes = set()
+    for _ in range(30):
+        trial = study.ask()
+        settings = sample(trial, "ppo", continuous=False, memory=True)
+        assert settings["algo.minibatches"] <= settings["env.envs_per_worker"]  # at least one env's rollout each
+        sizes.add(settings["model.memory_size"])
+        Config.from_dict(nest({**settings, "model.memory": "lstm"}))
+        study.tell(trial, 0.0)
+    assert sizes == {32, 64, 128, 256}
 
 
 def test_bad_tune_input_is_refused_in_one_line() -> None:

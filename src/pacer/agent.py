@@ -18,6 +18,7 @@ from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
 from pacer.heads import ActionHead, act, head_for
 from pacer.model import make_model
+from pacer.recurrence import initial_state, is_recurrent, step
 
 
 @dataclass
@@ -46,14 +47,57 @@ class Agent:
         """What observations are cast to before the model: uint8 for pixels (the model scales them), else float32."""
         return self.spec.obs_dtype
 
+    @property
+    def recurrent(self) -> bool:
+        """Whether the agent has a memory: then `act` takes and returns its state (or use `player()`)."""
+        return is_recurrent(self.model)
+
     @torch.no_grad()
-    def act(self, obs: Any, greedy: bool = True) -> NDArray[Any]:
-        """Action(s) for one observation or a batch of them (the batch dimension is kept if given)."""
+    def act(self, obs: Any, greedy: bool = True, state: Any = None, start: Any = None) -> Any:
+        """Action(s) for one observation or a batch of them (the batch dimension is kept if given). A recurrent agent
+        also takes its state and returns `(actions, state)`: `state=None` begins a new episode (for every env of a
+        batch); `start` (a bool, or one per env) resets the state where an episode begins."""
         x = torch.as_tensor(np.asarray(obs, dtype=self.obs_dtype))
         single = x.dim() == len(self.obs_shape)
-        pi, _ = self.model(x.unsqueeze(0) if single else x)
+        batch = x.unsqueeze(0) if single else x
+        if not self.recurrent:
+            actions = act(self.head, self.model, self.model(batch)[0], greedy)
+            return actions[0] if single else actions
+        n = batch.shape[0]
+        if state is None:  # a new episode
+            memory, starts = initial_state(self.model, n), torch.ones(n, dtype=torch.bool)
+        else:
+            memory = torch.as_tensor(np.asarray(state, np.float32)).reshape(n, -1)
+            flags = np.broadcast_to(np.asarray(False if start is None else start, dtype=bool), (n,))
+            starts = torch.from_numpy(flags.copy())
+        pi, _, memory = step(self.model, batch, memory, starts)
         actions = act(self.head, self.model, pi, greedy)
-        return actions[0] if single else actions
+        assert memory is not None
+        out_state = memory.numpy()
+        return (actions[0], out_state[0]) if single else (actions, out_state)
+
+    def player(self, greedy: bool = True) -> Player:
+        """Acts for one env, episode after episode, keeping a recurrent agent's state between its steps (for a
+        feedforward agent: `act`)."""
+        return Player(self, greedy)
+
+
+class Player:
+    """One env's play: `act(obs)` step by step; `reset()` where a new episode begins (a recurrent agent's state is
+    kept between the steps of an episode and dropped at its end)."""
+
+    def __init__(self, agent: Agent, greedy: bool = True) -> None:
+        self.agent, self.greedy = agent, greedy
+        self.state: Any = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    def act(self, obs: Any) -> Any:
+        if not self.agent.recurrent:
+            return self.agent.act(obs, greedy=self.greedy)
+        action, self.state = self.agent.act(obs, greedy=self.greedy, state=self.state)
+        return action
 
 
 def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:

@@ -23,10 +23,13 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec as Registration
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
+from pacer import tasks
 from pacer.config import EnvConfig
 from pacer.errors import PacerError, did_you_mean, first_line
 from pacer.usercode import check_signature, resolve_import
 from pacer.wrappers import apply as apply_wrappers
+
+tasks.register()  # pacer's own ids (CartPoleNoVel-v1), wherever envs are made
 
 
 def factory_of(env_id: Any) -> Callable[..., Any] | None:

@@ -24,6 +24,7 @@ from pacer.config import EnvConfig
 from pacer.envs import EnvSpec, ensure_registered, make_vector_env, obs_dtype
 from pacer.errors import WorkerFailed, first_line
 from pacer.heads import act, head_for
+from pacer.recurrence import initial_state, step
 from pacer.runtime import processes, signals
 from pacer.runtime.channel import Channel, Inbox, Sender
 from pacer.usercode import ByValue, unwrap
@@ -58,8 +59,11 @@ def run_episodes(model: nn.Module, env: EnvConfig, episodes: int, seed: int, gre
         dtype = obs_dtype(venv.single_observation_space)
         total = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
+        state = initial_state(model, episodes)  # a recurrent model's, per env: each plays one episode from it
+        starts = torch.ones(episodes, dtype=torch.bool)
         while running.any() and time.monotonic() < deadline:
-            pi, _ = model(torch.as_tensor(np.asarray(obs, dtype=dtype)))
+            pi, _, state = step(model, torch.as_tensor(np.asarray(obs, dtype=dtype)), state, starts)
+            starts = torch.zeros(episodes, dtype=torch.bool)
             actions = act(head, model, pi, greedy)
             obs, reward, terminated, truncated, _ = venv.step(actions)
             total += np.asarray(reward) * running

@@ -6,6 +6,8 @@ part of the graph; nothing else is needed to act.
   Discrete actions: `action` int64 [batch] (the argmax), `logits` float32 [batch, n], `value` float32 [batch].
   Box actions:      `action` float32 [batch, d] (the mean clipped to the action bounds, as `Agent.act` does),
                     `mean` float32 [batch, d] (unclipped), `value` float32 [batch].
+A recurrent policy (model.memory) also takes `state` float32 [batch, state_size] (zeros at an episode's start) and
+`start` bool [batch] (true at an episode's first step), and returns the next `state` last.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 
 from pacer.agent import Agent
 from pacer.errors import PacerError, first_line, make_output_dir
+from pacer.recurrence import state_size, step
 from pacer.version import __version__
 
 FORMATS = {"onnx": ".onnx", "torch": ".pt2"}
@@ -34,19 +37,24 @@ RUNNERS = {"onnx": "onnxruntime", "torch": "torch.export.load"}  # what runs a f
 
 
 class GreedyPolicy(nn.Module):
-    """The agent's model with its greedy action on top: what an exported file computes."""
+    """The agent's model with its greedy action on top: what an exported file computes (one step)."""
 
     def __init__(self, agent: Agent) -> None:
         super().__init__()
         self.model, self.head = agent.model, agent.head
 
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        pi, value = self.model(obs)
-        return self.head.clip(self.head.mode(pi)), pi, value
+    def forward(self, obs: Tensor, state: Tensor | None = None, start: Tensor | None = None) -> tuple[Tensor, ...]:
+        pi, value, state = step(self.model, obs, state, start)
+        outputs = (self.head.clip(self.head.mode(pi)), pi, value)
+        return outputs if state is None else (*outputs, state)
 
 
 def output_names(agent: Agent) -> list[str]:
-    return ["action", agent.head.output, "value"]
+    return ["action", agent.head.output, "value", *(["next_state"] if agent.recurrent else [])]
+
+
+def input_names(agent: Agent) -> list[str]:
+    return ["obs", *(["state", "start"] if agent.recurrent else [])]
 
 
 @dataclass(frozen=True)
@@ -94,22 +102,30 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
     n = agent.head.size
     action = f"{np.dtype(agent.head.dtype).name}[{', '.join(['batch', *map(str, agent.head.shape)])}]"
     names = output_names(agent)
-    return Exported(path=out, format=fmt, inputs=f"obs {np.dtype(agent.obs_dtype).name}[{shape}]",
-                    outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]",
+    width = f"float32[batch, {state_size(agent.model)}]"
+    memory_in = f", state {width}, start bool[batch]" if agent.recurrent else ""
+    memory_out = f", next_state {width}" if agent.recurrent else ""
+    return Exported(path=out, format=fmt, inputs=f"obs {np.dtype(agent.obs_dtype).name}[{shape}]{memory_in}",
+                    outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]{memory_out}",
                     verdict=verdict)
 
 
 def _write(agent: Agent, path: Path, fmt: str) -> None:
     policy = GreedyPolicy(agent).eval()
     # batch 2: a batch of 1 could be specialized into the graph; pixels go in as uint8 frames, as the env gives them
-    example = torch.zeros((2, *agent.obs_shape), dtype=torch.uint8 if agent.obs_dtype == np.uint8 else torch.float32)
+    example: tuple[Tensor, ...] = (
+        torch.zeros((2, *agent.obs_shape), dtype=torch.uint8 if agent.obs_dtype == np.uint8 else torch.float32),)
     batch = torch.export.Dim("batch")
+    dynamic: tuple[dict[int, Any], ...] = ({0: batch},)
+    if agent.recurrent:
+        example = (*example, torch.zeros(2, state_size(agent.model)), torch.zeros(2, dtype=torch.bool))
+        dynamic = ({0: batch}, {0: batch}, {0: batch})
     with _quiet_exporter(), torch.no_grad():
         if fmt == "torch":
-            torch.export.save(torch.export.export(policy, (example,), dynamic_shapes=({0: batch},)), path)
+            torch.export.save(torch.export.export(policy, example, dynamic_shapes=dynamic), path)
             return
-        program = torch.onnx.export(policy, (example,), None, dynamo=True, input_names=["obs"],
-                                    output_names=output_names(agent), dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(policy, example, None, dynamo=True, input_names=input_names(agent),
+                                    output_names=output_names(agent), dynamic_shapes=dynamic, verbose=False)
         if program is None:  # only when given a file name, which this call is not
             raise PacerError("torch.onnx.export returned no program")
         program.model.metadata_props.update(metadata(agent))
@@ -143,19 +159,22 @@ def random_observations(agent: Agent, count: int, seed: int) -> NDArray[Any]:
     return np.stack([space.sample() for _ in range(count)]).astype(agent.obs_dtype)
 
 
-def run_file(path: str | Path, fmt: str, obs: NDArray[Any]) -> list[NDArray[Any]]:
-    """An exported file's outputs (action, logits or mean, value) for a batch of observations, run by onnxruntime
-    or by torch.export's loader."""
+def run_file(path: str | Path, fmt: str, obs: NDArray[Any], state: NDArray[Any] | None = None,
+             start: NDArray[Any] | None = None) -> list[NDArray[Any]]:
+    """An exported file's outputs (action, logits or mean, value; and the next state for a recurrent policy, given
+    its `state` and `start`) for a batch of observations, run by onnxruntime or by torch.export's loader."""
+    inputs = [obs] if state is None else [obs, state, start]
     if fmt == "torch":
         program = torch.export.load(path).module()
         with torch.no_grad():
-            return [out.numpy() for out in program(torch.as_tensor(obs))]
+            return [out.numpy() for out in program(*(torch.as_tensor(x) for x in inputs))]
     try:
         import onnxruntime
     except ImportError:
         raise PacerError("running an ONNX file needs onnxruntime: pip install onnxruntime") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs: list[NDArray[Any]] = session.run(None, {"obs": obs})
+    names = [i.name for i in session.get_inputs()]
+    outputs: list[NDArray[Any]] = session.run(None, dict(zip(names, inputs, strict=True)))
     return outputs
 
 
@@ -165,12 +184,33 @@ def compare(agent: Agent, path: str | Path, fmt: str = "onnx", count: int = 2000
     largest absolute difference of the policy's outputs, the logits or the means). Actions differ when they are more
     than 1e-4 apart (for discrete ones: when they are not the same)."""
     obs = random_observations(agent, count, seed)
+    if agent.recurrent:
+        return _compare_sequences(agent, path, fmt, obs)
     action, policy_out, _ = run_file(path, fmt, obs)
     ours = agent.act(obs)
     with torch.no_grad():
         pi = agent.model(torch.as_tensor(obs))[0].numpy()
     differ = np.abs(np.asarray(action, np.float64) - ours).reshape(count, -1) > 1e-4
     return int(differ.any(axis=-1).sum()), float(np.abs(policy_out - pi).max())
+
+
+def _compare_sequences(agent: Agent, path: str | Path, fmt: str, obs: NDArray[Any], envs: int = 8
+                       ) -> tuple[int, float]:
+    """A recurrent policy: the observations as `envs` sequences, each side carrying its own state from step to step
+    (episodes starting at the first step and at random ones after); actions compared at every step, and the policy
+    outputs and states too (the largest difference of either)."""
+    steps = len(obs) // envs
+    rng = np.random.default_rng(0)
+    ours = theirs = np.zeros((envs, state_size(agent.model)), np.float32)
+    differ, largest = 0, 0.0
+    for t in range(steps):
+        batch = obs[t * envs:(t + 1) * envs]
+        start = np.ones(envs, bool) if t == 0 else rng.random(envs) < 0.05
+        action, _, _, theirs = run_file(path, fmt, batch, theirs, start)
+        mine, ours = agent.act(batch, state=ours, start=start)
+        differ += int((np.abs(np.asarray(action, np.float64) - mine).reshape(envs, -1) > 1e-4).any(axis=-1).sum())
+        largest = max(largest, float(np.abs(theirs - ours).max()))
+    return differ, largest
 
 
 def _check(agent: Agent, path: Path, fmt: str, count: int, out: Path) -> str:

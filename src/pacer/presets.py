@@ -180,6 +180,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cartpole-a3c": _one_step("CartPole-v1", "a3c", entropy_coef=0.0),
     "acrobot-a2c": _one_step("Acrobot-v1", "a2c", entropy_coef=0.01),
     "acrobot-a3c": _one_step("Acrobot-v1", "a3c", entropy_coef=0.01),
+    # CartPole without velocities (pacer.tasks): an LSTM after one ReLU layer, the critic with its own, observations
+    # normalized, after the RL Zoo's RecurrentPPO entry (32-step rollouts, gamma .98, lambda .8, one minibatch a
+    # pass). On pacer's two Hogwild workers, tuning seeds 100-102, `pacer bench solve` (evaluations left out): the
+    # zoo's 8 envs, 20 epochs at lr 1e-3 took 60-77 s of wall; 10 epochs at 2e-3 13.1-16.9 s; 16 envs 8.3-11.1 s
+    # (32 envs: 1 of 3 unsolved; 2 minibatches: 11.8-15.2 s)
+    "cartpole-novel": {
+        "env": {"id": "CartPoleNoVel-v1", "envs_per_worker": 16},
+        "model": {"hidden": [64], "activation": "relu", "memory": "lstm", "memory_size": 64, "memory_shared": False,
+                  "normalize_input": "running"},
+        "algo": {"name": "ppo", "n_steps": 32, "epochs": 10, "minibatches": 1, "lr": 2e-3, "lr_schedule": "linear",
+                 "gamma": 0.98, "gae_lambda": 0.8},
+        "runtime": {"total_steps": 300_000, "eval_every": 10_000},
+    },
     "atari": ATARI,
     "atari-a2c": _atari_actor_critic("a2c"),
     "atari-a3c": _atari_actor_critic("a3c"),

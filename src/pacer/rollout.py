@@ -1,4 +1,11 @@
-"""Collecting experience from a batch of environments with one batched forward pass per step."""
+"""Collecting experience from a batch of environments with one batched forward pass per step.
+
+A recurrent model (model.is_recurrent) keeps a state per env between steps and rollouts. Under NEXT_STEP autoreset
+the step after an episode's last one is the reset step: its observation is still the ended episode's final one, so
+the state that saw the episode also gives that observation's value (what a truncated episode bootstraps from); the
+state is reset before the step after it, the new episode's first (`starts`). A rollout stores each step's state and
+`starts`, so that learning can run any stretch of it again, from the state it started with.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from pacer.envs import obs_dtype
 from pacer.heads import ActionHead
 from pacer.normalize import RewardScaler
 from pacer.phases import Phases
+from pacer.recurrence import initial_state, step
 
 
 class Rollout(NamedTuple):
@@ -30,6 +38,8 @@ class Rollout(NamedTuple):
     truncated: NDArray[np.bool_]  # [T, N]
     valid: NDArray[np.bool_]  # [T, N]
     last_values: NDArray[np.float32]  # [N]: V of the observation after the last step
+    states: NDArray[np.float32] | None = None  # [T, N, state_size]: a recurrent model's state before each step
+    starts: NDArray[np.bool_] | None = None  # [T, N]: the state is reset before this step (a new episode's first)
 
     @property
     def next_values(self) -> NDArray[np.float32]:
@@ -61,6 +71,9 @@ class Collector:
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
         self.phases = phases or Phases()  # 'inference' and 'env' laps: the worker's timer, whose other laps it makes
+        # a recurrent model's state per env, and which envs start an episode at the next step (all, at first)
+        self.state = initial_state(model, self.num_envs)
+        self.reset_next = np.ones(self.num_envs, dtype=bool)
         self.first_step_at: float | None = None  # epoch time of the first env.step (cold-start benchmarks)
         self._buffers: dict[int, Rollout] = {}
 
@@ -71,7 +84,9 @@ class Collector:
             actions=np.zeros((t, n, *self.head.shape), self.head.dtype),
             logp=np.zeros((t, n), np.float32), values=np.zeros((t, n), np.float32),
             rewards=np.zeros((t, n), np.float32), terminated=np.zeros((t, n), bool),
-            truncated=np.zeros((t, n), bool), valid=np.zeros((t, n), bool), last_values=np.zeros(n, np.float32))
+            truncated=np.zeros((t, n), bool), valid=np.zeros((t, n), bool), last_values=np.zeros(n, np.float32),
+            states=None if self.state is None else np.zeros((t, n, self.state.shape[1]), np.float32),
+            starts=None if self.state is None else np.zeros((t, n), bool))
 
     @torch.no_grad()
     def collect(self, steps: int) -> Rollout:
@@ -82,7 +97,12 @@ class Collector:
         phases = self.phases
         for t in range(steps):
             obs_t = torch.from_numpy(self.obs)
-            pi, value = self.model(obs_t)
+            if self.state is None:
+                pi, value = self.model(obs_t)
+            else:  # one batched recurrent step: the state goes on from the last one, reset where an episode starts
+                buf.states[t] = self.state.numpy()  # type: ignore[index]
+                buf.starts[t] = self.reset_next  # type: ignore[index]
+                pi, value, self.state = step(self.model, obs_t, self.state, torch.from_numpy(self.reset_next))
             actions, logp = self.head.sample(self.model, pi, generator=self.rng)
             buf.obs[t] = self.obs
             buf.actions[t] = actions.numpy()  # as drawn: the log-probability is of this action
@@ -106,10 +126,13 @@ class Collector:
             buf.terminated[t] = terminated
             buf.truncated[t] = truncated
             buf.valid[t] = valid
+            self.reset_next = np.array(self.prev_done)  # this was a reset step: the next one starts an episode
             self._track_episodes(np.asarray(reward, dtype=np.float64), valid, terminated | truncated)
             self.obs = np.asarray(obs, dtype=self.obs_dtype)
             phases.lap("env")  # the step, and recording its transition
-        _, last_value = self.model(torch.from_numpy(self.obs))
+        # the value of the observation the next rollout starts from, with the state the next step will have
+        _, last_value, _ = step(self.model, torch.from_numpy(self.obs), self.state,
+                                None if self.state is None else torch.from_numpy(self.reset_next))
         buf.last_values[:] = last_value.numpy()
         phases.lap("inference")
         return buf
@@ -119,6 +142,7 @@ class Collector:
         are invalid (not trained on, not counted)."""
         obs, _ = self.env.reset()
         self.obs = np.asarray(obs, dtype=self.obs_dtype)
+        self.reset_next[:] = True
         self.prev_done[:] = False
         self.episode_return[:] = 0.0
         self.episode_length[:] = 0
@@ -128,11 +152,12 @@ class Collector:
         try:
             while self.active.any():
                 part = self.collect(chunk)
-                parts.append(Rollout(*(np.copy(a) for a in part)))  # the collector reuses its buffers
+                parts.append(part._replace(**{f: np.copy(a) for f, a in part._asdict().items() if a is not None}))
         finally:
             self.whole_episodes = False
             self.active[:] = True
-        merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in Rollout._fields if f != "last_values"}
+        merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in Rollout._fields
+                  if f != "last_values" and getattr(parts[0], f) is not None}
         return Rollout(**merged, last_values=parts[-1].last_values)
 
     def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_]) -> None:
@@ -148,14 +173,17 @@ class Collector:
                 self.active &= ~ended
         self.prev_done = done
 
-    STATE = ("obs", "prev_done", "episode_return", "episode_length")
+    STATE = ("obs", "prev_done", "episode_return", "episode_length", "reset_next")
 
     def get_state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this collector is: RNG, env, current observations."""
+        """Everything needed to continue exactly where this collector is: RNG, env, current observations, the
+        recurrent state."""
         from pacer import envstate
 
         state = {"rng": self.rng.get_state().numpy(), "env": envstate.capture(self.env),
                  **{name: np.copy(getattr(self, name)) for name in self.STATE}}
+        if self.state is not None:
+            state["memory"] = self.state.numpy().copy()
         if self.reward_scaler is not None:
             state["reward_scaler"] = self.reward_scaler.get_state()
         return state
@@ -173,7 +201,10 @@ class Collector:
             return False
         envstate.restore(self.env, state["env"])
         for name in self.STATE:
-            setattr(self, name, np.array(state[name]))
+            if name in state:  # 'reset_next' is new: a checkpoint of an earlier version has the fresh value
+                setattr(self, name, np.array(state[name]))
+        if self.state is not None and state.get("memory") is not None:
+            self.state = torch.from_numpy(np.array(state["memory"], dtype=np.float32))
         if scaler is not None:
             self.reward_scaler.set_state(scaler)  # type: ignore[union-attr]
         return True

@@ -125,13 +125,14 @@ def complete(cfg: Config, run_dir: Path, spec: EnvSpec | None = None) -> Config:
     from pacer.algos import get_algo  # torch and gymnasium: only once the run starts, not before the fork server
     from pacer.envs import probe
     from pacer.heads import head_for
+    from pacer.model import cnn_fits
 
     spec = spec or probe(cfg.env)
     algorithm = get_algo(cfg.algo.name)
     rt = cfg.runtime
     encoder = cfg.model.encoder
     if encoder == "auto":
-        encoder = "cnn" if spec.image and cfg.model.factory is None else "mlp"
+        encoder = "cnn" if spec.image and cnn_fits(spec.obs_shape) and cfg.model.factory is None else "mlp"
     time_limit = cfg.env.max_episode_steps or spec.max_episode_steps
     cfg = cfg.replace({
         "algo.epochs": cfg.algo.epochs or algorithm.epochs,
@@ -141,6 +142,7 @@ def complete(cfg: Config, run_dir: Path, spec: EnvSpec | None = None) -> Config:
         "runtime.stop_at_return": spec.stop_target(rt.stop_at_return) if rt.eval_every else None,
         "runtime.start_method": resolve_start_method(rt.start_method),
         "model.encoder": encoder,
+        "algo.sequence_length": cfg.algo.sequence_length or (cfg.algo.n_steps if cfg.model.memory != "none" else None),
         "log.run_dir": str(run_dir),
     })
     if cfg.algo.analytic_grad and algorithm.fast_grad_refusal(cfg.model, cfg.algo, head_for(spec.action_space)):

@@ -29,6 +29,7 @@ from pacer.config import Config, save_yaml
 from pacer.envs import EnvSpec, probe
 from pacer.metrics import Metrics
 from pacer.model import make_model
+from pacer.recurrence import state_size
 from pacer.resume import check_resume, left_out_of, restore_run, save
 from pacer.runtime.preflight import check_rollout_memory
 from pacer.runtime.processes import inheriting
@@ -120,9 +121,9 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     saved = None if resume is None else checkpoint.load(checkpoint.find(run_dir))
     if saved is not None:
         check_resume(saved, cfg, run_dir)
-    final_video = _preflight(cfg, spec)
     torch.manual_seed(cfg.runtime.seed)
     model = make_model(cfg.model, spec.observation_space, spec.action_space)
+    final_video = _preflight(cfg, spec, model)
     where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run
     where.preflight(cfg, model, _stderr)
     with _run_dir(run_dir, new=resume is None):  # a start that fails here leaves no run directory behind
@@ -166,7 +167,7 @@ def _restored(saved: dict[str, Any] | None, shared: SharedState, cfg: Config, cl
     return states
 
 
-def _preflight(cfg: Config, spec: EnvSpec) -> bool:
+def _preflight(cfg: Config, spec: EnvSpec, model: torch.nn.Module) -> bool:
     """What can fail before anything starts, checked on the probe's answers; returns whether the run films a final
     video."""
     if cfg.env.vector == "ale":
@@ -178,7 +179,7 @@ def _preflight(cfg: Config, spec: EnvSpec) -> bool:
     if cfg.log.track:
         check_installed(cfg.log.track)
     check_rollout_memory(cfg, int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize, spec.obs_shape,
-                         np.dtype(spec.obs_dtype).name)
+                         np.dtype(spec.obs_dtype).name, state_size(model))
     if cfg.log.track and not cfg.log.video_every and spec.render_error is not None:
         _stderr(f"pacer: note: no final video for {', '.join(cfg.log.track)}: {spec.render_error}")
     return bool(cfg.log.video_every) or (bool(cfg.log.track) and spec.render_error is None)

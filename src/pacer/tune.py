@@ -39,9 +39,10 @@ STOP_GRACE_S = 30.0
 NETS = {"64x64": [64, 64], "128x128": [128, 128], "256x256": [256, 256]}
 
 
-def sample(trial: Any, algo: str, continuous: bool) -> dict[str, Any]:
+def sample(trial: Any, algo: str, continuous: bool, memory: bool = False) -> dict[str, Any]:
     """One trial's settings (dotted keys). The ranges are those of rl-baselines3-zoo's PPO/A2C searches, narrowed to
-    what trains on a few CPU cores; PPO's own settings only for PPO, the Gaussian policy's only for Box actions."""
+    what trains on a few CPU cores; PPO's own settings only for PPO, the Gaussian policy's only for Box actions, the
+    recurrent core's size only when the base config has one (`model.memory`)."""
     s: dict[str, Any] = {
         "algo.lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
         "algo.lr_schedule": trial.suggest_categorical("lr_schedule", ["constant", "linear"]),
@@ -58,9 +59,13 @@ def sample(trial: Any, algo: str, continuous: bool) -> dict[str, Any]:
     if algo == "ppo":
         s["algo.epochs"] = trial.suggest_categorical("epochs", [1, 3, 5, 10, 20])
         s["algo.clip_range"] = trial.suggest_categorical("clip_range", [0.1, 0.2, 0.3, 0.4])
-        rows = s["env.envs_per_worker"] * s["algo.n_steps"]
-        # a minibatch of at least 16 rows: the sampled count is capped, not the trial thrown away
-        s["algo.minibatches"] = min(trial.suggest_categorical("minibatches", [1, 2, 4, 8, 16, 32]), max(1, rows // 16))
+        # a minibatch of at least 16 rows (a recurrent model's: of at least one env's whole rollout, its sequences
+        # being whole rollouts): the sampled count is capped, not the trial thrown away
+        units = s["env.envs_per_worker"] if memory else s["env.envs_per_worker"] * s["algo.n_steps"] // 16
+        s["algo.minibatches"] = min(trial.suggest_categorical("minibatches", [1, 2, 4, 8, 16, 32]), max(1, units))
+    if memory:
+        s["model.memory_size"] = trial.suggest_categorical("memory_size", [32, 64, 128, 256])
+        s["algo.sequence_length"] = None  # the whole rollout, whatever n_steps was drawn
     if continuous:
         s["model.log_std_init"] = trial.suggest_categorical("log_std_init", [-2.0, -1.0, -0.5, 0.0])
         s["algo.scale_rewards"] = trial.suggest_categorical("scale_rewards", [False, True])
@@ -96,6 +101,11 @@ class TuneSpec:
     study_name: str | None = None
     seconds: float | None = None
     """Also a trial's training-time budget (`runtime.time_limit`): for tasks judged by the return after a time."""
+
+    @property
+    def memory(self) -> bool:
+        """Whether the base config has a recurrent core, whose size the search then includes."""
+        return (self.base.get("model") or {}).get("memory", "none") != "none"
 
     @property
     def eval_every(self) -> int:
@@ -211,7 +221,7 @@ def tune(spec: TuneSpec, algo: str, continuous: bool, log: Log = print) -> dict[
         while done < spec.trials or running:
             while done < spec.trials and len(running) < spec.parallel:
                 trial = study.ask()
-                params = sample(trial, algo, continuous)
+                params = sample(trial, algo, continuous, spec.memory)
                 run_dir = spec.directory / "trials" / f"trial-{trial.number:03d}"
                 process = _launch(trial_config(spec, params, run_dir), run_dir)
                 trial.set_user_attr("run_dir", str(run_dir))
@@ -250,7 +260,7 @@ def summarize(study: Any, spec: TuneSpec, algo: str, continuous: bool) -> dict[s
     if not complete:
         raise PacerError(f"no trial of study {study.study_name!r} finished; see the logs in {spec.directory}/trials")
     best = study.best_trial
-    params = sample(optuna.trial.FixedTrial(best.params), algo, continuous)
+    params = sample(optuna.trial.FixedTrial(best.params), algo, continuous, spec.memory)
     tuned = merge(spec.base, nest(params))
     # the trials' worker count and budget stay (the settings were found with them); where they ran does not
     workers = tuned["runtime"]["workers"]

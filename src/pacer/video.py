@@ -145,11 +145,12 @@ def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: 
                                     macro_block_size=1, ffmpeg_log_level="error")
         try:
             obs, _ = env.reset(seed=seed)
+            player = agent.player(greedy)  # one episode: a recurrent agent keeps its state from step to step
             done = False
             while not done:
                 writer.append_data(frame(env, agent.config.env.id))
                 frames += 1
-                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, greedy=greedy))
+                obs, reward, terminated, truncated, _ = env.step(player.act(obs))
                 total += float(reward)
                 done = bool(terminated or truncated)
         finally:
@@ -199,9 +200,9 @@ def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[f
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            total, done = 0.0, False
+            total, done, player = 0.0, False, agent.player(greedy)
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, greedy=greedy))
+                obs, reward, terminated, truncated, _ = env.step(player.act(obs))
                 total += float(reward)
                 done = bool(terminated or truncated)
             returns.append(total)

@@ -19,6 +19,7 @@ import torch
 
 from pacer import normalize
 from pacer.algos import Algorithm, Batch, LossTerms, Step, explained_variance, prepare
+from pacer.algos.losses import value_rows
 from pacer.config import Config
 from pacer.envs import EnvSpec, ensure_registered, make_vector_env
 from pacer.errors import PacerError
@@ -130,7 +131,7 @@ class Worker:
         if algo.minibatches is not None and (split := self.link.minibatches(algo.minibatches)) != algo.minibatches:
             algo = dataclasses.replace(algo, minibatches=split)  # a member of a group (Ray) splits its share finer
         stats, made = self.spec.algorithm.schedule(batch, algo, self.rng, self)
-        ev = explained_variance(batch.values, batch.returns) if made else math.nan
+        ev = explained_variance(*value_rows(batch)) if made else math.nan
         if not math.isnan(ev):
             stats["explained_variance"] = ev
         return stats, made

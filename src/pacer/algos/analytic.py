@@ -14,7 +14,7 @@ It is a second way to the same numbers, so it is fenced:
   not enter a loss's gradient) or the set of values covered; a run outside them takes autograd, and its config.yaml
   says so (`algo.analytic_grad: false`). A test fails when a field is added that nobody classified;
 - the model must be exactly `MLPActorCritic` and the head a `FastHead` (Discrete, 1-D Box): a new head, a recurrent
-  core or a structured observation is trained with autograd until this module says otherwise.
+  core (`model.memory`) or a structured observation is trained with autograd until this module says otherwise.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ MODEL_FIELDS: dict[str, Rule] = {
     "init": "any",
     "encoder": frozenset({"auto", "mlp"}),  # 'auto' is the MLP for what MLPActorCritic takes (checked on the model)
     "log_std_init": "any",
+    "memory": frozenset({"none"}),  # a recurrent core: autograd (backpropagation through time)
+    "memory_size": "any", "memory_shared": "any",  # act only with a core
     "factory": frozenset({None}),
 }
 ALGO_FIELDS: dict[str, Rule] = {
@@ -62,6 +64,7 @@ ALGO_FIELDS: dict[str, Rule] = {
     "lr": "unused", "lr_schedule": "unused", "optimizer": "unused", "shared_optimizer": "unused",  # the step
     "max_grad_norm": "unused",  # applied by the worker to whichever gradient
     "epochs": "unused", "minibatches": "unused", "target_kl": "unused",  # the schedule's
+    "sequence_length": "unused",  # recurrent models only, which are not covered
     "analytic_grad": "unused",  # the switch itself
     "value_coef": "any", "entropy_coef": "any", "clip_range": "any",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,8 +19,21 @@ from pacer.heads import ActionHead
 from pacer.rollout import Rollout
 
 
+class Memory(NamedTuple):
+    """Sequences for a recurrent model: where each starts, and which of its steps are transitions."""
+
+    state: Tensor
+    """[C, state_size]: the model's state before each sequence's first step, as it was collected."""
+    starts: Tensor
+    """[L, C] bool: the state is reset before this step (a new episode's first)."""
+    mask: Tensor
+    """[L, C] bool: the steps that are transitions (not NEXT_STEP autoreset steps): the batch's rows."""
+
+
 class Batch(NamedTuple):
-    """The valid transitions of a rollout, flattened, with their learning targets."""
+    """The valid transitions of a rollout with their learning targets. Without `memory`, rows: every field [n, ...].
+    With it (a recurrent model), C sequences of L steps: `obs` [L, C, ...]; the other fields are [L, C] in the batch
+    `prepare` makes, and the rows `memory.mask` keeps, in [L, C] order, in a minibatch of sequences (`sequences`)."""
 
     obs: Tensor
     actions: Tensor
@@ -28,10 +41,49 @@ class Batch(NamedTuple):
     advantages: Tensor
     returns: Tensor  # value targets
     values: Tensor  # the critic's values when the data was collected
+    memory: Memory | None = None
+
+
+def rows(batch: Batch, index: Tensor | slice) -> Batch:
+    """The rows `index` of a batch of rows."""
+    return Batch(batch.obs[index], batch.actions[index], batch.logp[index], batch.advantages[index],
+                 batch.returns[index], batch.values[index])
+
+
+def outputs(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    """The model's policy output and value for the batch's rows: a feedforward model on the rows; a recurrent one
+    over each sequence from its stored state (with the current parameters: truncated backpropagation through it),
+    at the steps that are transitions. Every loss gets them here."""
+    if batch.memory is None:
+        return model(batch.obs)
+    pi, value, _ = model(batch.obs, batch.memory.state, batch.memory.starts)
+    return pi[batch.memory.mask], value[batch.memory.mask]
+
+
+def sequences(batch: Batch, index: Tensor) -> Batch:
+    """The minibatch of sequences `index` of a batch of sequences, its row fields flattened to its transitions."""
+    memory = batch.memory
+    assert memory is not None
+    mask = memory.mask[:, index]
+
+    def rows(x: Tensor) -> Tensor:
+        return x[:, index][mask]
+
+    return Batch(batch.obs[:, index], rows(batch.actions), rows(batch.logp), rows(batch.advantages),
+                 rows(batch.returns), rows(batch.values), Memory(memory.state[index], memory.starts[:, index], mask))
+
+
+def value_rows(batch: Batch) -> tuple[Tensor, Tensor]:
+    """The collected values and their targets at the batch's transitions."""
+    if batch.memory is None or batch.values.dim() == 1:
+        return batch.values, batch.returns
+    return batch.values[batch.memory.mask], batch.returns[batch.memory.mask]
 
 
 def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
-    """Compute targets on the [T, N] arrays, then keep only valid rows. `targets` is 'mc' or 'gae'."""
+    """Compute targets on the [T, N] arrays, then keep only valid rows. `targets` is 'mc' or 'gae'. A rollout of
+    a recurrent model becomes sequences of `cfg.sequence_length` steps (the whole rollout when null, and always for
+    'mc', whose rollouts are whole episodes of any length), each with the state stored at its first step."""
     valid = rollout.valid
     if targets == "mc":
         returns = discounted_returns(rollout.rewards, rollout.terminated | rollout.truncated, cfg.gamma)
@@ -44,6 +96,16 @@ def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
     adv = advantages[valid]
     if cfg.normalize_advantages and adv.size > 1:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    if rollout.states is not None and rollout.starts is not None:
+        advantages = advantages.copy()
+        advantages[valid] = adv  # normalized over the transitions, laid out [T, N] again
+        steps = rollout.valid.shape[0]
+        length = steps if targets == "mc" or cfg.sequence_length is None else cfg.sequence_length
+        return Batch(obs=_cut(rollout.obs, length), actions=_cut(rollout.actions, length),
+                     logp=_cut(rollout.logp, length), advantages=_cut(advantages.astype(np.float32), length),
+                     returns=_cut(returns.astype(np.float32), length), values=_cut(rollout.values, length),
+                     memory=Memory(torch.from_numpy(rollout.states[::length].reshape(-1, rollout.states.shape[-1])),
+                                   _cut(rollout.starts, length), _cut(valid, length)))
     return Batch(
         obs=torch.from_numpy(rollout.obs[valid]),
         actions=torch.from_numpy(rollout.actions[valid]),
@@ -52,6 +114,14 @@ def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
         returns=torch.from_numpy(returns[valid].astype(np.float32)),
         values=torch.from_numpy(rollout.values[valid]),
     )
+
+
+def _cut(x: Any, length: int) -> Tensor:
+    """[T, N, ...] -> [length, T / length * N, ...]: sequence k * N + n is steps k * length ... of env n."""
+    steps, envs = x.shape[:2]
+    chunks = steps // length
+    out = np.ascontiguousarray(x.reshape(chunks, length, envs, *x.shape[2:]).swapaxes(0, 1))
+    return torch.from_numpy(out.reshape(length, chunks * envs, *x.shape[2:]))
 
 
 def explained_variance(values: Tensor, returns: Tensor) -> float:
@@ -125,7 +195,7 @@ def ppo_stats(ratio: Tensor, log_ratio: Tensor, clip_range: float) -> dict[str, 
 def mc_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
     """Classic Monte-Carlo advantage actor-critic, summed over the episode as in the textbook version:
     actor -log pi(a|s) * (G - V(s)) with V detached, critic (V - G)^2."""
-    pi, value = model(batch.obs)
+    pi, value = outputs(model, batch)
     logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
     actor = -(logp * (batch.returns - value.detach())).sum()
     critic = (value - batch.returns).pow(2).sum()
@@ -134,14 +204,14 @@ def mc_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -
 
 def a2c_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
     """Advantage actor-critic on precomputed (GAE) advantages: means over the batch."""
-    pi, value = model(batch.obs)
+    pi, value = outputs(model, batch)
     logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
     return LossTerms(-(logp * batch.advantages).mean(), value_loss(value, batch.returns), entropy.mean())
 
 
 def ppo_loss(model: nn.Module, head: ActionHead, batch: Batch, cfg: AlgoConfig) -> LossTerms:
     """PPO's clipped surrogate on the probability ratio to the collecting policy."""
-    pi, value = model(batch.obs)
+    pi, value = outputs(model, batch)
     logp, entropy = head.log_prob_entropy(model, pi, batch.actions)
     surrogate = ppo_surrogate(logp, batch.logp, batch.advantages, cfg.clip_range)
     with torch.no_grad():

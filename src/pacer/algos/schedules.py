@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from pacer.algos.losses import Batch
+from pacer.algos.losses import Batch, rows, sequences
 from pacer.config import AlgoConfig
 
 KL_MARGIN = 1.5  # stop once approx-KL exceeds 1.5 x target_kl, as Stable-Baselines3 does
@@ -51,14 +51,14 @@ Schedule = Callable[[Batch, AlgoConfig, torch.Generator, Learner], tuple[dict[st
 def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, learner: Learner
                           ) -> tuple[dict[str, float], int]:
     """`cfg.epochs` passes over the batch, each in exactly `cfg.minibatches` shuffled minibatches of n // minibatches
-    rows (one step each; the n mod minibatches rows left over sit out that pass; a batch of fewer rows than
-    minibatches repeats rows). A fixed count keeps the workers of a data-parallel group in step. With
-    `cfg.target_kl` set, a minibatch whose approx-KL to the collecting policy exceeds 1.5 x target_kl is not
-    applied, and neither is the rest of the rollout (as SB3 does). Returns the stats averaged over the updates
-    made."""
+    units, rows or (for a recurrent model) sequences (one step each; the n mod minibatches units left over sit out
+    that pass; a batch of fewer units than minibatches repeats units). A fixed count keeps the workers of a
+    data-parallel group in step. With `cfg.target_kl` set, a minibatch whose approx-KL to the collecting policy
+    exceeds 1.5 x target_kl is not applied, and neither is the rest of the rollout (as SB3 does). Returns the stats
+    averaged over the updates made."""
     if cfg.epochs is None or cfg.minibatches is None:
         raise ValueError("algo.epochs and algo.minibatches must be resolved (pacer.runconfig.complete)")
-    n = batch.obs.shape[0]
+    n = batch.obs.shape[0] if batch.memory is None else batch.memory.mask.shape[1]
     if n == 0:
         return {}, 0
     size = max(1, n // cfg.minibatches)
@@ -68,10 +68,15 @@ def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, l
         order = torch.randperm(n, generator=rng) if cfg.minibatches > 1 else torch.arange(n)
         if n < cfg.minibatches:
             order = order.repeat(cfg.minibatches // n + 1)
-        # shuffled once an epoch; each minibatch is then a slice (a view), not a gather of its own
-        shuffled = batch if cfg.minibatches == 1 else Batch(*(x[order] for x in batch))
+        # rows are shuffled once an epoch, and each minibatch is then a slice (a view), not a gather of its own
+        shuffled = batch if cfg.minibatches == 1 or batch.memory is not None else rows(batch, order)
         for start in range(0, cfg.minibatches * size, size):
-            minibatch = shuffled if cfg.minibatches == 1 else Batch(*(x[start:start + size] for x in shuffled))
+            if batch.memory is not None:
+                minibatch = sequences(batch, order[start:start + size])
+            elif cfg.minibatches == 1:
+                minibatch = shuffled
+            else:
+                minibatch = rows(shuffled, slice(start, start + size))
             step = learner.loss(minibatch)
             stats = dict(step.stats)
             if cfg.target_kl is not None and stats.get("approx_kl", 0.0) > KL_MARGIN * cfg.target_kl:

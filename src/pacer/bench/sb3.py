@@ -1,4 +1,5 @@
-"""Stable-Baselines3 A2C/PPO with rl-baselines3-zoo hyperparameters, timed and judged by pacer's own evaluator.
+"""Stable-Baselines3 A2C/PPO (and sb3-contrib's RecurrentPPO) with rl-baselines3-zoo hyperparameters, timed and
+judged by pacer's own evaluator.
 
     python -m pacer.bench.sb3 --algo ppo --env CartPole-v1 --mode solve --target 475 --eval-every 10000
     python -m pacer.bench.sb3 --algo ppo --env HalfCheetah-v5 --mode timed --max-seconds 1500 --eval-every 50000
@@ -74,6 +75,17 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
                        "gamma": 0.9999, "n_steps": 1024, "batch_size": 256, "learning_rate": 6e-4,
                        "gae_lambda": 0.98},
     },
+    # sb3-contrib's RecurrentPPO, the zoo's hyperparams/ppo_lstm.yml (its entry as the published sb3/ppo_lstm model
+    # card lists it): observations normalized, rewards not
+    "recurrentppo": {
+        "CartPoleNoVel-v1": {"normalize": True, "normalize_kwargs": {"norm_obs": True, "norm_reward": False},
+                             "n_envs": 8, "n_timesteps": 100_000, "policy": "MlpLstmPolicy", "n_steps": 32,
+                             "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
+                             "learning_rate": "lin_0.001", "clip_range": "lin_0.2",
+                             "policy_kwargs": {"ortho_init": False, "activation_fn": nn.ReLU, "lstm_hidden_size": 64,
+                                               "enable_critic_lstm": True,
+                                               "net_arch": {"pi": [64], "vf": [64]}}},
+    },
 }
 # The zoo's Atari entry (hyperparams/ppo.yml "atari"), run on pacer's own preprocessing (presets.ATARI_ENV: the same
 # Gymnasium wrappers pacer trains on) with rewards clipped as the zoo's AtariWrapper clips them: the same frames.
@@ -82,7 +94,8 @@ ZOO_ATARI: dict[str, Any] = {"n_envs": 8, "n_timesteps": 10_000_000, "policy": "
                              "vf_coef": 0.5, "ent_coef": 0.01}
 # What a user gets from SB3 without the zoo: the library's own defaults, one env, no normalization.
 LIBRARY_DEFAULTS: dict[str, Any] = {"n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy"}
-NOT_ALGO_KWARGS = {"n_envs", "n_timesteps", "policy", "normalize", "policy_kwargs"}  # zoo keys that are not A2C/PPO's
+# zoo keys that are not the algorithm's arguments
+NOT_ALGO_KWARGS = {"n_envs", "n_timesteps", "policy", "normalize", "normalize_kwargs", "policy_kwargs"}
 
 
 def schedule(value: Any) -> Any:
@@ -124,6 +137,45 @@ class SB3ActorCritic(nn.Module):
         pi = self.policy.action_net(self.policy.mlp_extractor.forward_actor(pi_features))
         value = self.policy.value_net(self.policy.mlp_extractor.forward_critic(vf_features))
         return pi, value.squeeze(-1)
+
+
+class SB3Recurrent(SB3ActorCritic):
+    """pacer's recurrent interface over sb3-contrib's RecurrentActorCriticPolicy: its actor's and critic's LSTM states
+    (h and c) side by side as one flat state, one step at a time (what pacer's evaluator asks)."""
+
+    def __init__(self, policy: Any, vec_norm: VecNormalize | None) -> None:
+        super().__init__(policy, vec_norm)
+        lstm = policy.lstm_actor
+        self.shape = (lstm.num_layers, lstm.hidden_size)
+        self.cores = 2 if policy.lstm_critic is not None else 1
+        self.state_size = 2 * self.cores * lstm.num_layers * lstm.hidden_size
+
+    def initial_state(self, batch: int) -> Tensor:
+        return torch.zeros(batch, self.state_size)
+
+    def forward(self, obs: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        assert obs.shape[0] == 1, "one step at a time"
+        x, batch = obs[0], obs.shape[1]
+        if self.obs_mean is not None:
+            x = ((x.double() - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip).float()
+        layers, size = self.shape
+        parts = state.reshape(batch, 2 * self.cores, layers, size).permute(1, 2, 0, 3).contiguous()
+        starts_f = starts[0].float()
+        policy: Any = self.policy  # sb3-contrib's RecurrentActorCriticPolicy
+        features = policy.extract_features(x)
+        pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+        latent_pi, (h, c) = policy._process_sequence(pi_features, (parts[0], parts[1]), starts_f, policy.lstm_actor)
+        new = [h, c]
+        if policy.lstm_critic is not None:
+            latent_vf, (hv, cv) = policy._process_sequence(vf_features, (parts[2], parts[3]), starts_f,
+                                                           policy.lstm_critic)
+            new += [hv, cv]
+        else:
+            latent_vf = policy.critic(vf_features) if policy.critic is not None else latent_pi
+        pi = policy.action_net(policy.mlp_extractor.forward_actor(latent_pi))
+        value = policy.value_net(policy.mlp_extractor.forward_critic(latent_vf)).squeeze(-1)
+        state = torch.stack(new).permute(2, 0, 1, 3).reshape(batch, self.state_size)
+        return pi.unsqueeze(0), value.unsqueeze(0), state
 
 
 class BenchCallback(BaseCallback):
@@ -195,16 +247,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     vec_norm = None
     if hp.get("normalize", False):
         # The zoo's default: observations and rewards normalized, with the algorithm's discount.
-        venv = vec_norm = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99))
-    algo_cls = {"a2c": A2C, "ppo": PPO}[args.algo]
+        venv = vec_norm = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99), **hp.get("normalize_kwargs", {}))
+    algo_cls: Any
+    if args.algo == "recurrentppo":
+        from sb3_contrib import RecurrentPPO  # the bench extra
+
+        algo_cls = RecurrentPPO
+    else:
+        algo_cls = {"a2c": A2C, "ppo": PPO}[args.algo]
     model = algo_cls(hp["policy"], venv, seed=args.seed, device="cpu", verbose=0,
                      policy_kwargs=hp.get("policy_kwargs"), **kwargs)
 
     def evaluate() -> float:
         policy = model.policy
         assert isinstance(policy, ActorCriticPolicy)
+        wrapped = SB3Recurrent(policy, vec_norm) if args.algo == "recurrentppo" else SB3ActorCritic(policy, vec_norm)
         with torch.no_grad():
-            played = run_episodes(SB3ActorCritic(policy, vec_norm),
+            played = run_episodes(wrapped,
                                   EnvConfig(id=args.env, kwargs=eval_kwargs or {}, wrappers=tuple(wrappers)),
                                   args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
         return float(np.mean(played.returns))

@@ -15,6 +15,7 @@ from pacer.bench.record import median
 # every framework), a preset for pacer (None: what `pacer train --env ENV` picks), and a cap on each run's time.
 TASKS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"target": 475.0, "eval_every": 10_000, "preset": None, "cap_s": 300.0},
+    "CartPoleNoVel-v1": {"target": 475.0, "eval_every": 10_000, "preset": None, "cap_s": 900.0},
     "LunarLander-v3": {"target": 200.0, "eval_every": 50_000, "preset": None, "cap_s": 900.0},
     "Acrobot-v1": {"target": -100.0, "eval_every": 20_000, "preset": None, "cap_s": 300.0},
 }
