@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -146,3 +147,46 @@ def make_buggy_renderer(render_mode: str | None = None) -> gym.Env:
 def make_renderer_without_pygame(render_mode: str | None = None) -> gym.Env:
     """Renders nothing: the package its renderer imports is missing."""
     return BrokenRenderer(render_mode, fail_at=None)
+
+
+class EpisodesOfKnownLength(gym.Env):
+    """Episodes of `2 + seed % 3` steps (the first reset's seed: sub-env i of a vector env gets seed + i); the
+    observation is the step within the episode."""
+
+    observation_space = gym.spaces.Box(0, 100, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.length, self.t = 2, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.length = 2 + seed % 3
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        self.t += 1
+        return np.array([float(self.t)], np.float32), 1.0, self.t >= self.length, False, {}
+
+
+class CountingMemory(nn.Module):
+    """A recurrent model whose state counts the steps since it was last reset, and whose value is that count."""
+
+    state_size = 1
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def initial_state(self, batch: int) -> Tensor:
+        return torch.zeros(batch, 1)
+
+    def forward(self, obs: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        values = []
+        for t in range(obs.shape[0]):
+            state = state * (~starts[t]).float().unsqueeze(-1) + 1.0
+            values.append(state[:, 0])
+        value = torch.stack(values) + self.bias
+        return torch.zeros(*value.shape, 2), value, state

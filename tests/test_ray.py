@@ -342,15 +342,19 @@ def test_eight_workers_learn_as_one_where_summed_updates_diverge(cluster: Any, t
     assert all_cpus_free()
 
 
-def test_a_group_of_two_learns_as_two_workers_averaging_each_update(cluster: Any, tmp_path: Path) -> None:
-    """Two Ray members, each splitting its own CartPole rollouts (the default 'worker' minibatches), all-reduce every
-    minibatch's gradient: the parameters are those of two of pacer's workers that average each update in lockstep in
-    one process (tests/lockstep.py), to float tolerance."""
+@pytest.mark.parametrize("memory", ["none", "lstm"])
+def test_a_group_of_two_learns_as_two_workers_averaging_each_update(cluster: Any, tmp_path: Path, memory: str
+                                                                    ) -> None:
+    """Two Ray members, each splitting its own CartPole rollouts (the default 'worker' minibatches: rows, or with an
+    LSTM each env's sequence), all-reduce every minibatch's gradient: the parameters are those of two of pacer's
+    workers that average each update in lockstep in one process (tests/lockstep.py), to float tolerance. (The first
+    round waits for both actors: the group is the same from the start.)"""
     from lockstep import train_in_lockstep
     from pacer.config import from_saved
 
     cfg = small(tmp_path, "pair", "ray", cluster, workers=2, total_steps=3 * 2 * 64)
     cfg["algo"]["lr_schedule"] = "constant"
+    cfg["model"] = {"memory": memory, "memory_size": 8}
     saved = checkpoint.load(pacer.train(cfg, preset="none").checkpoint)
     rounds, rest = divmod(saved["counters"]["updates"], 2 * 4 * 2)  # 2 epochs x 4 minibatches x 2 members a round
     assert rest == 0 and rounds >= 3

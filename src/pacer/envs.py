@@ -239,8 +239,16 @@ def ensure_registered(spec: EnvSpec | None) -> None:
 
 
 def register_atari(env_id: Any) -> None:
-    """Atari ids (ALE/Pong-v5, PongNoFrameskip-v4) exist once ale-py has registered them: done on first need."""
+    """Atari ids (ALE/Pong-v5, PongNoFrameskip-v4) exist once ale-py has registered them, MiniGrid's and BabyAI's
+    once minigrid has: done on first need."""
     if not isinstance(env_id, str) or ":" in env_id or env_id in gym.registry:
+        return
+    if env_id.startswith(("MiniGrid-", "BabyAI-")):
+        try:
+            import minigrid
+        except ImportError:
+            raise PacerError(f"{env_id} needs minigrid: pip install 'pacer-rl[minigrid]'") from None
+        gym.register_envs(minigrid)
         return
     try:
         import ale_py

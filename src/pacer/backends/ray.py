@@ -368,12 +368,14 @@ class RayBackend:
         self.final_states: dict[int, Any] = {}
         self.paused = self.stopping = False
         self.started_ray = False
+        self.started_at = 0.0
 
     def start(self, stop_requested: Callable[[], bool]) -> None:
         import torch.distributed as dist
 
         rt = self.cfg.runtime
         self.started_ray = connect(rt.address, math.ceil(rt.workers * rt.cpus_per_worker))
+        self.started_at = time.monotonic()
         # the group's meeting point: loopback for a private instance; this node's address when other nodes must
         # reach it (joining a cluster is what asks for that)
         self.host = "127.0.0.1" if self.started_ray else self.ray.util.get_node_ip_address()
@@ -404,6 +406,9 @@ class RayBackend:
         members = membership.running()
         if not members:
             return False
+        if not rounds.sent and len(members) < min(membership.room, len(membership.actors)) and \
+                time.monotonic() - self.started_at < processes.STARTUP_S:
+            return False  # the first round waits for every worker there is room for: the run starts as one group
         if rounds.flight and (members != rounds.flight[-1].members or rounds.flight[-1].lost):
             return False  # a new group, or a broken one: only once the round in flight is settled
         if members != membership.members:  # a new group (an actor lost, restarted or added): every member joins it
