@@ -1,6 +1,7 @@
 """Per-minibatch profile of the learner: where one PPO update of an env's preset spends its time.
 
     python benchmarks/learner.py [--env LunarLander-v3] [--updates 2000] [--repeats 3] [--compare]
+    python benchmarks/learner.py --env CartPoleNoVel-v1   # a recurrent preset: minibatches of sequences
 
 One worker of the preset (the inline backend's Hogwild link, parameters in this process), one rollout collected,
 then `--updates` minibatch updates timed phase by phase, as the worker makes them: pull (the latest parameters
@@ -23,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import torch
 
-from pacer.algos import Batch, get_algo, prepare
+from pacer.algos import get_algo, prepare
+from pacer.algos.losses import rows, sequences
 from pacer.backends.hogwild import HogwildLink
 from pacer.envs import make_vector_env
 from pacer.model import make_model
@@ -46,13 +48,15 @@ def profile(env: str, updates: int, analytic: bool = True) -> dict[str, float]:
     rollout = worker.collector.collect(cfg.algo.n_steps)
     batch = prepare(rollout, cfg.algo, algorithm.targets)
     assert cfg.algo.minibatches is not None
-    size = batch.obs.shape[0] // cfg.algo.minibatches
+    # units: rows, or (a recurrent model) sequences of `algo.sequence_length` steps
+    units = batch.obs.shape[0] if batch.memory is None else batch.memory.mask.shape[1]
+    size = max(1, units // cfg.algo.minibatches)
     gen = torch.Generator().manual_seed(0)
     spent = dict.fromkeys(PHASES, 0.0)
     link, params = worker.link, worker.local_params
     for _ in range(updates):
-        order = torch.randperm(batch.obs.shape[0], generator=gen)[:size]
-        minibatch = Batch(*(x[order] for x in batch))
+        order = torch.randperm(units, generator=gen)[:size]
+        minibatch = rows(batch, order) if batch.memory is None else sequences(batch, order)
         t0 = time.perf_counter()
         link.pull(params)
         t1 = time.perf_counter()
@@ -66,7 +70,9 @@ def profile(env: str, updates: int, analytic: bool = True) -> dict[str, float]:
         for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2 - optimizer, optimizer), strict=True):
             spent[phase] += seconds
     worker.close()
-    return {phase: spent[phase] / updates * 1e6 for phase in PHASES} | {"rows": float(size)}
+    length = 1 if batch.memory is None else batch.memory.mask.shape[0]
+    return {phase: spent[phase] / updates * 1e6 for phase in PHASES} | {
+        "units": float(size), "length": float(length), "fast": float(worker.fast_grad is not None)}
 
 
 def main() -> None:
@@ -84,8 +90,13 @@ def main() -> None:
             runs[kind].append(profile(args.env, args.updates, kind))
     for kind in kinds:
         med = {phase: statistics.median(run[phase] for run in runs[kind]) for phase in PHASES}
-        name = "hand-written gradient" if kind else "autograd"
-        print(f"{args.env}, {name}: {int(runs[kind][0]['rows'])} rows a minibatch; median us per update over "
+        first = runs[kind][0]
+        name = "hand-written gradient" if first["fast"] else "autograd"
+        unit = f"{int(first['units'])} rows" if first["length"] == 1 else \
+            f"{int(first['units'])} sequences of {int(first['length'])} steps"
+        per = "" if first["length"] == 1 else \
+            f" ({sum(statistics.median(r[p] for r in runs[kind]) for p in PHASES) / first['units']:.0f} us a sequence)"
+        print(f"{args.env}, {name}: {unit} a minibatch{per}; median us per update over "
               f"{args.repeats} passes of {args.updates}: " + ", ".join(f"{phase} {med[phase]:.0f}" for phase in PHASES)
               + f"; total {sum(med.values()):.0f}; passes' totals "
               + " / ".join(f"{sum(run[p] for p in PHASES):.0f}" for run in runs[kind]))
