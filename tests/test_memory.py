@@ -199,3 +199,22 @@ def test_a_recurrent_checkpoint_resumes_bit_exactly(quiet: dict, tmp_path: Path,
     assert resumed["counters"] == reference["counters"]
     for name, value in reference["model"].items():
         assert torch.equal(resumed["model"][name], value), name
+
+
+def test_a_recurrent_agent_is_filmed_with_its_state(quiet: dict, tmp_path: Path) -> None:
+    """The video's episode is the one the player plays: a frame per step, the episode's own return."""
+    pytest.importorskip("imageio_ffmpeg")
+    from pacer.video import record
+
+    quiet["env"]["id"] = "CartPoleNoVel-v1"
+    quiet["model"] = {"memory": "gru", "memory_size": 8}
+    quiet["runtime"]["total_steps"] = 400
+    agent = pacer.load(pacer.train(quiet, preset="none").run_dir)
+    [video] = record(agent, tmp_path / "videos", 1, seed=3)
+    env = gym.make("CartPoleNoVel-v1")
+    obs, _ = env.reset(seed=3)
+    player, total, steps, over = agent.player(), 0.0, 0, False
+    while not over:
+        obs, reward, terminated, truncated, _ = env.step(player.act(obs))
+        total, steps, over = total + float(reward), steps + 1, terminated or truncated
+    assert (video.frames, video.episode_return) == (steps, total)
