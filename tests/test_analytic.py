@@ -18,14 +18,19 @@ import torch
 from pacer.algos import analytic, get_algo
 from pacer.algos.losses import Batch, ppo_surrogate, rows
 from pacer.config import AlgoConfig, Config, ModelConfig
-from pacer.heads import head_for
+from pacer.heads import head_for, masked
 from pacer.model import make_model
 from pacer.runtime import flat
+from pacer.spaces import KINDS, ObsLayout, tree_map
 
 SPACES = {
     "discrete": (gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.Discrete(4)),
     "gaussian": (gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-2, 2, (2,), np.float32)),
     "grid": (gym.spaces.Box(-1, 1, (2, 3), np.float32), gym.spaces.Discrete(3)),  # flattened by the MLP
+    # a structured observation whose leaves have no parameters of their own (pacer/spaces.py, model.Features)
+    "dict": (gym.spaces.Dict({"position": gym.spaces.Box(-1, 1, (3,), np.float32), "room": gym.spaces.Discrete(4),
+                              "doors": gym.spaces.MultiBinary(2), "keys": gym.spaces.MultiDiscrete([2, 3])}),
+             gym.spaces.Discrete(3)),
 }
 
 
@@ -35,35 +40,47 @@ def _setup(space: str, mcfg: ModelConfig, seed: int = 0) -> tuple:
     model = make_model(mcfg, obs_space, act_space)
     params = list(model.parameters())
     flat.flatten_(params)
+    norm = model.obs_norm if model.features is None else model.features.obs_norm
     if mcfg.normalize_input == "running":  # statistics that are not the identity
-        dim = int(np.prod(obs_space.shape))
-        model.obs_norm.mean.copy_(torch.randn(dim))
-        model.obs_norm.var.copy_(torch.rand(dim) + 0.5)
+        dim = norm.mean.shape[0]
+        norm.mean.copy_(torch.randn(dim))
+        norm.var.copy_(torch.rand(dim) + 0.5)
     return model, head_for(act_space), params, obs_space, act_space
 
 
-def _batch(model: torch.nn.Module, head, obs_space, act_space, rows: int = 64) -> Batch:
+def _batch(model: torch.nn.Module, head, obs_space, act_space, rows: int = 64, masks: bool = False) -> Batch:
     g = torch.Generator().manual_seed(1)
-    obs = torch.randn(rows, *obs_space.shape, generator=g) * 2
+    if isinstance(obs_space, gym.spaces.Box):
+        obs = torch.randn(rows, *obs_space.shape, generator=g) * 2
+    else:
+        obs_space.seed(1)
+        layout = ObsLayout(obs_space)
+        obs = tree_map(torch.from_numpy, layout.cast(tree_map(lambda *xs: np.stack(xs),
+                                                              *[obs_space.sample() for _ in range(rows)])))
+    legal = None
     if isinstance(act_space, gym.spaces.Discrete):
         actions = torch.randint(0, act_space.n, (rows,), generator=g)
+        if masks:  # about half the actions illegal, the one taken always legal
+            legal = torch.rand(rows, act_space.n, generator=g) < 0.5
+            legal[torch.arange(rows), actions] = True
     else:
         actions = torch.randn(rows, act_space.shape[0], generator=g)
     with torch.no_grad():
         pi, value = model(obs)
-        logp, _ = head.log_prob_entropy(model, pi, actions)
+        logp, _ = head.log_prob_entropy(model, masked(pi, legal), actions)
     # ratios exactly 1 (PPO's tie between the clipped and unclipped terms), inside the range, and far outside
     shift = torch.cat([torch.zeros(rows // 4), 0.05 * torch.randn(rows // 4, generator=g),
                        torch.randn(rows - rows // 2, generator=g)])
     advantages = torch.randn(rows, generator=g)
     advantages[::7] = 0.0
-    return Batch(obs, actions, logp + shift, advantages, torch.randn(rows, generator=g) * 3, value)
+    return Batch(obs, actions, logp + shift, advantages, torch.randn(rows, generator=g) * 3, value,
+                 action_mask=legal)
 
 
-def _compare(space: str, mcfg: ModelConfig, acfg: AlgoConfig, seed: int = 0) -> None:
+def _compare(space: str, mcfg: ModelConfig, acfg: AlgoConfig, seed: int = 0, masks: bool = False) -> None:
     """The fast path's gradient, total and statistics against autograd's on the algorithm's own loss."""
     model, head, params, obs_space, act_space = _setup(space, mcfg, seed)
-    batch = _batch(model, head, obs_space, act_space)
+    batch = _batch(model, head, obs_space, act_space, masks=masks)
     algorithm = get_algo(acfg.name)
     fast = algorithm.fast_grad(model, head, mcfg, acfg, params)
     assert fast is not None, analytic.refusal(mcfg, acfg, head)
@@ -91,6 +108,29 @@ def test_the_analytic_gradient_is_autograds(space: str, algo: str, activation: s
                                             hidden: tuple[int, ...]) -> None:
     _compare(space, ModelConfig(hidden=hidden, activation=activation, normalize_input=norm, log_std_init=-0.5),
              AlgoConfig(name=algo, entropy_coef=0.03, value_coef=0.7, clip_range=0.2))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+@pytest.mark.parametrize("space", ["discrete", "dict"])
+def test_the_analytic_gradient_is_autograds_with_action_masks(space: str, algo: str) -> None:
+    _compare(space, ModelConfig(normalize_input="running"), AlgoConfig(name=algo, entropy_coef=0.05), masks=True)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_the_analytic_gradient_is_autograds_on_a_structured_observation(algo: str) -> None:
+    _compare("dict", ModelConfig(hidden=(32,), normalize_input="running"), AlgoConfig(name=algo, entropy_coef=0.02))
+
+
+def test_every_kind_of_observation_leaf_is_classified_and_images_take_autograd() -> None:
+    assert set(analytic.OBS_LEAVES) == set(KINDS), "a kind of observation leaf nobody classified for analytic.py"
+    space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (40, 40, 3), np.uint8),
+                             "direction": gym.spaces.Discrete(4)})
+    mcfg, acfg, head = ModelConfig(), AlgoConfig(), head_for(gym.spaces.Discrete(3))
+    assert analytic.refusal(mcfg, acfg, head, ObsLayout(space)) == "the pixels observation 'image'"
+    model = make_model(mcfg, space, gym.spaces.Discrete(3))
+    params = list(model.parameters())
+    flat.flatten_(params)
+    assert get_algo("ppo").fast_grad(model, head, mcfg, acfg, params) is None  # the CNN's parameters: not covered
 
 
 def test_every_config_field_is_classified() -> None:

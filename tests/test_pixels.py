@@ -71,7 +71,7 @@ def test_a_cnn_learns_the_lit_quadrant_in_seconds(tmp_path: Path) -> None:
     result = pixel_run(tmp_path, "lit")
     assert result.eval_mean is not None and result.eval_mean >= 0.95  # a guess scores 0.25
     agent = pacer.load(result.run_dir)
-    assert isinstance(agent.model, CNNActorCritic) and agent.obs_dtype == np.uint8
+    assert isinstance(agent.model, CNNActorCritic) and agent.layout.dtype == np.uint8
 
 
 def test_wrappers_from_the_config_reach_training_and_evaluation(tmp_path: Path) -> None:
@@ -124,9 +124,9 @@ def test_rollout_memory_is_a_byte_a_pixel_and_is_checked_before_start(tmp_path: 
     from pacer.runtime.preflight import check_rollout_memory
 
     pong = Config.from_dict({"env": {"envs_per_worker": 8}, "algo": {"n_steps": 128}, "runtime": {"workers": 1}})
-    assert check_rollout_memory(pong, 4 * 84 * 84, (4, 84, 84), "uint8") == 8 * 128 * 4 * 84 * 84  # 28.9 MB
+    assert check_rollout_memory(pong, 4 * 84 * 84, "obs pixels[4, 84, 84]") == 8 * 128 * 4 * 84 * 84  # 28.9 MB
     with pytest.raises(pacer.PacerError, match=r"^the rollouts need 24,719 MiB \(1 workers x 1000 envs x 20000 "
-                                               r"steps of uint8\[1, 36, 36\] observations\) but "):
+                                               r"steps of obs pixels\[1, 36, 36\] observations\) but "):
         pacer.train({"env": {"id": "image_envs:make_lit_quadrant", "envs_per_worker": 1000},
                      "algo": {"n_steps": 20000},
                      "runtime": {"backend": "inline", "workers": 1},

@@ -16,9 +16,10 @@ from pacer.config import Config, from_saved
 from pacer.envs import EnvSpec, probe
 from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
-from pacer.heads import ActionHead, act, head_for
+from pacer.heads import ActionHead, act, head_for, masked
 from pacer.model import make_model
 from pacer.recurrence import initial_state, is_recurrent, step
+from pacer.spaces import ObsLayout, tree_leaves, tree_map
 
 
 @dataclass
@@ -43,9 +44,15 @@ class Agent:
         return self.spec.obs_shape
 
     @property
-    def obs_dtype(self) -> type[np.generic]:
-        """What observations are cast to before the model: uint8 for pixels (the model scales them), else float32."""
-        return self.spec.obs_dtype
+    def layout(self) -> ObsLayout:
+        """What observations are cast to before the model (pacer/spaces.py): uint8 pixels (the model scales them),
+        float32 vectors, int64 indices; a tree for a structured observation."""
+        return self.spec.layout
+
+    @property
+    def masked(self) -> bool:
+        """Whether it was trained with action masks (then `act` takes them, and an exported file has an input)."""
+        return self.spec.action_mask is not None
 
     @property
     def recurrent(self) -> bool:
@@ -53,17 +60,23 @@ class Agent:
         return is_recurrent(self.model)
 
     @torch.no_grad()
-    def act(self, obs: Any, greedy: bool = True, state: Any = None, start: Any = None) -> Any:
+    def act(self, obs: Any, greedy: bool = True, state: Any = None, start: Any = None, mask: Any = None) -> Any:
         """Action(s) for one observation or a batch of them (the batch dimension is kept if given). A recurrent agent
         also takes its state and returns `(actions, state)`: `state=None` begins a new episode (for every env of a
-        batch); `start` (a bool, or one per env) resets the state where an episode begins."""
-        x = torch.as_tensor(np.asarray(obs, dtype=self.obs_dtype))
-        single = x.dim() == len(self.obs_shape)
-        batch = x.unsqueeze(0) if single else x
+        batch); `start` (a bool, or one per env) resets the state where an episode begins. `mask`: the legal actions
+        (booleans, one per logit: pacer/masks.py), for an env that gives them in `info` or `action_masks()`; an
+        `action_mask` key of a Dict observation is read by itself. Without one, every action is legal."""
+        kept = self.layout.cast(obs)
+        single = self.layout.single(kept)
+        batch = tree_map(lambda x: torch.as_tensor(x).unsqueeze(0) if single else torch.as_tensor(x), kept)
+        if mask is None and self.layout.mask_key is not None:
+            mask = obs[self.layout.mask_key]
+        legal = None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool)).reshape(
+            tree_leaves(batch)[0].shape[0], self.head.size)
         if not self.recurrent:
-            actions = act(self.head, self.model, self.model(batch)[0], greedy)
+            actions = act(self.head, self.model, masked(self.model(batch)[0], legal), greedy)
             return actions[0] if single else actions
-        n = batch.shape[0]
+        n = tree_leaves(batch)[0].shape[0]
         if state is None:  # a new episode
             memory, starts = initial_state(self.model, n), torch.ones(n, dtype=torch.bool)
         else:
@@ -71,7 +84,7 @@ class Agent:
             flags = np.broadcast_to(np.asarray(False if start is None else start, dtype=bool), (n,))
             starts = torch.from_numpy(flags.copy())
         pi, _, memory = step(self.model, batch, memory, starts)
-        actions = act(self.head, self.model, pi, greedy)
+        actions = act(self.head, self.model, masked(pi, legal), greedy)
         assert memory is not None
         out_state = memory.numpy()
         return (actions[0], out_state[0]) if single else (actions, out_state)
@@ -93,10 +106,10 @@ class Player:
     def reset(self) -> None:
         self.state = None
 
-    def act(self, obs: Any) -> Any:
+    def act(self, obs: Any, mask: Any = None) -> Any:
         if not self.agent.recurrent:
-            return self.agent.act(obs, greedy=self.greedy)
-        action, self.state = self.agent.act(obs, greedy=self.greedy, state=self.state)
+            return self.agent.act(obs, greedy=self.greedy, mask=mask)
+        action, self.state = self.agent.act(obs, greedy=self.greedy, state=self.state, mask=mask)
         return action
 
 
@@ -116,7 +129,7 @@ def load(source: str | Path, env: Any = None, model: Any = None) -> Agent:
     except (KeyError, PacerError) as exc:
         raise PacerError(f"checkpoint {str(path)!r} has no usable config: {exc}") from None
     spec = probe(cfg.env)
-    model = make_model(cfg.model, spec.observation_space, spec.action_space)
+    model = make_model(cfg.model, spec.kept_space, spec.action_space)
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as exc:

@@ -40,6 +40,14 @@ class EnvConfig:
     """Gymnasium wrappers applied in order to every training and evaluation env: each a name from
     `gymnasium.wrappers` (`FrameStackObservation`), an import path `module:Class`, or a one-key mapping of either to
     its arguments (`{FrameStackObservation: {stack_size: 4}}`)."""
+    observation_keys: tuple[str, ...] = ()
+    """For a Dict observation: the keys the model reads (empty: every key it can, leaving out, with one line, what no
+    network reads, such as MiniGrid's Text `mission`); docs/spaces.md."""
+    action_mask: Literal["auto", "none", "info", "observation", "method"] = "auto"
+    """Where the env says which actions are legal: 'info' (`info["action_mask"]`, Taxi-v4), 'observation' (an
+    `action_mask` key of a Dict observation, PettingZoo's games), 'method' (the env's `action_masks()`), 'none' (every
+    action legal); 'auto' finds which one the env has (config.yaml says). Discrete and MultiDiscrete actions;
+    docs/spaces.md."""
     vector: Literal["gym", "ale"] = "gym"
     """How a worker steps its envs: 'gym' Gymnasium's NumPy-vectorized form where the env has one and no wrapper
     is set, else the wrapped envs one after another; 'ale' (ALE/ ids with the `atari` preset's wrappers) ale-py's

@@ -12,6 +12,7 @@ truncated episode for free (it is the observation fed into the reset step).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import warnings
 from collections.abc import Callable
@@ -23,9 +24,10 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec as Registration
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
-from pacer import tasks
+from pacer import masks, tasks
 from pacer.config import EnvConfig
 from pacer.errors import PacerError, did_you_mean, first_line
+from pacer.spaces import ObsLayout
 from pacer.usercode import check_signature, resolve_import
 from pacer.wrappers import apply as apply_wrappers
 
@@ -109,6 +111,12 @@ def make_vector_env(env: EnvConfig, num_envs: int, numpy_vectorized: bool = True
                          autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
+def layout_of(env: EnvConfig, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> ObsLayout:
+    """What a run keeps of this env's observations: `env.observation_keys`, less the action mask's key."""
+    return ObsLayout(observation_space, env.observation_keys,
+                     masks.mask_key(env.action_mask, observation_space, action_space))
+
+
 def is_image(space: gym.Space[Any]) -> bool:
     """Pixels: a uint8 Box of 2 or 3 dimensions (HxW, HxWxC or CxHxW). Kept as uint8 wherever observations are
     stored or sent, and scaled to [0, 1] inside the model."""
@@ -137,6 +145,21 @@ class EnvSpec:
     frames_checked: bool = False
     registration: Registration | None = None
     """How the id was registered in the parent (None for a factory)."""
+    observation_keys: tuple[str, ...] = ()
+    """`env.observation_keys`: the Dict keys kept (empty: every key a network can read)."""
+    action_mask: str | None = None
+    """Where the env gives action masks ('info', 'observation', 'method'; pacer/masks.py), or None."""
+
+    @functools.cached_property
+    def layout(self) -> ObsLayout:
+        """What observations are kept as (pacer/spaces.py)."""
+        return ObsLayout(self.observation_space, self.observation_keys,
+                         masks.KEY if self.action_mask == "observation" else None)
+
+    @property
+    def kept_space(self) -> gym.Space[Any]:
+        """The observation space of what is kept: what models are built for."""
+        return self.layout.kept_space
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -148,7 +171,7 @@ class EnvSpec:
 
     @property
     def image(self) -> bool:
-        return is_image(self.observation_space)
+        return self.layout.image
 
     @property
     def action_kind(self) -> str | None:
@@ -176,7 +199,7 @@ def probe(env: EnvConfig, frames: bool = False) -> EnvSpec:
     """Make one env of the config, read what a run needs of it, and close it; with `frames`, also check that it
     films rgb_array frames (render_error). The last answer is kept: probing the same env again makes nothing."""
     global _probed
-    key = (env.id, dict(env.kwargs), tuple(env.wrappers))
+    key = (env.id, dict(env.kwargs), tuple(env.wrappers), tuple(env.observation_keys), env.action_mask)
     if _probed is not None and _same(_probed[0], key) and (_probed[1].frames_checked or not frames):
         return _probed[1]
     check_env_id(env.id)
@@ -187,7 +210,10 @@ def probe(env: EnvConfig, frames: bool = False) -> EnvSpec:
                        max_episode_steps=None if registration is None else registration.max_episode_steps,
                        reward_threshold=None if registration is None or registration.reward_threshold is None
                        else float(registration.reward_threshold),
-                       render_error=render_error, frames_checked=frames, registration=registration)
+                       render_error=render_error, frames_checked=frames, registration=registration,
+                       observation_keys=tuple(env.observation_keys),
+                       action_mask=masks.resolve(env.action_mask, made))
+        spec.layout  # noqa: B018 - checked here, in the parent: a space pacer cannot read is one line now
     finally:
         made.close()
     _probed = (key, spec)

@@ -20,13 +20,15 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from pacer import masks
 from pacer.config import EnvConfig
-from pacer.envs import EnvSpec, ensure_registered, make_vector_env, obs_dtype
+from pacer.envs import EnvSpec, ensure_registered, layout_of, make_vector_env
 from pacer.errors import WorkerFailed, first_line
-from pacer.heads import act, head_for
+from pacer.heads import act, head_for, masked
 from pacer.recurrence import initial_state, step
 from pacer.runtime import processes, signals
 from pacer.runtime.channel import Channel, Inbox, Sender
+from pacer.spaces import tree_map
 from pacer.usercode import ByValue, unwrap
 
 HANG_TIMEOUT_S = 10.0  # no batched env step for this long: the evaluation process is hung
@@ -54,18 +56,21 @@ def run_episodes(model: nn.Module, env: EnvConfig, episodes: int, seed: int, gre
     venv = make_vector_env(env, episodes, numpy_vectorized=numpy_vectorized)
     deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     try:
-        obs, _ = venv.reset(seed=seed)
+        obs, info = venv.reset(seed=seed)
         head = head_for(venv.single_action_space)
-        dtype = obs_dtype(venv.single_observation_space)
+        layout = layout_of(env, venv.single_observation_space, venv.single_action_space)
+        source = masks.configured(env.action_mask)
         total = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         state = initial_state(model, episodes)  # a recurrent model's, per env: each plays one episode from it
         starts = torch.ones(episodes, dtype=torch.bool)
         while running.any() and time.monotonic() < deadline:
-            pi, _, state = step(model, torch.as_tensor(np.asarray(obs, dtype=dtype)), state, starts)
+            pi, _, state = step(model, tree_map(torch.as_tensor, layout.cast(obs)), state, starts)
             starts = torch.zeros(episodes, dtype=torch.bool)
+            if source is not None:  # only legal actions, greedy or sampled
+                pi = masked(pi, torch.from_numpy(masks.read(source, venv, obs, info)))
             actions = act(head, model, pi, greedy)
-            obs, reward, terminated, truncated, _ = venv.step(actions)
+            obs, reward, terminated, truncated, info = venv.step(actions)
             total += np.asarray(reward) * running
             running &= ~(terminated | truncated)
             if on_step is not None:

@@ -6,8 +6,13 @@ part of the graph; nothing else is needed to act.
   Discrete actions: `action` int64 [batch] (the argmax), `logits` float32 [batch, n], `value` float32 [batch].
   Box actions:      `action` float32 [batch, d] (the mean clipped to the action bounds, as `Agent.act` does),
                     `mean` float32 [batch, d] (unclipped), `value` float32 [batch].
-A recurrent policy (model.memory) also takes `state` float32 [batch, state_size] (zeros at an episode's start) and
-`start` bool [batch] (true at an episode's first step), and returns the next `state` last.
+  MultiDiscrete:    `action` int64 [batch, k], `logits` float32 [batch, sum(nvec)]; MultiBinary: `action` int8
+                    [batch, n] (the bits whose logit is > 0), `logits` float32 [batch, n].
+A structured observation (Dict, Tuple) is one input per leaf, `obs.<keys>` (obs.image, obs.direction), each of its
+stored dtype (float32, uint8 pixels, int64 indices). A recurrent policy (model.memory) also takes `state` float32
+[batch, state_size] (zeros at an episode's start) and `start` bool [batch] (true at an episode's first step), and
+returns the next `state` last. A policy trained with action masks takes `action_mask` bool [batch, logits] last
+(true: legal); its logits are the masked ones (illegal: -1e8), its action a legal one.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from pacer import masks
 from pacer.agent import Agent
 from pacer.errors import PacerError, first_line, make_output_dir
+from pacer.heads import masked
 from pacer.recurrence import state_size, step
+from pacer.spaces import tree_leaves, tree_map
 from pacer.version import __version__
 
 FORMATS = {"onnx": ".onnx", "torch": ".pt2"}
@@ -42,9 +50,16 @@ class GreedyPolicy(nn.Module):
     def __init__(self, agent: Agent) -> None:
         super().__init__()
         self.model, self.head = agent.model, agent.head
+        self.recurrent, self.masked = agent.recurrent, agent.masked
 
-    def forward(self, obs: Tensor, state: Tensor | None = None, start: Tensor | None = None) -> tuple[Tensor, ...]:
+    def forward(self, obs: Any, second: Tensor | None = None, third: Tensor | None = None,
+                fourth: Tensor | None = None) -> tuple[Tensor, ...]:
+        # the inputs after the observation, as input_names lists them: state and start, then action_mask
+        rest = [x for x in (second, third, fourth) if x is not None]
+        state, start = (rest[0], rest[1]) if self.recurrent else (None, None)
         pi, value, state = step(self.model, obs, state, start)
+        if self.masked:
+            pi = masked(pi, rest[-1])
         outputs = (self.head.clip(self.head.mode(pi)), pi, value)
         return outputs if state is None else (*outputs, state)
 
@@ -54,7 +69,10 @@ def output_names(agent: Agent) -> list[str]:
 
 
 def input_names(agent: Agent) -> list[str]:
-    return ["obs", *(["state", "start"] if agent.recurrent else [])]
+    """'obs' for a Box; a structured observation's leaves as 'obs.<keys>' (obs.image, obs.direction), in order."""
+    layout = agent.layout
+    obs = [f"obs.{leaf.path}" for leaf in layout.leaves] if layout.structured else ["obs"]
+    return [*obs, *(["state", "start"] if agent.recurrent else []), *(["action_mask"] if agent.masked else [])]
 
 
 @dataclass(frozen=True)
@@ -98,14 +116,16 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
         os.replace(partial, out)
     finally:  # whatever stopped it, Ctrl-C included, leaves no partial file
         partial.unlink(missing_ok=True)
-    shape = ", ".join(["batch", *map(str, agent.obs_shape)])
     n = agent.head.size
     action = f"{np.dtype(agent.head.dtype).name}[{', '.join(['batch', *map(str, agent.head.shape)])}]"
     names = output_names(agent)
     width = f"float32[batch, {state_size(agent.model)}]"
     memory_in = f", state {width}, start bool[batch]" if agent.recurrent else ""
     memory_out = f", next_state {width}" if agent.recurrent else ""
-    return Exported(path=out, format=fmt, inputs=f"obs {np.dtype(agent.obs_dtype).name}[{shape}]{memory_in}",
+    memory_in += f", action_mask bool[batch, {n}]" if agent.masked else ""
+    observations = ", ".join(f"{name} {np.dtype(leaf.dtype).name}[{', '.join(['batch', *map(str, leaf.shape)])}]"
+                             for name, leaf in zip(input_names(agent), agent.layout.leaves, strict=False))
+    return Exported(path=out, format=fmt, inputs=f"{observations}{memory_in}",
                     outputs=f"{names[0]} {action}, {names[1]} float32[batch, {n}], value float32[batch]{memory_out}",
                     verdict=verdict)
 
@@ -113,13 +133,15 @@ def export(agent: Agent, out: str | Path, fmt: str = "onnx", check: int = 0) -> 
 def _write(agent: Agent, path: Path, fmt: str) -> None:
     policy = GreedyPolicy(agent).eval()
     # batch 2: a batch of 1 could be specialized into the graph; pixels go in as uint8 frames, as the env gives them
-    example: tuple[Tensor, ...] = (
-        torch.zeros((2, *agent.obs_shape), dtype=torch.uint8 if agent.obs_dtype == np.uint8 else torch.float32),)
+    example: tuple[Any, ...] = (tree_map(torch.from_numpy, agent.layout.zeros((2,))),)
     batch = torch.export.Dim("batch")
-    dynamic: tuple[dict[int, Any], ...] = ({0: batch},)
+    dynamic: tuple[Any, ...] = (tree_map(lambda _: {0: batch}, example[0]),)
     if agent.recurrent:
         example = (*example, torch.zeros(2, state_size(agent.model)), torch.zeros(2, dtype=torch.bool))
-        dynamic = ({0: batch}, {0: batch}, {0: batch})
+        dynamic = (*dynamic, {0: batch}, {0: batch})
+    if agent.masked:
+        example = (*example, torch.ones(2, agent.head.size, dtype=torch.bool))
+        dynamic = (*dynamic, {0: batch})
     with _quiet_exporter(), torch.no_grad():
         if fmt == "torch":
             torch.export.save(torch.export.export(policy, example, dynamic_shapes=dynamic), path)
@@ -152,22 +174,39 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def random_observations(agent: Agent, count: int, seed: int) -> NDArray[Any]:
-    """`count` observations drawn from the env's observation space (uniform where bounded, normal where not)."""
-    space = agent.spec.observation_space
+def random_observations(agent: Agent, count: int, seed: int) -> Any:
+    """`count` observations drawn from the env's (kept) observation space (uniform where bounded, normal where not),
+    as stored: one array, or a tree of arrays."""
+    space = agent.spec.kept_space
     space.seed(seed)
-    return np.stack([space.sample() for _ in range(count)]).astype(agent.obs_dtype)
+    return agent.layout.cast(tree_map(lambda *xs: np.stack(xs), *[space.sample() for _ in range(count)]))
 
 
-def run_file(path: str | Path, fmt: str, obs: NDArray[Any], state: NDArray[Any] | None = None,
-             start: NDArray[Any] | None = None) -> list[NDArray[Any]]:
+def random_masks(agent: Agent, count: int, seed: int) -> NDArray[np.bool_] | None:
+    """`count` action masks, each action legal with probability 1/2 and at least one of each component's legal
+    (None for an agent trained without masks)."""
+    if not agent.masked:
+        return None
+    rng = np.random.default_rng(seed)
+    legal = rng.random((count, agent.head.size)) < 0.5
+    start = 0
+    for width in masks.segments(agent.action_space):
+        legal[np.arange(count), start + rng.integers(0, width, count)] = True
+        start += width
+    return legal
+
+
+def run_file(path: str | Path, fmt: str, obs: Any, state: NDArray[Any] | None = None,
+             start: NDArray[Any] | None = None, mask: NDArray[Any] | None = None) -> list[NDArray[Any]]:
     """An exported file's outputs (action, logits or mean, value; and the next state for a recurrent policy, given
-    its `state` and `start`) for a batch of observations, run by onnxruntime or by torch.export's loader."""
-    inputs = [obs] if state is None else [obs, state, start]
+    its `state` and `start`) for a batch of observations (an array, or a tree of them) and, for a masked policy,
+    their action masks, run by onnxruntime or by torch.export's loader."""
+    extra = [*([] if state is None else [state, start]), *([] if mask is None else [mask])]
     if fmt == "torch":
         program = torch.export.load(path).module()
         with torch.no_grad():
-            return [out.numpy() for out in program(*(torch.as_tensor(x) for x in inputs))]
+            return [out.numpy() for out in program(tree_map(torch.as_tensor, obs), *map(torch.as_tensor, extra))]
+    inputs = [*tree_leaves(obs), *extra]
     try:
         import onnxruntime
     except ImportError:
@@ -184,18 +223,20 @@ def compare(agent: Agent, path: str | Path, fmt: str = "onnx", count: int = 2000
     largest absolute difference of the policy's outputs, the logits or the means). Actions differ when they are more
     than 1e-4 apart (for discrete ones: when they are not the same)."""
     obs = random_observations(agent, count, seed)
+    legal = random_masks(agent, count, seed)
     if agent.recurrent:
-        return _compare_sequences(agent, path, fmt, obs)
-    action, policy_out, _ = run_file(path, fmt, obs)
-    ours = agent.act(obs)
+        return _compare_sequences(agent, path, fmt, obs, legal)
+    action, policy_out, _ = run_file(path, fmt, obs, mask=legal)
+    ours = agent.act(obs, mask=legal)
     with torch.no_grad():
-        pi = agent.model(torch.as_tensor(obs))[0].numpy()
+        legal_t = None if legal is None else torch.from_numpy(legal)
+        pi = masked(agent.model(tree_map(torch.as_tensor, obs))[0], legal_t).numpy()
     differ = np.abs(np.asarray(action, np.float64) - ours).reshape(count, -1) > 1e-4
     return int(differ.any(axis=-1).sum()), float(np.abs(policy_out - pi).max())
 
 
-def _compare_sequences(agent: Agent, path: str | Path, fmt: str, obs: NDArray[Any], envs: int = 8
-                       ) -> tuple[int, float]:
+def _compare_sequences(agent: Agent, path: str | Path, fmt: str, obs: NDArray[Any],
+                       legal: NDArray[np.bool_] | None, envs: int = 8) -> tuple[int, float]:
     """A recurrent policy: the observations as `envs` sequences, each side carrying its own state from step to step
     (episodes starting at the first step and at random ones after); actions compared at every step, and the policy
     outputs and states too (the largest difference of either)."""
@@ -204,10 +245,11 @@ def _compare_sequences(agent: Agent, path: str | Path, fmt: str, obs: NDArray[An
     ours = theirs = np.zeros((envs, state_size(agent.model)), np.float32)
     differ, largest = 0, 0.0
     for t in range(steps):
-        batch = obs[t * envs:(t + 1) * envs]
+        batch = tree_map(lambda x: x[t * envs:(t + 1) * envs], obs)  # noqa: B023 - used at once
+        mask = None if legal is None else legal[t * envs:(t + 1) * envs]
         start = np.ones(envs, bool) if t == 0 else rng.random(envs) < 0.05
-        action, _, _, theirs = run_file(path, fmt, batch, theirs, start)
-        mine, ours = agent.act(batch, state=ours, start=start)
+        action, _, _, theirs = run_file(path, fmt, batch, theirs, start, mask)
+        mine, ours = agent.act(batch, state=ours, start=start, mask=mask)
         differ += int((np.abs(np.asarray(action, np.float64) - mine).reshape(envs, -1) > 1e-4).any(axis=-1).sum())
         largest = max(largest, float(np.abs(theirs - ours).max()))
     return differ, largest

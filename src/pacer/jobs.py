@@ -87,7 +87,7 @@ class Greedy:
     def __init__(self, cfg: Config, shared: SharedState, spec: EnvSpec, run_dir: Path, log: Callable[[str], None]
                  ) -> None:
         self.cfg, self.shared, self.run_dir, self.log = cfg, shared, run_dir, log
-        self.model = make_model(cfg.model, spec.observation_space, spec.action_space)
+        self.model = make_model(cfg.model, spec.kept_space, spec.action_space)
         self.agent = Agent(self.model, cfg, spec)
         self.seed = cfg.runtime.seed + EVAL_SEED_OFFSET
         rt, env = cfg.runtime, cfg.env

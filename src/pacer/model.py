@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pacer.config import ModelConfig
-from pacer.envs import is_image
 from pacer.errors import PacerError
 from pacer.heads import head_for
 from pacer.normalize import RunningNorm
 from pacer.recurrence import is_recurrent
+from pacer.spaces import CNN_MIN_SIDE, ObsLayout, image_side, tree_leaves, tree_map
 from pacer.usercode import check_signature, resolve_import
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -35,13 +35,65 @@ def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPActorCritic(nn.Module):
-    """Actor-critic from a layer spec: a shared trunk with an optional critic branch, or two separate networks."""
+class Features(nn.Module):
+    """A structured observation (pacer/spaces.py) as one float vector per row, each leaf by its kind: the vector
+    leaves flattened side by side (standardized together by the run's statistics, `normalize_input: running`), then
+    in leaf order pixels (the Nature CNN's 512 features), Discrete and MultiDiscrete leaves one-hot, MultiBinary as
+    they are. It has parameters only for pixels."""
 
-    def __init__(self, cfg: ModelConfig, obs_dim: int, pi_dim: int, gaussian: bool) -> None:
+    def __init__(self, layout: ObsLayout, normalize: bool) -> None:
         super().__init__()
+        self.leaves = layout.leaves
+        self.obs_norm = RunningNorm((layout.vector_size,)) if normalize and layout.vector_size else None
+        self.cnns = nn.ModuleDict()
+        size = layout.vector_size
+        for i, leaf in enumerate(self.leaves):
+            if leaf.kind == "pixels":
+                convs, fc = _nature_cnn(leaf.shape)
+                self.cnns[str(i)] = nn.Sequential(convs, fc)
+                size += 512
+            elif leaf.kind != "vector":
+                size += leaf.size
+        _orthogonal(self.cnns, None, None)
+        self.size = size
+
+    def forward(self, obs: Any) -> Tensor:
+        values = tree_leaves(obs)
+        n = values[0].shape[0]
+        vectors = [v.reshape(n, -1).float() for leaf, v in zip(self.leaves, values, strict=True)
+                   if leaf.kind == "vector"]
+        parts = []
+        if vectors:
+            x = vectors[0] if len(vectors) == 1 else torch.cat(vectors, dim=1)
+            parts.append(x if self.obs_norm is None else self.obs_norm(x))
+        for i, (leaf, v) in enumerate(zip(self.leaves, values, strict=True)):
+            if leaf.kind == "pixels":
+                parts.append(self.cnns[str(i)](_pixels(v, leaf.shape)))
+            elif leaf.kind == "discrete":
+                start = int(leaf.space.start)  # type: ignore[attr-defined]
+                parts.append(F.one_hot(v.long().reshape(n) - start, leaf.size).float())
+            elif leaf.kind == "multidiscrete":
+                nvec = np.asarray(leaf.space.nvec).reshape(-1)  # type: ignore[attr-defined]
+                starts = np.asarray(leaf.space.start).reshape(-1)  # type: ignore[attr-defined]
+                flat = v.long().reshape(n, -1)
+                parts += [F.one_hot(flat[:, j] - int(starts[j]), int(k)).float() for j, k in enumerate(nvec)]
+            elif leaf.kind == "binary":
+                parts.append(v.reshape(n, -1).float())
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class MLPActorCritic(nn.Module):
+    """Actor-critic from a layer spec: a shared trunk with an optional critic branch, or two separate networks; a
+    structured observation read through `Features` first."""
+
+    def __init__(self, cfg: ModelConfig, obs_dim: int, pi_dim: int, gaussian: bool,
+                 features: Features | None = None) -> None:
+        super().__init__()
+        self.features = features
+        if features is not None:
+            obs_dim = features.size
         self.l2_input = cfg.normalize_input == "l2"
-        self.obs_norm = RunningNorm((obs_dim,)) if cfg.normalize_input == "running" else None
+        self.obs_norm = RunningNorm((obs_dim,)) if cfg.normalize_input == "running" and features is None else None
         self.tanh_value = cfg.critic_output == "tanh"
         self.detach_critic = cfg.detach_critic and cfg.shared_trunk
         sizes = [obs_dim, *cfg.hidden]
@@ -68,7 +120,7 @@ class MLPActorCritic(nn.Module):
     def inputs(self, obs: Tensor) -> Tensor:
         """What the first layer reads: the observation as one vector per row (a stack of frames, a grid: flattened),
         standardized by the run's statistics or scaled to unit length. No parameter acts before this point."""
-        x = obs.flatten(1).float()
+        x = obs.flatten(1).float() if self.features is None else self.features(obs)
         if self.obs_norm is not None:
             x = self.obs_norm(x)
         if self.l2_input:
@@ -121,7 +173,7 @@ def _pixels(obs: Tensor, shape: tuple[int, ...]) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _orthogonal(module: nn.Module, pi_head: nn.Module, value_head: nn.Module) -> None:
+def _orthogonal(module: nn.Module, pi_head: nn.Module | None, value_head: nn.Module | None) -> None:
     """Orthogonal weights and zero biases (gain 0.01 for the policy head, 1 for the value head and the recurrent
     core, sqrt 2 elsewhere), as Baselines, SB3 and CleanRL initialize their actor-critics."""
     for m in module.modules():
@@ -193,11 +245,13 @@ class RecurrentActorCritic(nn.Module):
     encoder (the `hidden` MLP, or the Nature CNN for images), an LSTM or GRU of `memory_size`, then the heads; with
     `memory_shared` false the critic has an encoder and a core of its own (their states side by side)."""
 
-    def __init__(self, cfg: ModelConfig, obs_shape: tuple[int, ...], pi_dim: int, gaussian: bool, cnn: bool) -> None:
+    def __init__(self, cfg: ModelConfig, obs_shape: tuple[int, ...], pi_dim: int, gaussian: bool, cnn: bool,
+                 features: Features | None = None) -> None:
         super().__init__()
-        self.obs_shape, self.cnn = obs_shape, cnn
-        obs_dim = int(np.prod(obs_shape))
-        self.obs_norm = RunningNorm((obs_dim,)) if cfg.normalize_input == "running" and not cnn else None
+        self.obs_shape, self.cnn, self.features = obs_shape, cnn, features
+        obs_dim = int(np.prod(obs_shape)) if features is None else features.size
+        plain = not cnn and features is None
+        self.obs_norm = RunningNorm((obs_dim,)) if cfg.normalize_input == "running" and plain else None
         self.l2_input = cfg.normalize_input == "l2" and not cnn
 
         def encoder() -> tuple[nn.Module, int]:
@@ -206,13 +260,13 @@ class RecurrentActorCritic(nn.Module):
                 return nn.Sequential(convs, fc), 512
             return _mlp([obs_dim, *cfg.hidden], cfg.activation), ([obs_dim, *cfg.hidden])[-1]
 
-        self.actor_encoder, features = encoder()
-        self.actor_core = RecurrentCore(cfg.memory, features, cfg.memory_size)
+        self.actor_encoder, width = encoder()
+        self.actor_core = RecurrentCore(cfg.memory, width, cfg.memory_size)
         self.critic_encoder: nn.Module | None = None
         self.critic_core: RecurrentCore | None = None
         if not cfg.memory_shared:
             self.critic_encoder, _ = encoder()
-            self.critic_core = RecurrentCore(cfg.memory, features, cfg.memory_size)
+            self.critic_core = RecurrentCore(cfg.memory, width, cfg.memory_size)
         self.state_size = self.actor_core.state_size + (self.critic_core.state_size if self.critic_core else 0)
         self.pi_head = nn.Linear(cfg.memory_size, pi_dim)
         self.value_head = nn.Linear(cfg.memory_size, 1)
@@ -224,9 +278,14 @@ class RecurrentActorCritic(nn.Module):
     def initial_state(self, batch: int) -> Tensor:
         return torch.zeros(batch, self.state_size)
 
-    def _encode(self, encoder: nn.Module, obs: Tensor) -> Tensor:
+    def _encode(self, encoder: nn.Module, obs: Any) -> Tensor:
         """[T, B, ...] observations -> [T, B, features]."""
-        steps, batch = obs.shape[:2]
+        steps, batch = tree_leaves(obs)[0].shape[:2]
+        if self.features is not None:  # a structured observation: shared by the actor's and the critic's encoder
+            x = self.features(tree_map(lambda v: v.reshape(steps * batch, *v.shape[2:]), obs))
+            if self.l2_input:
+                x = F.normalize(x, dim=-1)
+            return encoder(x).view(steps, batch, -1)
         x = obs.reshape(steps * batch, *obs.shape[2:])
         if self.cnn:
             x = _pixels(x, self.obs_shape)
@@ -238,7 +297,7 @@ class RecurrentActorCritic(nn.Module):
                 x = F.normalize(x, dim=-1)
         return encoder(x).view(steps, batch, -1)
 
-    def forward(self, obs: Tensor, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, obs: Any, state: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         split = self.actor_core.state_size
         actor, actor_state = self.actor_core(self._encode(self.actor_encoder, obs), state[:, :split], starts)
         critic, states = actor, [actor_state]
@@ -252,16 +311,17 @@ class RecurrentActorCritic(nn.Module):
 def cnn_fits(shape: tuple[int, ...]) -> bool:
     """Whether the Nature CNN takes images of this shape (HxW, HxWxC or CxHxW, at least 36 pixels a side; smaller
     grids, MiniGrid's 7x7 views, go to the MLP)."""
-    return len(shape) in (2, 3) and min(chw(shape)[1:]) >= 36
+    return len(shape) in (2, 3) and image_side(shape) >= CNN_MIN_SIDE
 
 
 def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> nn.Module:
-    """Build the model from the factory if one is set, else from the layer spec; check the interface."""
+    """Build the model from the factory if one is set, else from the layer spec; check the interface. The
+    observation space is the kept one (`EnvSpec.kept_space`): a structured one is read through `Features`."""
     head = head_for(action_space)
-    if not isinstance(observation_space, gym.spaces.Box):
-        raise PacerError(f"unsupported observation space {observation_space}: pacer handles Box observations")
-    shape = tuple(observation_space.shape or ())
-    cnn = cfg.encoder == "cnn" or (cfg.encoder == "auto" and is_image(observation_space) and cnn_fits(shape))
+    layout = ObsLayout(observation_space)
+    shape = tuple(observation_space.shape or ()) if not layout.structured else ()
+    cnn = not layout.structured and (cfg.encoder == "cnn" or (cfg.encoder == "auto" and layout.image
+                                                             and cnn_fits(shape)))
     if cfg.factory is not None:
         if cfg.normalize_input != "none" or cfg.init != "default" or cfg.memory != "none":
             raise PacerError("model.normalize_input, model.init and model.memory apply to the built-in model; with "
@@ -278,6 +338,14 @@ def make_model(cfg: ModelConfig, observation_space: gym.Space[Any], action_space
             raise PacerError(f"model factory {cfg.factory!r} made a recurrent model (it has initial_state) without "
                              "an integer state_size (see docs/models.md)")
         return model
+    if layout.structured:
+        if cfg.encoder == "cnn":
+            raise PacerError("model.encoder cnn reads a plain image observation; in a structured one each image "
+                             "of 36x36 pixels or more gets the CNN by itself (model.encoder auto or mlp)")
+        features = Features(layout, cfg.normalize_input == "running")
+        if cfg.memory != "none":
+            return RecurrentActorCritic(cfg, (), head.size, head.has_log_std, False, features)
+        return MLPActorCritic(cfg, features.size, head.size, head.has_log_std, features)
     if cnn:
         if not cnn_fits(shape):
             raise PacerError(f"model.encoder cnn needs image observations of at least 36x36 pixels (HxW, HxWxC or "

@@ -93,6 +93,8 @@ class RunningNorm(nn.Module):
 def norm_of(model: nn.Module) -> RunningNorm | None:
     """The model's observation normalizer, if it has one (the built-in model with normalize_input 'running')."""
     norm = getattr(model, "obs_norm", None)
+    if norm is None:  # a structured observation's vector leaves (model.Features)
+        norm = getattr(getattr(model, "features", None), "obs_norm", None)
     return norm if isinstance(norm, RunningNorm) else None
 
 

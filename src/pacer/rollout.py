@@ -18,18 +18,19 @@ from gymnasium.vector import VectorEnv
 from numpy.typing import NDArray
 from torch import nn
 
-from pacer.envs import obs_dtype
-from pacer.heads import ActionHead
+from pacer import masks
+from pacer.heads import ActionHead, masked
 from pacer.normalize import RewardScaler
 from pacer.phases import Phases
 from pacer.recurrence import initial_state, step
+from pacer.spaces import ObsLayout, tree_leaves, tree_map
 
 
 class Rollout(NamedTuple):
     """T steps of N environments, time first. `valid` is false on the reset steps of NEXT_STEP autoreset (and,
     for whole-episode rollouts, after an environment's episode ended); those rows are not transitions."""
 
-    obs: NDArray[Any]  # [T, N, *obs_shape]: float32, or uint8 for pixels
+    obs: Any  # [T, N, *obs_shape]: float32, or uint8 for pixels; a structured observation: a tree of such arrays
     actions: NDArray[Any]  # [T, N] or [T, N, d]
     logp: NDArray[np.float32]  # [T, N]
     values: NDArray[np.float32]  # [T, N]
@@ -40,6 +41,7 @@ class Rollout(NamedTuple):
     last_values: NDArray[np.float32]  # [N]: V of the observation after the last step
     states: NDArray[np.float32] | None = None  # [T, N, state_size]: a recurrent model's state before each step
     starts: NDArray[np.bool_] | None = None  # [T, N]: the state is reset before this step (a new episode's first)
+    action_masks: NDArray[np.bool_] | None = None  # [T, N, logits]: the legal actions at each step (pacer/masks.py)
 
     @property
     def next_values(self) -> NDArray[np.float32]:
@@ -52,17 +54,22 @@ class Collector:
 
     def __init__(self, env: VectorEnv, model: nn.Module, head: ActionHead, seed: int,
                  termination_reward: float | None = None, reward_scaler: RewardScaler | None = None,
-                 clip_rewards: float | None = None, phases: Phases | None = None) -> None:
+                 clip_rewards: float | None = None, phases: Phases | None = None,
+                 layout: ObsLayout | None = None, mask_source: str | None = None) -> None:
         self.env, self.model, self.head = env, model, head
+        self.mask_source = mask_source  # where the env gives action masks (pacer/masks.py), or None
+        # what observations are kept as: one array (a Box; pixels stay uint8: 4x less to store and copy) or a tree
+        self.layout = layout or ObsLayout(env.single_observation_space)
+        self.structured = self.layout.structured
         self.reward_scaler = reward_scaler
         self.rng = torch.Generator().manual_seed(seed)  # this collector's own stream: exact resume, inline workers
         self.termination_reward = termination_reward
         self.clip_rewards = clip_rewards
         self.num_envs = env.num_envs
-        self.obs_dtype = obs_dtype(env.single_observation_space)  # pixels stay uint8: 4x less to store and copy
-        obs, _ = env.reset(seed=seed)
+        obs, info = env.reset(seed=seed)
         env.action_space.seed(seed)
-        self.obs = np.asarray(obs, dtype=self.obs_dtype)
+        self.mask = self._mask(obs, info)
+        self.obs = self.layout.cast(obs)
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
@@ -80,13 +87,14 @@ class Collector:
     def _alloc(self, steps: int) -> Rollout:
         n, t = self.num_envs, steps
         return Rollout(
-            obs=np.zeros((t, n, *self.obs.shape[1:]), self.obs_dtype),
+            obs=self.layout.zeros((t, n)),
             actions=np.zeros((t, n, *self.head.shape), self.head.dtype),
             logp=np.zeros((t, n), np.float32), values=np.zeros((t, n), np.float32),
             rewards=np.zeros((t, n), np.float32), terminated=np.zeros((t, n), bool),
             truncated=np.zeros((t, n), bool), valid=np.zeros((t, n), bool), last_values=np.zeros(n, np.float32),
             states=None if self.state is None else np.zeros((t, n, self.state.shape[1]), np.float32),
-            starts=None if self.state is None else np.zeros((t, n), bool))
+            starts=None if self.state is None else np.zeros((t, n), bool),
+            action_masks=None if self.mask is None else np.zeros((t, n, self.mask.shape[1]), bool))
 
     @torch.no_grad()
     def collect(self, steps: int) -> Rollout:
@@ -96,15 +104,22 @@ class Collector:
             buf = self._buffers[steps] = self._alloc(steps)
         phases = self.phases
         for t in range(steps):
-            obs_t = torch.from_numpy(self.obs)
+            obs_t = tree_map(torch.from_numpy, self.obs) if self.structured else torch.from_numpy(self.obs)
             if self.state is None:
                 pi, value = self.model(obs_t)
             else:  # one batched recurrent step: the state goes on from the last one, reset where an episode starts
                 buf.states[t] = self.state.numpy()  # type: ignore[index]
                 buf.starts[t] = self.reset_next  # type: ignore[index]
                 pi, value, self.state = step(self.model, obs_t, self.state, torch.from_numpy(self.reset_next))
+            if self.mask is not None:
+                buf.action_masks[t] = self.mask  # type: ignore[index]
+                pi = masked(pi, torch.from_numpy(self.mask))
             actions, logp = self.head.sample(self.model, pi, generator=self.rng)
-            buf.obs[t] = self.obs
+            if self.structured:
+                for stored, now in zip(tree_leaves(buf.obs), tree_leaves(self.obs), strict=True):
+                    stored[t] = now
+            else:
+                buf.obs[t] = self.obs
             buf.actions[t] = actions.numpy()  # as drawn: the log-probability is of this action
             buf.logp[t] = logp.numpy()
             buf.values[t] = value.numpy()
@@ -112,7 +127,8 @@ class Collector:
             phases.lap("inference")
             if self.first_step_at is None:
                 self.first_step_at = time.time()
-            obs, reward, terminated, truncated, _ = self.env.step(actions_np)
+            obs, reward, terminated, truncated, info = self.env.step(actions_np)
+            self.mask = self._mask(obs, info)
             valid = ~self.prev_done & self.active
             if self.termination_reward is not None:
                 shaped = np.where(terminated, self.termination_reward, reward)
@@ -128,10 +144,11 @@ class Collector:
             buf.valid[t] = valid
             self.reset_next = np.array(self.prev_done)  # this was a reset step: the next one starts an episode
             self._track_episodes(np.asarray(reward, dtype=np.float64), valid, terminated | truncated)
-            self.obs = np.asarray(obs, dtype=self.obs_dtype)
+            self.obs = self.layout.cast(obs)
             phases.lap("env")  # the step, and recording its transition
         # the value of the observation the next rollout starts from, with the state the next step will have
-        _, last_value, _ = step(self.model, torch.from_numpy(self.obs), self.state,
+        last_obs = tree_map(torch.from_numpy, self.obs) if self.structured else torch.from_numpy(self.obs)
+        _, last_value, _ = step(self.model, last_obs, self.state,
                                 None if self.state is None else torch.from_numpy(self.reset_next))
         buf.last_values[:] = last_value.numpy()
         phases.lap("inference")
@@ -140,8 +157,9 @@ class Collector:
     def collect_episodes(self, chunk: int = 64) -> Rollout:
         """One whole episode from every environment: all start fresh, and an env's steps after its episode ended
         are invalid (not trained on, not counted)."""
-        obs, _ = self.env.reset()
-        self.obs = np.asarray(obs, dtype=self.obs_dtype)
+        obs, info = self.env.reset()
+        self.mask = self._mask(obs, info)
+        self.obs = self.layout.cast(obs)
         self.reset_next[:] = True
         self.prev_done[:] = False
         self.episode_return[:] = 0.0
@@ -152,13 +170,19 @@ class Collector:
         try:
             while self.active.any():
                 part = self.collect(chunk)
-                parts.append(part._replace(**{f: np.copy(a) for f, a in part._asdict().items() if a is not None}))
+                # the collector reuses its buffers: each part is copied out
+                parts.append(part._replace(**{f: tree_map(np.copy, a) for f, a in part._asdict().items()
+                                              if a is not None}))
         finally:
             self.whole_episodes = False
             self.active[:] = True
-        merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in Rollout._fields
+        merged = {f: tree_map(lambda *xs: np.concatenate(xs), *[getattr(p, f) for p in parts]) for f in Rollout._fields
                   if f != "last_values" and getattr(parts[0], f) is not None}
         return Rollout(**merged, last_values=parts[-1].last_values)
+
+    def _mask(self, obs: Any, info: dict[str, Any]) -> NDArray[np.bool_] | None:
+        """The legal actions of the observations `obs` (None: the env gives no masks)."""
+        return None if self.mask_source is None else masks.read(self.mask_source, self.env, obs, info)
 
     def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_]) -> None:
         self.episode_return += reward * valid
@@ -181,9 +205,11 @@ class Collector:
         from pacer import envstate
 
         state = {"rng": self.rng.get_state().numpy(), "env": envstate.capture(self.env),
-                 **{name: np.copy(getattr(self, name)) for name in self.STATE}}
+                 **{name: tree_map(np.copy, getattr(self, name)) for name in self.STATE}}
         if self.state is not None:
             state["memory"] = self.state.numpy().copy()
+        if self.mask is not None:
+            state["mask"] = self.mask.copy()
         if self.reward_scaler is not None:
             state["reward_scaler"] = self.reward_scaler.get_state()
         return state
@@ -202,7 +228,9 @@ class Collector:
         envstate.restore(self.env, state["env"])
         for name in self.STATE:
             if name in state:  # 'reset_next' is new: a checkpoint of an earlier version has the fresh value
-                setattr(self, name, np.array(state[name]))
+                setattr(self, name, self.layout.cast(state[name]) if name == "obs" else np.array(state[name]))
+        if self.mask is not None and state.get("mask") is not None:
+            self.mask = np.array(state["mask"], dtype=bool)
         if self.state is not None and state.get("memory") is not None:
             self.state = torch.from_numpy(np.array(state["memory"], dtype=np.float32))
         if scaler is not None:

@@ -142,9 +142,11 @@ def complete(cfg: Config, run_dir: Path, spec: EnvSpec | None = None) -> Config:
         "runtime.stop_at_return": spec.stop_target(rt.stop_at_return) if rt.eval_every else None,
         "runtime.start_method": resolve_start_method(rt.start_method),
         "model.encoder": encoder,
+        "env.action_mask": spec.action_mask or "none",
         "algo.sequence_length": cfg.algo.sequence_length or (cfg.algo.n_steps if cfg.model.memory != "none" else None),
         "log.run_dir": str(run_dir),
     })
-    if cfg.algo.analytic_grad and algorithm.fast_grad_refusal(cfg.model, cfg.algo, head_for(spec.action_space)):
+    if cfg.algo.analytic_grad and algorithm.fast_grad_refusal(cfg.model, cfg.algo, head_for(spec.action_space),
+                                                              spec.layout):
         cfg = cfg.replace({"algo.analytic_grad": False})  # config.yaml says what computed the gradient
     return cfg

@@ -122,7 +122,7 @@ def prepare(config: runconfig.ConfigSource, preset: str | None, resume: str | Pa
     if saved is not None:
         check_resume(saved, cfg, run_dir)
     torch.manual_seed(cfg.runtime.seed)
-    model = make_model(cfg.model, spec.observation_space, spec.action_space)
+    model = make_model(cfg.model, spec.kept_space, spec.action_space)
     final_video = _preflight(cfg, spec, model)
     where = backend_module(cfg.runtime.backend)  # only backends/ knows where workers run
     where.preflight(cfg, model, _stderr)
@@ -178,8 +178,10 @@ def _preflight(cfg: Config, spec: EnvSpec, model: torch.nn.Module) -> bool:
         check_can_record(spec)
     if cfg.log.track:
         check_installed(cfg.log.track)
-    check_rollout_memory(cfg, int(np.prod(spec.obs_shape)) * np.dtype(spec.obs_dtype).itemsize, spec.obs_shape,
-                         np.dtype(spec.obs_dtype).name, state_size(model))
+    check_rollout_memory(cfg, spec.layout.nbytes, spec.layout.describe(), state_size(model))
+    if spec.layout.dropped:
+        _stderr(f"pacer: note: {cfg.env.id}'s observation {', '.join(map(repr, spec.layout.dropped))} left out (no "
+                "network reads it; env.observation_keys chooses the keys)")
     if cfg.log.track and not cfg.log.video_every and spec.render_error is not None:
         _stderr(f"pacer: note: no final video for {', '.join(cfg.log.track)}: {spec.render_error}")
     return bool(cfg.log.video_every) or (bool(cfg.log.track) and spec.render_error is None)

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from pacer import masks
 from pacer.config import EnvConfig
 from pacer.envs import EnvSpec, make_single_env
 from pacer.errors import PacerError, first_line, make_output_dir
@@ -144,13 +145,15 @@ def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: 
         writer = imageio.get_writer(partial, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                                     macro_block_size=1, ffmpeg_log_level="error")
         try:
-            obs, _ = env.reset(seed=seed)
+            obs, info = env.reset(seed=seed)
             player = agent.player(greedy)  # one episode: a recurrent agent keeps its state from step to step
+            source = agent.spec.action_mask
             done = False
             while not done:
                 writer.append_data(frame(env, agent.config.env.id))
                 frames += 1
-                obs, reward, terminated, truncated, _ = env.step(player.act(obs))
+                action = player.act(obs, masks.of_single(source, env, obs, info))
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 done = bool(terminated or truncated)
         finally:
@@ -199,10 +202,11 @@ def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[f
     returns = []
     try:
         for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
+            obs, info = env.reset(seed=seed + i)
             total, done, player = 0.0, False, agent.player(greedy)
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(player.act(obs))
+                action = player.act(obs, masks.of_single(agent.spec.action_mask, env, obs, info))
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 done = bool(terminated or truncated)
             returns.append(total)

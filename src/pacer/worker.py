@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from pacer import normalize
+from pacer import masks, normalize
 from pacer.algos import Algorithm, Batch, LossTerms, Step, explained_variance, prepare
 from pacer.algos.losses import value_rows
 from pacer.config import Config
-from pacer.envs import EnvSpec, ensure_registered, make_vector_env
+from pacer.envs import EnvSpec, ensure_registered, layout_of, make_vector_env
 from pacer.errors import PacerError
 from pacer.heads import head_for
 from pacer.link import Link
@@ -30,6 +30,7 @@ from pacer.phases import Phases
 from pacer.reports import Report
 from pacer.rollout import Collector
 from pacer.runtime import flat
+from pacer.spaces import tree_map
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Worker:
         ensure_registered(spec.env)
         self.env = make_vector_env(cfg.env, cfg.env.envs_per_worker)
         self.head = head_for(self.env.single_action_space)
-        self.model = make_model(cfg.model, self.env.single_observation_space, self.env.single_action_space)
+        self.layout = layout_of(cfg.env, self.env.single_observation_space, self.env.single_action_space)
+        self.model = make_model(cfg.model, self.layout.kept_space, self.env.single_action_space)
         self.local_params = list(self.model.parameters())
         flat.flatten_(self.local_params)  # views of one buffer: a pull is one copy (runtime/flat.py)
         self.norm = normalize.norm_of(self.model)
@@ -70,7 +72,8 @@ class Worker:
         self.scaler = scaler
         self.phases = Phases()  # where the time goes: sync, inference, env, returns, learn, optimizer
         self.collector = Collector(self.env, self.model, self.head, spec.seed, cfg.env.termination_reward, scaler,
-                                   cfg.algo.clip_rewards, self.phases)
+                                   cfg.algo.clip_rewards, self.phases, self.layout,
+                                   masks.configured(cfg.env.action_mask))
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
         # the algorithm's hand-written gradient where it covers the run (exactly autograd's, ~2x faster: the
         # built-in MLP's a2c/ppo loss); config.yaml says whether it does (runconfig.complete). None: autograd
@@ -104,7 +107,8 @@ class Worker:
         else:
             rollout = self.collector.collect(self.cfg.algo.n_steps)
         if self.norm is not None:
-            self.link.observe(normalize.moments(rollout.obs[rollout.valid]))
+            valid = tree_map(lambda x: x[rollout.valid], rollout.obs)
+            self.link.observe(normalize.moments(self.layout.vectors(valid)))
             phases.lap("sync")
         batch = prepare(rollout, self.cfg.algo, self.spec.algorithm.targets)
         phases.lap("returns")

@@ -19,6 +19,7 @@ from pacer.algos.schedules import Learner, Schedule, Step, epochs_of_minibatches
 from pacer.config import AlgoConfig, ModelConfig
 from pacer.errors import PacerError, did_you_mean
 from pacer.heads import ActionHead
+from pacer.spaces import ObsLayout
 
 LossFn = Callable[[nn.Module, ActionHead, Batch, AlgoConfig], LossTerms]
 
@@ -38,11 +39,12 @@ class Algorithm:
     fast_grad: FastGradFactory | None = None
     """The loss's gradient computed without autograd, where it covers the run (algos/analytic.py); None: autograd."""
 
-    def fast_grad_refusal(self, mcfg: ModelConfig, acfg: AlgoConfig, head: ActionHead) -> str | None:
+    def fast_grad_refusal(self, mcfg: ModelConfig, acfg: AlgoConfig, head: ActionHead,
+                          layout: ObsLayout | None = None) -> str | None:
         """Why this algorithm's fast gradient does not cover the run (None when it does)."""
         if self.fast_grad is None:
             return f"algorithm {acfg.name!r} has no hand-written gradient"
-        return analytic.refusal(mcfg, acfg, head)
+        return analytic.refusal(mcfg, acfg, head, layout)
 
 
 ALGOS: dict[str, Algorithm] = {

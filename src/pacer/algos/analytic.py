@@ -13,8 +13,11 @@ It is a second way to the same numbers, so it is fenced:
 - `MODEL_FIELDS` and `ALGO_FIELDS` classify every config field: 'any' (every value is covered), 'unused' (it does
   not enter a loss's gradient) or the set of values covered; a run outside them takes autograd, and its config.yaml
   says so (`algo.analytic_grad: false`). A test fails when a field is added that nobody classified;
-- the model must be exactly `MLPActorCritic` and the head a `FastHead` (Discrete, 1-D Box): a new head, a recurrent
-  core (`model.memory`) or a structured observation is trained with autograd until this module says otherwise.
+- the model must be exactly `MLPActorCritic` and the head a `FastHead` (Discrete, 1-D Box): a new head or a
+  recurrent core (`model.memory`) is trained with autograd until this module says otherwise; so is a structured
+  observation with a leaf `OBS_LEAVES` does not cover (an image's CNN), and a test fails when a kind of leaf is
+  added that it does not classify. Action masks are covered: with the logits masked, an illegal action's
+  probability is exactly 0, and so is the gradient the head's `backward` gives its logit.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from torch import Tensor, nn
 
 from pacer.algos.losses import Batch, LossTerms, Surrogate, ppo_stats, ppo_surrogate, value_loss
 from pacer.config import AlgoConfig, ModelConfig
-from pacer.heads import ActionHead, FastHead
+from pacer.heads import ActionHead, FastHead, masked
 from pacer.model import MLPActorCritic
 from pacer.runtime import flat
+from pacer.spaces import ObsLayout
 
 # an activation's backward kernel, from its output (the kernels autograd runs); an activation not named here is
 # not covered
@@ -70,9 +74,16 @@ ALGO_FIELDS: dict[str, Rule] = {
 }
 
 
-def refusal(mcfg: ModelConfig, acfg: AlgoConfig, head: ActionHead) -> str | None:
-    """Why the fast path does not cover this model, algorithm settings and head ('model.shared_trunk=True', ...),
-    or None when it does."""
+# the leaves of a structured observation (pacer/spaces.py) by whether the fast path covers them: those the model's
+# `Features` turns into inputs without parameters (`inputs()` computes them: no derivative is needed) are; an image
+# leaf has a CNN of its own, which is not
+OBS_LEAVES: dict[str, bool] = {"vector": True, "discrete": True, "multidiscrete": True, "binary": True,
+                               "pixels": False}
+
+
+def refusal(mcfg: ModelConfig, acfg: AlgoConfig, head: ActionHead, layout: ObsLayout | None = None) -> str | None:
+    """Why the fast path does not cover this model, algorithm settings, head and observation layout
+    ('model.shared_trunk=True', ...), or None when it does. Action masks are covered (masked logits: `compute`)."""
     for section, rules, cfg in (("model", MODEL_FIELDS, mcfg), ("algo", ALGO_FIELDS, acfg)):
         for name, rule in rules.items():
             value = getattr(cfg, name)
@@ -80,6 +91,10 @@ def refusal(mcfg: ModelConfig, acfg: AlgoConfig, head: ActionHead) -> str | None
                 return f"{section}.{name}={value!r}"
     if not callable(getattr(head, "backward", None)):
         return f"the {head.name} action head"
+    if layout is not None and layout.structured:
+        for leaf in layout.leaves:
+            if not OBS_LEAVES[leaf.kind]:
+                return f"the {leaf.kind} observation {leaf.path!r}"
     return None
 
 
@@ -162,7 +177,7 @@ class AnalyticGrad:
         with torch.no_grad():
             x = model.inputs(batch.obs)
             actor, critic = self._forward(self.actor, x), self._forward(self.critic, x)
-            pi, value = actor[-1], critic[-1].squeeze(-1)
+            pi, value = masked(actor[-1], batch.action_mask), critic[-1].squeeze(-1)
             n = pi.shape[0]
             logp, entropy, saved = self.head.saved_log_prob_entropy(model, pi, batch.actions)
             if self.algo == "ppo":

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from pacer.algos.returns import discounted_returns, gae, normalize_columns
 from pacer.config import AlgoConfig
-from pacer.heads import ActionHead
+from pacer.heads import ActionHead, masked
 from pacer.rollout import Rollout
+from pacer.spaces import tree_map
 
 
 class Memory(NamedTuple):
@@ -42,22 +43,28 @@ class Batch(NamedTuple):
     returns: Tensor  # value targets
     values: Tensor  # the critic's values when the data was collected
     memory: Memory | None = None
+    action_mask: Tensor | None = None
+    """[n, logits] bool, row by row (as the actions): the legal actions where the env gives masks (pacer/masks.py)."""
 
 
 def rows(batch: Batch, index: Tensor | slice) -> Batch:
     """The rows `index` of a batch of rows."""
-    return Batch(batch.obs[index], batch.actions[index], batch.logp[index], batch.advantages[index],
-                 batch.returns[index], batch.values[index])
+    return Batch(tree_map(lambda x: x[index], batch.obs), batch.actions[index], batch.logp[index],
+                 batch.advantages[index], batch.returns[index], batch.values[index],
+                 action_mask=None if batch.action_mask is None else batch.action_mask[index])
 
 
 def outputs(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
     """The model's policy output and value for the batch's rows: a feedforward model on the rows; a recurrent one
     over each sequence from its stored state (with the current parameters: truncated backpropagation through it),
-    at the steps that are transitions. Every loss gets them here."""
+    at the steps that are transitions. Every loss gets them here, with the logits of illegal actions masked (where
+    the env gives masks): log-probabilities and entropy are those of the distribution the actions were drawn from."""
     if batch.memory is None:
-        return model(batch.obs)
-    pi, value, _ = model(batch.obs, batch.memory.state, batch.memory.starts)
-    return pi[batch.memory.mask], value[batch.memory.mask]
+        pi, value = model(batch.obs)
+    else:
+        pi, value, _ = model(batch.obs, batch.memory.state, batch.memory.starts)
+        pi, value = pi[batch.memory.mask], value[batch.memory.mask]
+    return masked(pi, batch.action_mask), value
 
 
 def sequences(batch: Batch, index: Tensor) -> Batch:
@@ -69,8 +76,10 @@ def sequences(batch: Batch, index: Tensor) -> Batch:
     def rows(x: Tensor) -> Tensor:
         return x[:, index][mask]
 
-    return Batch(batch.obs[:, index], rows(batch.actions), rows(batch.logp), rows(batch.advantages),
-                 rows(batch.returns), rows(batch.values), Memory(memory.state[index], memory.starts[:, index], mask))
+    return Batch(tree_map(lambda x: x[:, index], batch.obs), rows(batch.actions), rows(batch.logp),
+                 rows(batch.advantages), rows(batch.returns), rows(batch.values),
+                 Memory(memory.state[index], memory.starts[:, index], mask),
+                 None if batch.action_mask is None else rows(batch.action_mask))
 
 
 def value_rows(batch: Batch) -> tuple[Tensor, Tensor]:
@@ -101,18 +110,20 @@ def prepare(rollout: Rollout, cfg: AlgoConfig, targets: str) -> Batch:
         advantages[valid] = adv  # normalized over the transitions, laid out [T, N] again
         steps = rollout.valid.shape[0]
         length = steps if targets == "mc" or cfg.sequence_length is None else cfg.sequence_length
-        return Batch(obs=_cut(rollout.obs, length), actions=_cut(rollout.actions, length),
+        return Batch(obs=tree_map(lambda x: _cut(x, length), rollout.obs), actions=_cut(rollout.actions, length),
                      logp=_cut(rollout.logp, length), advantages=_cut(advantages.astype(np.float32), length),
                      returns=_cut(returns.astype(np.float32), length), values=_cut(rollout.values, length),
                      memory=Memory(torch.from_numpy(rollout.states[::length].reshape(-1, rollout.states.shape[-1])),
-                                   _cut(rollout.starts, length), _cut(valid, length)))
+                                   _cut(rollout.starts, length), _cut(valid, length)),
+                     action_mask=None if rollout.action_masks is None else _cut(rollout.action_masks, length))
     return Batch(
-        obs=torch.from_numpy(rollout.obs[valid]),
+        obs=tree_map(lambda x: torch.from_numpy(x[valid]), rollout.obs),
         actions=torch.from_numpy(rollout.actions[valid]),
         logp=torch.from_numpy(rollout.logp[valid]),
         advantages=torch.from_numpy(adv.astype(np.float32)),
         returns=torch.from_numpy(returns[valid].astype(np.float32)),
         values=torch.from_numpy(rollout.values[valid]),
+        action_mask=None if rollout.action_masks is None else torch.from_numpy(rollout.action_masks[valid]),
     )
 
 

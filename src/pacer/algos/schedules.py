@@ -58,7 +58,7 @@ def epochs_of_minibatches(batch: Batch, cfg: AlgoConfig, rng: torch.Generator, l
     averaged over the updates made."""
     if cfg.epochs is None or cfg.minibatches is None:
         raise ValueError("algo.epochs and algo.minibatches must be resolved (pacer.runconfig.complete)")
-    n = batch.obs.shape[0] if batch.memory is None else batch.memory.mask.shape[1]
+    n = batch.actions.shape[0] if batch.memory is None else batch.memory.mask.shape[1]
     if n == 0:
         return {}, 0
     size = max(1, n // cfg.minibatches)

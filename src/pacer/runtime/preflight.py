@@ -42,8 +42,7 @@ def check_shared_memory(cfg: Config, model: nn.Module) -> None:
     _check_open_files(n_tensors * (1 if cfg.algo.shared_optimizer else rt.workers) + FD_MARGIN)
 
 
-def check_rollout_memory(cfg: Config, obs_bytes: int, shape: tuple[int, ...], dtype: str, state_size: int = 0
-                         ) -> int:
+def check_rollout_memory(cfg: Config, obs_bytes: int, described: str, state_size: int = 0) -> int:
     """Room in memory for every worker's rollout buffer (`obs_bytes` an observation; pixels are a byte each; a
     recurrent model's state, stored at every step, `state_size` float32s): the buffers live in the workers' own
     memory, allocated once. Returns the bytes they need."""
@@ -53,7 +52,7 @@ def check_rollout_memory(cfg: Config, obs_bytes: int, shape: tuple[int, ...], dt
     if available is not None and need > available // 2:
         memory = f" and {state_size}-float states" if state_size else ""
         raise PacerError(f"the rollouts need {need / 2**20:,.0f} MiB ({rt.workers} workers x "
-                         f"{cfg.env.envs_per_worker} envs x {steps} steps of {dtype}{list(shape)} observations"
+                         f"{cfg.env.envs_per_worker} envs x {steps} steps of {described} observations"
                          f"{memory}) but "
                          f"{available / 2**20:,.0f} MiB of memory is available: use fewer env.envs_per_worker or a "
                          "smaller algo.n_steps")
