@@ -113,7 +113,7 @@ class ObsLayout:
                 raise PacerError(f"env.observation_keys {unknown} are not keys of the observation: "
                                  f"{', '.join(space.spaces)}")  # type: ignore[attr-defined]
         self.tree = self._walk(space, "", set(keys))
-        self.leaves: list[Leaf] = tree_leaves(self.tree)
+        self.leaves: list[Leaf] = [] if self.tree is None else tree_leaves(self.tree)
         if not self.leaves:
             raise PacerError(f"nothing in observation space {space} can be learned from: pacer reads Box, Discrete, "
                              "MultiDiscrete and MultiBinary observations, nested in Dict and Tuple")
