@@ -3,7 +3,7 @@ source. Each masked env raises on an illegal action, so a mask that does not rea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -14,7 +14,7 @@ class Match(gym.Env):
     MultiDiscrete([4, 2]) actions, scored 0.5 for the target and 0.5 for the parity, 8 steps an episode (best
     return 8). One wrong choice of the first component is illegal at each step (never the target)."""
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
     def __init__(self, render_mode: str | None = None, masked: bool = True) -> None:
         self.masked, self.render_mode = masked, render_mode

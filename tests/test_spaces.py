@@ -13,12 +13,11 @@ import torch
 import yaml
 
 import pacer
-from space_envs import Match
-
 from pacer.config import ModelConfig
 from pacer.errors import PacerError
 from pacer.model import Features, MLPActorCritic, make_model
 from pacer.spaces import ObsLayout
+from space_envs import Match
 
 
 @pytest.fixture
@@ -50,7 +49,8 @@ def test_each_leaf_becomes_what_its_space_holds() -> None:
     assert x.shape == (features.size,)
     assert x[:149].tolist() == [2.0] * 147 + [0.5, -0.5]  # grid codes and position as they are (no norm here)
     assert x[149:153].tolist() == [1, 0, 0, 1]
-    assert x[153 + 512:].tolist() == [0, 1] + [0, 0, 1] + [0, 0, 0, 0, 1]  # Discrete(5, start=1): 5 is the last
+    keys, position = [0, 1, 0, 0, 1], [0, 0, 0, 0, 1]  # one-hot per component; Discrete(5, start=1): 5 is the last
+    assert x[153 + 512:].tolist() == [*keys, *position]
 
 
 def test_unreadable_or_unknown_parts_are_refused_in_one_line() -> None:
