@@ -22,7 +22,8 @@ TINY = ["--total-steps", "3000", "--envs-per-worker", "4", "--workers", "2", "--
 
 
 def pacer_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                      os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "pacer", *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
 

@@ -284,6 +284,22 @@ def test_one_ray_worker_learns_exactly_as_inline(cluster: Any, tmp_path: Path) -
     assert all_cpus_free()
 
 
+def test_many_agents_on_a_ray_worker_learn_exactly_as_inline(cluster: Any, tmp_path: Path) -> None:
+    """A PettingZoo env (agents appearing and dying, their ids as inputs) under a recurrent policy: the rows of its
+    agents make the same updates on a Ray actor as in this process."""
+    runs = []
+    for backend in ("inline", "ray"):
+        cfg = small(tmp_path, f"agents-{backend}", backend, cluster)
+        cfg["env"].update(id="agent_envs:relay", agent_id=True)
+        cfg["model"] = {"memory": "gru", "memory_size": 8}
+        runs.append(checkpoint.load(pacer.train(cfg, preset="none").checkpoint))
+    inline, remote = runs
+    assert inline["counters"] == remote["counters"] and inline["counters"]["updates"] >= 16
+    for name, value in inline["model"].items():
+        torch.testing.assert_close(remote["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert all_cpus_free()
+
+
 def summed_rule(workers: int, rounds: int, steps: int, lr: float) -> float:
     """What the old rule did, on the same problem: every learner takes `steps` Adam steps from the same w with an
     optimizer of its own, and the changes are added up. Returns the distance from the optimum at the end."""

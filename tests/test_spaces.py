@@ -127,11 +127,13 @@ def test_a_source_the_env_lacks_is_refused(quiet: dict) -> None:
         pacer.train(quiet, preset="none")
 
 
-def test_a_structured_masked_checkpoint_resumes_bit_exactly(match: dict, tmp_path: Path,
+@pytest.mark.parametrize("memory", ["none", "lstm"])
+def test_a_structured_masked_checkpoint_resumes_bit_exactly(match: dict, tmp_path: Path, memory: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dict observation (into an LSTM core too), MultiDiscrete actions with masks."""
     from test_resume import interrupt_at
 
-    match["model"] = {"normalize_input": "running"}
+    match["model"] = {"normalize_input": "running", "memory": memory, "memory_size": 16}
     match["runtime"].update(total_steps=2000, final_eval_episodes=0)
     whole = copy.deepcopy(match)
     whole["log"]["run_dir"] = str(tmp_path / "whole")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.vector.utils import concatenate, create_empty_array
 from numpy.typing import NDArray
 from torch import nn
 
@@ -18,6 +20,7 @@ from pacer.errors import PacerError
 from pacer.evaluation import HANG_TIMEOUT_S, run_episodes_parallel
 from pacer.heads import ActionHead, act, head_for, masked
 from pacer.model import make_model
+from pacer.multiagent import add_agent_id
 from pacer.recurrence import initial_state, is_recurrent, step
 from pacer.spaces import ObsLayout, tree_leaves, tree_map
 
@@ -89,6 +92,35 @@ class Agent:
         out_state = memory.numpy()
         return (actions[0], out_state[0]) if single else (actions, out_state)
 
+    def act_agents(self, obs: Mapping[str, Any], greedy: bool = True, infos: Mapping[str, Any] | None = None,
+                   state: Mapping[str, Any] | None = None) -> Any:
+        """Many agents (PettingZoo): actions `{agent: action}` for a ParallelEnv's observations `{agent: obs}`, all
+        in one forward pass; `infos` (the env's, by agent) give action masks where the env puts them there. A
+        recurrent agent takes and returns the agents' states too, `(actions, states)`: `state=None` begins an episode,
+        and an agent missing from `state` begins afresh."""
+        names = list(obs)
+        unknown = [name for name in names if name not in self.spec.agents]
+        if unknown:
+            raise PacerError(f"act_agents: {unknown} are not agents of this env (its agents: {list(self.spec.agents)})")
+        rows = [obs[name] for name in names]
+        if self.config.env.agent_id:
+            rows = [add_agent_id(row, self.spec.agents.index(name)) for row, name in zip(rows, names, strict=True)]
+        empty: Any = create_empty_array(self.spec.observation_space, len(rows))
+        batch = concatenate(self.spec.observation_space, rows, empty)
+        mask = None
+        if self.spec.action_mask == "info" and infos is not None:
+            mask = np.stack([np.asarray(infos[name]["action_mask"], dtype=bool) for name in names])
+        if not self.recurrent:
+            return dict(zip(names, self.act(batch, greedy, mask=mask), strict=True))
+        states = dict(state or {})
+        initial = initial_state(self.model, 1)
+        assert initial is not None  # a recurrent model has a state
+        zero = initial[0].numpy()
+        memory = np.stack([states.get(name, zero) for name in names])
+        starts = np.array([name not in states for name in names])
+        actions, memory = self.act(batch, greedy, state=memory, start=starts, mask=mask)
+        return dict(zip(names, actions, strict=True)), dict(zip(names, memory, strict=True))
+
     def player(self, greedy: bool = True) -> Player:
         """Acts for one env, episode after episode, keeping a recurrent agent's state between its steps (for a
         feedforward agent: `act`)."""
@@ -147,6 +179,8 @@ class EvalResult:
     checkpoint: Path | None
     cut: int = 0
     """Episodes that `max_seconds` cut short (scored with their return so far)."""
+    agent_returns: dict[str, NDArray[np.float64]] | None = None
+    """Many agents (PettingZoo): each agent's returns, by name, beside `returns`, the team's (their sum)."""
 
     @property
     def mean(self) -> float:
@@ -159,15 +193,28 @@ class EvalResult:
 
 def evaluate(source: str | Path | Agent, episodes: int = 100, greedy: bool = True, workers: int = 2,
              seed: int = 12345, start_method: str = "auto", hang_timeout: float = HANG_TIMEOUT_S, env: Any = None,
-             model: Any = None, max_seconds: float | None = None) -> EvalResult:
+             model: Any = None, max_seconds: float | None = None, opponent: str | Path | Agent | None = None
+             ) -> EvalResult:
     """Run `episodes` evaluation episodes spread over `workers` processes (1: in this process). A process that
     dies, raises, or makes no env step for `hang_timeout` seconds ends the evaluation with WorkerFailed. With
-    `max_seconds`, episodes still running then are cut and scored with their return so far (`EvalResult.cut`)."""
+    `max_seconds`, episodes still running then are cut and scored with their return so far (`EvalResult.cut`).
+    A game trained by self-play is played against a random player, or against `opponent` (another agent of the
+    same game, e.g. an earlier checkpoint of the run, sampling its moves)."""
     if episodes < 1:
         raise PacerError(f"episodes must be >= 1, got {episodes}")
     if hang_timeout <= 0:
         raise PacerError(f"hang_timeout must be > 0 seconds, got {hang_timeout}")
     agent = source if isinstance(source, Agent) else load(source, env=env, model=model)
+    rival = None
+    if opponent is not None:
+        if not agent.config.env.self_play:
+            raise PacerError("an opponent plays a game trained by self-play (env.self_play); this agent's is not one")
+        other = opponent if isinstance(opponent, Agent) else load(opponent)
+        if other.config.env.id != agent.config.env.id or other.spec.action_space != agent.spec.action_space:
+            raise PacerError(f"the opponent plays {other.config.env.id}, not {agent.config.env.id}")
+        rival = other.model
     played = run_episodes_parallel(agent.model, agent.config.env, episodes, seed, greedy, workers, start_method,
-                                   hang_timeout, agent.spec, max_seconds)
-    return EvalResult(returns=played.returns, checkpoint=agent.checkpoint, cut=played.cut)
+                                   hang_timeout, agent.spec, max_seconds, rival)
+    agents = None if played.agent_returns is None else \
+        {name: played.agent_returns[:, i] for i, name in enumerate(agent.spec.agents)}
+    return EvalResult(returns=played.returns, checkpoint=agent.checkpoint, cut=played.cut, agent_returns=agents)

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print machine-readable output")
     ev.add_argument("--hang-timeout", type=float, default=10.0, metavar="SECONDS",
                     help="an evaluation process that makes no env step for this long is killed (default 10)")
+    ev.add_argument("--opponent", metavar="RUN_DIR_OR_CHECKPOINT", help="a game trained by self-play: play "
+                    "this agent of the same game (e.g. an earlier checkpoint) instead of a random player")
     ev.add_argument("--video", type=Path, metavar="DIR", help="also write the episodes as mp4 files into DIR "
                     "(episode-000.mp4, ...; needs the video extra)")
     ev.add_argument("--render", action="store_true", help="also play the episodes in a window (needs a display)")
@@ -312,16 +314,29 @@ def _eval(args: argparse.Namespace) -> int:
 
         watch(agent, shown, args.seed, greedy=not args.stochastic)
     result = evaluate(agent, episodes=args.episodes, greedy=not args.stochastic, workers=args.workers,
-                      seed=args.seed, hang_timeout=args.hang_timeout)
+                      seed=args.seed, hang_timeout=args.hang_timeout, opponent=args.opponent)
+    agents = result.agent_returns or {}
+    # self-play: the games' outcomes against the reference, a player that moves at random (pacer/selfplay.py)
+    outcomes = {"won": float((result.returns > 0).mean()), "drew": float((result.returns == 0).mean()),
+                "lost": float((result.returns < 0).mean())} if agent.config.env.self_play else {}
+    against = "random" if args.opponent is None else "opponent"
     if args.json:
         print(json.dumps({"checkpoint": str(result.checkpoint), "episodes": len(result.returns),
                           "greedy": not args.stochastic, "mean": result.mean, "std": result.std,
                           "min": float(result.returns.min()), "max": float(result.returns.max()),
-                          "returns": result.returns.tolist()}))
+                          "returns": result.returns.tolist(),
+                          **({"agents": {name: float(r.mean()) for name, r in agents.items()}} if agents else {}),
+                          **({f"against_{against}": outcomes} if outcomes else {})}))
     else:
         mode = "stochastic" if args.stochastic else "greedy"
-        print(f"{result.checkpoint}: {len(result.returns)} {mode} episodes, return {result.mean:.2f} ± "
+        team = " (the team's: its agents' together)" if agents else ""
+        print(f"{result.checkpoint}: {len(result.returns)} {mode} episodes, return{team} {result.mean:.2f} ± "
               f"{result.std:.2f} (min {result.returns.min():.1f}, max {result.returns.max():.1f})")
+        if agents:
+            print("  per agent: " + ", ".join(f"{name} {r.mean():.2f}" for name, r in agents.items()))
+        if outcomes:
+            rival = "a random player" if args.opponent is None else args.opponent
+            print(f"  against {rival}: " + ", ".join(f"{k} {v:.0%}" for k, v in outcomes.items()))
     return 0
 
 

@@ -23,7 +23,8 @@ from pacer.validate import build_section
 class EnvConfig:
     id: Any = field(default="CartPole-v1", metadata={"required": True})
     """A Gymnasium id (CartPole-v1, Acrobot-v1, LunarLander-v3, Pendulum-v1, ...) or `package.module:factory`
-    naming a callable that returns a `gymnasium.Env` (from Python, also the picklable callable itself)."""
+    naming a callable that returns a `gymnasium.Env` or a PettingZoo env (from Python, also the picklable callable
+    itself); a PettingZoo env module is its own factory (`mpe2:simple_spread_v3`)."""
     envs_per_worker: int = field(default=32, metadata={"min": 1})
     """Environments stepped together by one worker, with one batched forward pass per step. More envs step faster
     but learn less per env step: on CartPole 256 gave 4.6x the env steps/s of 32 and needed 5-7x the env steps to
@@ -48,6 +49,12 @@ class EnvConfig:
     `action_mask` key of a Dict observation, PettingZoo's games), 'method' (the env's `action_masks()`), 'none' (every
     action legal); 'auto' finds which one the env has (config.yaml says). Discrete and MultiDiscrete actions;
     docs/spaces.md."""
+    agent_id: bool = False
+    """Many agents (PettingZoo): give each agent its index as an input (one-hot), so that the policy all agents share
+    can act differently for each; docs/multi-agent.md."""
+    self_play: bool = False
+    """A two-player turn-based PettingZoo game (connect_four_v3, ...): the policy plays both seats, against itself
+    and a pool of its past snapshots; evaluation plays a random player (pacer/selfplay.py, docs/multi-agent.md)."""
     vector: Literal["gym", "ale"] = "gym"
     """How a worker steps its envs: 'gym' Gymnasium's NumPy-vectorized form where the env has one and no wrapper
     is set, else the wrapped envs one after another; 'ale' (ALE/ ids with the `atari` preset's wrappers) ale-py's

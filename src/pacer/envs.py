@@ -24,7 +24,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec as Registration
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
-from pacer import masks, tasks
+from pacer import masks, multiagent, tasks
 from pacer.config import EnvConfig
 from pacer.errors import PacerError, did_you_mean, first_line
 from pacer.spaces import ObsLayout
@@ -54,8 +54,31 @@ def make_single_env(env: EnvConfig, render_mode: str | None = None) -> gym.Env:
     """One environment; `env.kwargs` go to `gym.make` (or to the factory), then `env.wrappers` wrap it in order.
     Training envs never render: LunarLander's rgb_array mode piles up particle bodies. A factory gets
     `render_mode` only when one is asked for and it takes that argument (whether the env then renders is the
-    caller's check: `env.render_mode`)."""
-    return apply_wrappers(_make(env.id, env.max_episode_steps, render_mode, dict(env.kwargs)), env.wrappers)
+    caller's check: `env.render_mode`). A PettingZoo env comes back as it is (pacer/multiagent.py)."""
+    made = _make(env.id, env.max_episode_steps, render_mode, dict(env.kwargs))
+    if multiagent.is_pettingzoo(made):
+        if env.wrappers:
+            raise PacerError(f"env.wrappers are Gymnasium wrappers, and {env.id} is a PettingZoo env: wrap it in an "
+                             "env factory (SuperSuit's wrappers) instead")
+        return made
+    return apply_wrappers(made, env.wrappers)
+
+
+def make_agents_env(env: EnvConfig, copies: int, first: Any = None, render_mode: str | None = None
+                    ) -> VectorEnv:
+    """`copies` copies of a PettingZoo env, a row per agent (pacer/multiagent.py), or with `env.self_play` one
+    row per game, the learner's seat (pacer/selfplay.py); `first`: one already made."""
+    made = iter([first] if first is not None else [])
+
+    def make() -> Any:
+        return next(made, None) or _make(env.id, None, render_mode, dict(env.kwargs))
+
+    name = str(getattr(env.id, "__qualname__", env.id))
+    if env.self_play:
+        from pacer.selfplay import SelfPlayVectorEnv
+
+        return SelfPlayVectorEnv(make, copies, name)
+    return multiagent.AgentsVectorEnv(make, copies, name, env.agent_id, env.max_episode_steps)
 
 
 def _make(env_id: Any, max_episode_steps: int | None, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
@@ -65,8 +88,11 @@ def _make(env_id: Any, max_episode_steps: int | None, render_mode: str | None, k
         if render_mode is not None and _accepts(factory, "render_mode"):
             kwargs["render_mode"] = render_mode
         env = factory(**kwargs)
+        if multiagent.is_pettingzoo(env):
+            return env
         if not isinstance(env, gym.Env):
-            raise PacerError(f"env factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
+            raise PacerError(f"env factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env or a "
+                             "PettingZoo env")
         if max_episode_steps is not None:
             env = gym.wrappers.TimeLimit(env, max_episode_steps)
         return env
@@ -107,7 +133,11 @@ def make_vector_env(env: EnvConfig, num_envs: int, numpy_vectorized: bool = True
             if venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP:
                 return venv
             venv.close()
-    return SyncVectorEnv([lambda: make_single_env(env) for _ in range(num_envs)],
+    first = make_single_env(env)
+    if multiagent.is_pettingzoo(first):
+        return make_agents_env(env, num_envs, first)
+    made = iter([first])
+    return SyncVectorEnv([lambda: next(made, None) or make_single_env(env) for _ in range(num_envs)],
                          autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
@@ -149,6 +179,8 @@ class EnvSpec:
     """`env.observation_keys`: the Dict keys kept (empty: every key a network can read)."""
     action_mask: str | None = None
     """Where the env gives action masks ('info', 'observation', 'method'; pacer/masks.py), or None."""
+    agents: tuple[str, ...] = ()
+    """A PettingZoo env's `possible_agents`, each a row of the batch (pacer/multiagent.py); empty for one agent."""
 
     @functools.cached_property
     def layout(self) -> ObsLayout:
@@ -199,20 +231,29 @@ def probe(env: EnvConfig, frames: bool = False) -> EnvSpec:
     """Make one env of the config, read what a run needs of it, and close it; with `frames`, also check that it
     films rgb_array frames (render_error). The last answer is kept: probing the same env again makes nothing."""
     global _probed
-    key = (env.id, dict(env.kwargs), tuple(env.wrappers), tuple(env.observation_keys), env.action_mask)
+    key = (env.id, dict(env.kwargs), tuple(env.wrappers), tuple(env.observation_keys), env.action_mask, env.agent_id,
+           env.max_episode_steps)
     if _probed is not None and _same(_probed[0], key) and (_probed[1].frames_checked or not frames):
         return _probed[1]
     check_env_id(env.id)
+    made: Any
     made, render_error = _probe_env(env, frames)
+    if multiagent.is_pettingzoo(made):  # one copy, its agents as rows: their spaces (with the agent id, if asked)
+        made = make_agents_env(env, 1, made)
+    elif env.self_play:
+        raise PacerError(f"env.self_play needs a turn-based PettingZoo game (an AEC env, as connect_four_v3); "
+                         f"{env.id} is not one")
     try:
         registration = None if factory_of(env.id) is not None else gym.spec(env.id)
-        spec = EnvSpec(made.observation_space, made.action_space,
+        observation_space, action_space = masks.spaces_of(made)
+        spec = EnvSpec(observation_space, action_space,
                        max_episode_steps=None if registration is None else registration.max_episode_steps,
                        reward_threshold=None if registration is None or registration.reward_threshold is None
                        else float(registration.reward_threshold),
                        render_error=render_error, frames_checked=frames, registration=registration,
                        observation_keys=tuple(env.observation_keys),
-                       action_mask=masks.resolve(env.action_mask, made))
+                       action_mask=masks.resolve(env.action_mask, made),
+                       agents=tuple(getattr(made, "possible_agents", ())))
         spec.layout  # noqa: B018 - checked here, in the parent: a space pacer cannot read is one line now
     finally:
         made.close()

@@ -25,9 +25,11 @@ from pacer.config import EnvConfig
 from pacer.envs import EnvSpec, ensure_registered, layout_of, make_vector_env
 from pacer.errors import WorkerFailed, first_line
 from pacer.heads import act, head_for, masked
+from pacer.league import policy_opponent
 from pacer.recurrence import initial_state, step
 from pacer.runtime import processes, signals
 from pacer.runtime.channel import Channel, Inbox, Sender
+from pacer.selfplay import SelfPlayVectorEnv
 from pacer.spaces import tree_map
 from pacer.usercode import ByValue, unwrap
 
@@ -36,48 +38,67 @@ HANG_TIMEOUT_S = 10.0  # no batched env step for this long: the evaluation proce
 
 class Played(NamedTuple):
     """Returns of evaluation episodes, in episode order, and how many of them a time cap cut short (scored with
-    their return so far)."""
+    their return so far). With many agents an episode's return is its team's, and `agent_returns` [episodes,
+    agents] holds each agent's."""
 
     returns: NDArray[np.float64]
     cut: int = 0
+    agent_returns: NDArray[np.float64] | None = None
 
 
 @torch.no_grad()
 def run_episodes(model: nn.Module, env: EnvConfig, episodes: int, seed: int, greedy: bool = True,
                  on_step: Callable[[], None] | None = None, numpy_vectorized: bool = False,
-                 max_seconds: float | None = None) -> Played:
+                 max_seconds: float | None = None, opponent: nn.Module | None = None) -> Played:
     """`episodes` episodes, one per environment of a vector env, all stepped in one batch. Episode i starts from
     seed + i, so a split of the episodes over processes plays the same episodes; with `numpy_vectorized`, the env's
     NumPy-vectorized form is used where Gymnasium has one (CartPole: its 100 episodes cost ~10x less), seeded once
     with `seed` (the same episodes for the same seed, but not those of a split). With `max_seconds`, play stops
     then: the episodes still running are cut and scored with their return so far (an untrained Atari policy that
     never serves plays each game to the emulator's 27,000-step cap). `on_step` is called after every batched step
-    (a heartbeat)."""
+    (a heartbeat). A PettingZoo env's episode is one copy of it, its agents rows of the batch
+    (pacer/multiagent.py). A game played by self-play is played against a random player, or against `opponent`
+    (a model of the same game, sampling its moves: pacer/selfplay.py)."""
     venv = make_vector_env(env, episodes, numpy_vectorized=numpy_vectorized)
     deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     try:
+        if opponent is not None and isinstance(venv, SelfPlayVectorEnv):
+            layout = layout_of(env, venv.single_observation_space, venv.single_action_space)
+            venv.opponent = policy_opponent(opponent, head_for(venv.single_action_space), layout.cast)
         obs, info = venv.reset(seed=seed)
         head = head_for(venv.single_action_space)
         layout = layout_of(env, venv.single_observation_space, venv.single_action_space)
         source = masks.configured(env.action_mask)
-        total = np.zeros(episodes)
-        running = np.ones(episodes, dtype=bool)
-        state = initial_state(model, episodes)  # a recurrent model's, per env: each plays one episode from it
-        starts = torch.ones(episodes, dtype=torch.bool)
+        rows = venv.num_envs
+        total = np.zeros(rows)
+        running = np.ones(rows, dtype=bool)
+        live = _live(info, rows)
+        state = initial_state(model, rows)  # a recurrent model's, per row: each plays one episode from it
+        starts = torch.ones(rows, dtype=torch.bool)
         while running.any() and time.monotonic() < deadline:
             pi, _, state = step(model, tree_map(torch.as_tensor, layout.cast(obs)), state, starts)
-            starts = torch.zeros(episodes, dtype=torch.bool)
+            starts = torch.from_numpy(~live)  # an agent that is not acting yet starts afresh when it does
             if source is not None:  # only legal actions, greedy or sampled
-                pi = masked(pi, torch.from_numpy(masks.read(source, venv, obs, info)))
+                pi = masked(pi, torch.from_numpy(masks.read(source, venv, obs, info, ~running | ~live)))
             actions = act(head, model, pi, greedy)
             obs, reward, terminated, truncated, info = venv.step(actions)
-            total += np.asarray(reward) * running
-            running &= ~(terminated | truncated)
+            total += np.asarray(reward) * running * live
+            running &= ~np.asarray(info.get("episode_over", terminated | truncated), dtype=bool)
+            live = _live(info, rows)
             if on_step is not None:
                 on_step()
-        return Played(total, int(running.sum()))
+        group = rows // episodes
+        if group == 1:
+            return Played(total, int(running.sum()))
+        per_agent = total.reshape(episodes, group)
+        return Played(per_agent.sum(axis=1), int(running.reshape(episodes, group).any(axis=1).sum()), per_agent)
     finally:
         venv.close()
+
+
+def _live(info: dict[str, Any], rows: int) -> NDArray[np.bool_]:
+    live = info.get("agent_live")
+    return np.ones(rows, dtype=bool) if live is None else np.asarray(live, dtype=bool)
 
 
 def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
@@ -91,9 +112,10 @@ def _eval_process(index: int, args: Any, channel: Sender, beats: Any) -> None:
         beats[index] = time.monotonic()
 
     try:
-        model, env, registration, episodes, seed, greedy, max_seconds = unwrap(args)
+        model, env, registration, episodes, seed, greedy, max_seconds, opponent = unwrap(args)
         ensure_registered(registration)
-        channel.send(run_episodes(model, env, episodes, seed, greedy, beat, max_seconds=max_seconds))
+        channel.send(run_episodes(model, env, episodes, seed, greedy, beat, max_seconds=max_seconds,
+                                  opponent=opponent))
     except BaseException as exc:
         channel.send(EvalError(_one_line(exc)))
 
@@ -115,12 +137,12 @@ def _one_line(exc: BaseException) -> str:
 
 def run_episodes_parallel(model: nn.Module, env: EnvConfig, episodes: int, seed: int, greedy: bool, workers: int,
                           start_method: str, hang_timeout: float = HANG_TIMEOUT_S, spec: EnvSpec | None = None,
-                          max_seconds: float | None = None) -> Played:
+                          max_seconds: float | None = None, opponent: nn.Module | None = None) -> Played:
     """Split `episodes` over `workers` processes (each a different seed range); 1 worker runs here. `spec` (the
     env's registration) goes with them, for an id this process registered itself."""
     workers = max(1, min(workers, episodes))
     if workers == 1:
-        return run_episodes(model, env, episodes, seed, greedy, max_seconds=max_seconds)
+        return run_episodes(model, env, episodes, seed, greedy, max_seconds=max_seconds, opponent=opponent)
     processes.check_main_guard(start_method)
     ctx = processes.context(start_method)
     beats = ctx.Array("d", workers, lock=False)
@@ -131,7 +153,7 @@ def run_episodes_parallel(model: nn.Module, env: EnvConfig, episodes: int, seed:
     finished = False
     try:
         for index, share in enumerate(shares):
-            args = (model, env, spec, len(share), seed + int(share[0]), greedy, max_seconds)
+            args = (model, env, spec, len(share), seed + int(share[0]), greedy, max_seconds, opponent)
             channel = Channel(ctx, index, inbox)
             proc = ctx.Process(target=_eval_process, args=(index, ByValue(args), channel.sender(), beats),
                                name="pacer-eval", daemon=True)  # by value: a notebook's env or model class too
@@ -141,7 +163,9 @@ def run_episodes_parallel(model: nn.Module, env: EnvConfig, episodes: int, seed:
             pumps.append(channel.after_start())
         played = _collect(procs, inbox, beats, time.monotonic(), hang_timeout)
         finished = True
-        return Played(np.concatenate([p.returns for p in played]), sum(p.cut for p in played))
+        agents = None if played[0].agent_returns is None else \
+            np.concatenate([p.agent_returns for p in played])
+        return Played(np.concatenate([p.returns for p in played]), sum(p.cut for p in played), agents)
     finally:
         # a failed evaluation is abandoned: its other processes (maybe hung too) are killed now, not waited for
         processes.join_all(procs, 10.0 if finished else 0.0)

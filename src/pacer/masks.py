@@ -29,15 +29,32 @@ def maskable(action_space: gym.Space[Any]) -> bool:
     return isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
 
 
-def resolve(setting: str, env: gym.Env[Any, Any]) -> str | None:
-    """The source `env.action_mask` names for this (single) env: 'auto' finds it (None where there is none, or the
-    actions take no mask); a named source is checked."""
+def resolve(setting: str, env: Any) -> str | None:
+    """The source `env.action_mask` names for this env (one Gymnasium env, or a PettingZoo env as a vector env of
+    its agents): 'auto' finds it (None where there is none, or the actions take no mask); a named source is
+    checked."""
     if setting == "none":
         return None
     if setting == "auto":
-        return detect(env) if maskable(env.action_space) else None
-    check_source(setting, env, maskable(env.action_space), env.action_space)
+        return detect(env) if maskable(spaces_of(env)[1]) else None
+    check_source(setting, env)
     return setting
+
+
+def spaces_of(env: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+    """One agent's observation and action spaces."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env.single_observation_space, env.single_action_space
+    return env.observation_space, env.action_space
+
+
+def _has_method(env: Any) -> bool:
+    if isinstance(env, gym.vector.VectorEnv):
+        return False
+    try:
+        return callable(env.get_wrapper_attr("action_masks"))
+    except AttributeError:
+        return False
 
 
 def configured(setting: str) -> str | None:
@@ -60,38 +77,37 @@ def segments(action_space: gym.Space[Any]) -> list[int]:
     return [int(k) for k in np.asarray(action_space.nvec).reshape(-1)]  # type: ignore[attr-defined]
 
 
-def detect(env: gym.Env[Any, Any]) -> str | None:
-    """Where this (single, probed) env gives its action masks, or None. It may reset the env."""
-    if isinstance(env.observation_space, gym.spaces.Dict) and KEY in env.observation_space.spaces:
+def detect(env: Any) -> str | None:
+    """Where this env gives its action masks, or None. It may reset the env."""
+    observation_space, _ = spaces_of(env)
+    if isinstance(observation_space, gym.spaces.Dict) and KEY in observation_space.spaces:
         return "observation"
-    try:
-        if callable(env.get_wrapper_attr("action_masks")):
-            return "method"
-    except AttributeError:
-        pass
+    if _has_method(env):
+        return "method"
     _, info = env.reset(seed=0)
     return "info" if KEY in info else None
 
 
-def check_source(source: str, env: gym.Env[Any, Any], maskable: bool, action_space: gym.Space[Any]) -> None:
+def check_source(source: str, env: Any) -> None:
     """Refuse, in one line, a source this env does not have or an action space that takes no mask."""
-    if not maskable:
+    observation_space, action_space = spaces_of(env)
+    if not maskable(action_space):
         raise PacerError(f"env.action_mask {source!r}: masks apply to Discrete and MultiDiscrete actions, not "
                          f"{action_space}")
-    if source == "observation" and not (isinstance(env.observation_space, gym.spaces.Dict)
-                                        and KEY in env.observation_space.spaces):
+    if source == "observation" and not (isinstance(observation_space, gym.spaces.Dict)
+                                        and KEY in observation_space.spaces):
         raise PacerError(f"env.action_mask 'observation' needs a Dict observation with an {KEY!r} key; this env's "
-                         f"observation space is {env.observation_space}")
-    if source == "method":
-        try:
-            env.get_wrapper_attr("action_masks")
-        except AttributeError:
-            raise PacerError("env.action_mask 'method' needs an env with an action_masks() method") from None
+                         f"observation space is {observation_space}")
+    if source == "method" and not _has_method(env):
+        raise PacerError("env.action_mask 'method' needs an env with an action_masks() method")
 
 
-def read(source: str, env: gym.vector.VectorEnv, obs: Any, info: Mapping[str, Any]) -> NDArray[np.bool_]:
+def read(source: str, env: gym.vector.VectorEnv, obs: Any, info: Mapping[str, Any],
+         skip: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
     """The masks [num_envs, logits] of the observations `obs` (as the vector env returned them, with `info`),
-    checked: each segment (a MultiDiscrete component) must leave some action legal."""
+    checked: each segment (a MultiDiscrete component) must leave some action legal. Rows in `skip` (an episode's
+    final observation, whose action the next step's reset ignores; an agent that is not acting) are all legal,
+    unchecked: a game's last position may leave no move."""
     groups = segments(env.single_action_space)
     n, size = env.num_envs, sum(groups)
     if source == "observation":
@@ -103,6 +119,8 @@ def read(source: str, env: gym.vector.VectorEnv, obs: Any, info: Mapping[str, An
         if KEY in info:  # a vector env's infos: the masks, and which envs gave one (the others' rows are zeros)
             given = np.asarray(info.get(f"_{KEY}", np.ones(n, dtype=bool)), dtype=bool)
             masks[given] = np.asarray(info[KEY], dtype=bool).reshape(n, size)[given]
+    if skip is not None and skip.any():
+        masks[skip] = True
     check(masks, groups, getattr(env.spec, "id", None) or "")
     return masks
 

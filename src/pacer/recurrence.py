@@ -12,6 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from pacer.spaces import tree_map
+
 
 def is_recurrent(model: nn.Module) -> bool:
     """Whether the model has a memory (the recurrent interface: `initial_state`)."""
@@ -33,12 +35,13 @@ def initial_state(model: nn.Module, batch: int) -> Tensor | None:
     return state
 
 
-def step(model: nn.Module, obs: Tensor, state: Tensor | None, starts: Tensor | None
+def step(model: nn.Module, obs: Any, state: Tensor | None, starts: Tensor | None
          ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One env step of a batch [B, ...], for any model: a feedforward one as it is; a recurrent one as a sequence of
-    one step, from `state` [B, state_size] (reset where `starts` [B] is true), returning its next state."""
+    """One env step of a batch [B, ...] (a tree of them for a structured observation), for any model: a feedforward
+    one as it is; a recurrent one as a sequence of one step, from `state` [B, state_size] (reset where `starts` [B]
+    is true), returning its next state."""
     if state is None or starts is None:
         pi, value = model(obs)
         return pi, value, None
-    pi, value, state = model(obs.unsqueeze(0), state, starts.unsqueeze(0))
+    pi, value, state = model(tree_map(lambda x: x.unsqueeze(0), obs), state, starts.unsqueeze(0))
     return pi[0], value[0], state

@@ -66,9 +66,14 @@ class Collector:
         self.termination_reward = termination_reward
         self.clip_rewards = clip_rewards
         self.num_envs = env.num_envs
+        # many agents (pacer/multiagent.py): a row per agent of each copy of the env, `group` rows a copy, some of
+        # them not acting at times (`live`); an episode is a copy's, its return its agents' together
+        self.agent_names: tuple[str, ...] = tuple(getattr(env, "possible_agents", ()))
+        self.group = max(1, len(self.agent_names))
         obs, info = env.reset(seed=seed)
         env.action_space.seed(seed)
-        self.mask = self._mask(obs, info)
+        self.live = self._live(info)
+        self.mask = self._mask(obs, info, ~self.live)
         self.obs = self.layout.cast(obs)
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
         self.episode_return = np.zeros(self.num_envs)
@@ -77,6 +82,7 @@ class Collector:
         self.whole_episodes = False
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
+        self.finished_agent_returns: list[NDArray[np.float64]] = []  # many agents: each one's, per episode
         self.phases = phases or Phases()  # 'inference' and 'env' laps: the worker's timer, whose other laps it makes
         # a recurrent model's state per env, and which envs start an episode at the next step (all, at first)
         self.state = initial_state(model, self.num_envs)
@@ -128,8 +134,10 @@ class Collector:
             if self.first_step_at is None:
                 self.first_step_at = time.time()
             obs, reward, terminated, truncated, info = self.env.step(actions_np)
-            self.mask = self._mask(obs, info)
-            valid = ~self.prev_done & self.active
+            valid = ~self.prev_done & self.active & self.live
+            done = terminated | truncated
+            live = self._live(info)
+            self.mask = self._mask(obs, info, done | ~live)
             if self.termination_reward is not None:
                 shaped = np.where(terminated, self.termination_reward, reward)
             else:
@@ -142,8 +150,10 @@ class Collector:
             buf.terminated[t] = terminated
             buf.truncated[t] = truncated
             buf.valid[t] = valid
-            self.reset_next = np.array(self.prev_done)  # this was a reset step: the next one starts an episode
-            self._track_episodes(np.asarray(reward, dtype=np.float64), valid, terminated | truncated)
+            # this was a reset step (or its agent was not acting): the next one starts an episode
+            self.reset_next = self.prev_done | ~self.live
+            self._track_episodes(np.asarray(reward, dtype=np.float64), valid, done, info.get("episode_over"))
+            self.live = live
             self.obs = self.layout.cast(obs)
             phases.lap("env")  # the step, and recording its transition
         # the value of the observation the next rollout starts from, with the state the next step will have
@@ -158,7 +168,8 @@ class Collector:
         """One whole episode from every environment: all start fresh, and an env's steps after its episode ended
         are invalid (not trained on, not counted)."""
         obs, info = self.env.reset()
-        self.mask = self._mask(obs, info)
+        self.live = self._live(info)
+        self.mask = self._mask(obs, info, ~self.live)
         self.obs = self.layout.cast(obs)
         self.reset_next[:] = True
         self.prev_done[:] = False
@@ -180,24 +191,40 @@ class Collector:
                   if f != "last_values" and getattr(parts[0], f) is not None}
         return Rollout(**merged, last_values=parts[-1].last_values)
 
-    def _mask(self, obs: Any, info: dict[str, Any]) -> NDArray[np.bool_] | None:
-        """The legal actions of the observations `obs` (None: the env gives no masks)."""
-        return None if self.mask_source is None else masks.read(self.mask_source, self.env, obs, info)
+    def _mask(self, obs: Any, info: dict[str, Any], skip: NDArray[np.bool_]) -> NDArray[np.bool_] | None:
+        """The legal actions of the observations `obs` (None: the env gives no masks); rows in `skip` take no action
+        that counts (all legal)."""
+        return None if self.mask_source is None else masks.read(self.mask_source, self.env, obs, info, skip)
 
-    def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_]) -> None:
+    def _live(self, info: dict[str, Any]) -> NDArray[np.bool_]:
+        """The rows whose agent acts at the next step (every row but for many agents: pacer/multiagent.py)."""
+        live = info.get("agent_live")
+        return np.ones(self.num_envs, dtype=bool) if live is None else np.asarray(live, dtype=bool)
+
+    def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_],
+                        over: NDArray[np.bool_] | None = None) -> None:
+        """Add up the game's own score of each row's episode. An episode ends where an env says it is `done` (for
+        many agents, where the env says its copy's episode is `over`: each agent's rows ended before or then)."""
         self.episode_return += reward * valid
         self.episode_length += valid
-        ended = done & valid
+        ended = done & valid if over is None else np.asarray(over, dtype=bool) & self.active
         if ended.any():
-            self.finished_returns.extend(self.episode_return[ended].tolist())
-            self.finished_lengths.extend(self.episode_length[ended].tolist())
+            if self.group == 1:
+                self.finished_returns.extend(self.episode_return[ended].tolist())
+                self.finished_lengths.extend(self.episode_length[ended].tolist())
+            else:
+                copies = ended.reshape(-1, self.group).all(axis=1)
+                per_agent = self.episode_return.reshape(-1, self.group)[copies]
+                self.finished_returns.extend(per_agent.sum(axis=1).tolist())  # the team's return
+                self.finished_lengths.extend(self.episode_length.reshape(-1, self.group)[copies].max(axis=1).tolist())
+                self.finished_agent_returns.extend(per_agent.copy())
             self.episode_return[ended] = 0.0
             self.episode_length[ended] = 0
             if self.whole_episodes:
                 self.active &= ~ended
         self.prev_done = done
 
-    STATE = ("obs", "prev_done", "episode_return", "episode_length", "reset_next")
+    STATE = ("obs", "prev_done", "episode_return", "episode_length", "reset_next", "live")
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this collector is: RNG, env, current observations, the
@@ -241,3 +268,11 @@ class Collector:
         returns, lengths = self.finished_returns, self.finished_lengths
         self.finished_returns, self.finished_lengths = [], []
         return returns, lengths
+
+    def pop_agent_returns(self) -> dict[str, float]:
+        """Many agents: each one's mean return over the episodes finished since the last call (`return_<agent>`)."""
+        if not self.finished_agent_returns:
+            return {}
+        means = np.mean(self.finished_agent_returns, axis=0)
+        self.finished_agent_returns = []
+        return {f"return_{name}": float(mean) for name, mean in zip(self.agent_names, means, strict=True)}

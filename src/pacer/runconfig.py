@@ -55,6 +55,9 @@ def resolve(config: ConfigSource = None, *, preset: str | None = "auto", overrid
         if line is not None:
             notes.append(line)
     check_name(cfg.runtime.backend)
+    if cfg.env.self_play and cfg.model.memory != "none":
+        raise PacerError("env.self_play trains feedforward policies (its opponents keep no memory): set "
+                         "model.memory: none")
     return cfg, notes
 
 
@@ -67,7 +70,8 @@ def kind_of(wanted: dict[str, Any]) -> str | None:
 
     env = wanted.get("env", {})
     spec = probe(EnvConfig(id=env.get("id", EnvConfig.id), kwargs=env.get("kwargs") or {},
-                           wrappers=tuple(env.get("wrappers") or ())), frames=wants_frames(wanted))
+                           wrappers=tuple(env.get("wrappers") or ()), agent_id=bool(env.get("agent_id", False)),
+                           self_play=bool(env.get("self_play", False))), frames=wants_frames(wanted))
     if spec.action_kind == "continuous" and spec.image:
         return "pixels-continuous"
     return spec.action_kind

@@ -89,11 +89,20 @@ def resolve_import(path: Any, what: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise PacerError(f"cannot import {what} module {module_name!r}: {exc}") from None
-    obj = module
+    obj: Any = module
     for part in attr.split("."):
+        if not hasattr(obj, part) and inspect.ismodule(obj):
+            submodule = f"{obj.__name__}.{part}"
+            try:  # a submodule is an attribute only once imported (mpe2:simple_spread_v3)
+                importlib.import_module(submodule)
+            except ImportError as exc:
+                if getattr(exc, "name", None) != submodule:
+                    raise PacerError(f"cannot import {what} module {submodule!r}: {exc}") from None
         if not hasattr(obj, part):
             raise PacerError(f"module {module_name!r} has no {part!r} (from {what} {path!r})")
         obj = getattr(obj, part)
+    if inspect.ismodule(obj) and what == "env factory":  # a PettingZoo env module (mpe2:simple_spread_v3)
+        obj = getattr(obj, "parallel_env", None) or getattr(obj, "env", obj)
     if not callable(obj):
         raise PacerError(f"{what} {path!r} is not callable")
     return obj

@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,9 @@ from numpy.typing import NDArray
 
 from pacer import masks
 from pacer.config import EnvConfig
-from pacer.envs import EnvSpec, make_single_env
+from pacer.envs import EnvSpec, make_agents_env, make_single_env
 from pacer.errors import PacerError, first_line, make_output_dir
+from pacer.multiagent import is_pettingzoo
 
 if TYPE_CHECKING:
     from pacer.agent import Agent
@@ -81,7 +82,7 @@ def _missing_dependency(env_id: Any, exc: Exception) -> PacerError:
                       f"({first_line(exc)}); pip install 'pacer-rl[video]'")
 
 
-def render_env(env: EnvConfig, mode: str) -> gym.Env:
+def render_env(env: EnvConfig, mode: str) -> Any:
     """One env that renders in `mode` ('rgb_array' or 'human'), or a one-line error saying why it cannot."""
     with warnings.catch_warnings():  # gym.make warns about a render mode the env lacks: we say so below
         warnings.filterwarnings("ignore", message=".*render_mode.*")
@@ -91,7 +92,8 @@ def render_env(env: EnvConfig, mode: str) -> gym.Env:
             raise _missing_dependency(env.id, exc) from None
     modes = list(made.metadata.get("render_modes") or [])
     if made.render_mode == mode and mode in modes:
-        return made
+        # many agents: one copy, its agents rows (pacer/multiagent.py)
+        return make_agents_env(env, 1, made, mode) if is_pettingzoo(made) else made
     made.close()
     if mode in modes:  # the env could, but a factory did not pass the mode on
         raise PacerError(f"env factory {env_name(env.id)} made an env that does not render: let it take "
@@ -134,6 +136,47 @@ def record(agent: Agent, out_dir: str | Path, episodes: int, seed: int, greedy: 
                 for i in range(episodes)]
 
 
+def play(env: Any, agent: Agent, seed: int, greedy: bool, before_step: Callable[[], None] | None = None) -> float:
+    """One episode; its return. `before_step` is called before each step (a frame to take). A PettingZoo env plays
+    as one copy of it whose rows are its agents (pacer/multiagent.py): the team's return."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return _play_copy(env, agent, seed, greedy, before_step)
+    obs, info = env.reset(seed=seed)
+    player = agent.player(greedy)  # one episode: a recurrent agent keeps its state from step to step
+    total, done = 0.0, False
+    while not done:
+        if before_step is not None:
+            before_step()
+        action = player.act(obs, masks.of_single(agent.spec.action_mask, env, obs, info))
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        done = bool(terminated or truncated)
+    return total
+
+
+def _play_copy(env: gym.vector.VectorEnv, agent: Agent, seed: int, greedy: bool,
+               before_step: Callable[[], None] | None) -> float:
+    """One copy of a PettingZoo env: its agents are the rows (a game played by self-play: one row, the learner's
+    seat against a random player)."""
+    obs, info = env.reset(seed=seed)
+    source = agent.spec.action_mask
+    state: Any = None
+    total, over = 0.0, False
+    while not over:
+        if before_step is not None:
+            before_step()
+        live = np.asarray(info.get("agent_live", np.ones(env.num_envs, dtype=bool)), dtype=bool)
+        mask = None if source is None or source == "observation" else masks.read(source, env, obs, info, ~live)
+        if agent.recurrent:  # an agent that is not acting starts afresh when it does
+            actions, state = agent.act(obs, greedy, state=state, start=~live, mask=mask)
+        else:
+            actions = agent.act(obs, greedy, mask=mask)
+        obs, reward, terminated, truncated, info = env.step(actions)
+        total += float(np.sum(np.asarray(reward) * live))
+        over = bool(np.asarray(info.get("episode_over", terminated | truncated)).any())
+    return total
+
+
 def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: int, greedy: bool, fps: float
                     ) -> Video:
     import imageio_ffmpeg
@@ -145,17 +188,12 @@ def _record_episode(imageio: Any, env: gym.Env, agent: Agent, path: Path, seed: 
         writer = imageio.get_writer(partial, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                                     macro_block_size=1, ffmpeg_log_level="error")
         try:
-            obs, info = env.reset(seed=seed)
-            player = agent.player(greedy)  # one episode: a recurrent agent keeps its state from step to step
-            source = agent.spec.action_mask
-            done = False
-            while not done:
+            def take() -> None:
+                nonlocal frames
                 writer.append_data(frame(env, agent.config.env.id))
                 frames += 1
-                action = player.act(obs, masks.of_single(source, env, obs, info))
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
-                done = bool(terminated or truncated)
+
+            total = play(env, agent, seed, greedy, take)
         finally:
             writer.close()
         # ffmpeg decodes what it wrote: a file that is renamed into place plays, whole
@@ -202,14 +240,7 @@ def watch(agent: Agent, episodes: int, seed: int, greedy: bool = True) -> list[f
     returns = []
     try:
         for i in range(episodes):
-            obs, info = env.reset(seed=seed + i)
-            total, done, player = 0.0, False, agent.player(greedy)
-            while not done:
-                action = player.act(obs, masks.of_single(agent.spec.action_mask, env, obs, info))
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
-                done = bool(terminated or truncated)
-            returns.append(total)
+            returns.append(play(env, agent, seed + i, greedy))  # the window draws each step
     except gym.error.DependencyNotInstalled as exc:
         raise _missing_dependency(cfg.id, exc) from None
     finally:

@@ -24,12 +24,14 @@ from pacer.config import Config
 from pacer.envs import EnvSpec, ensure_registered, layout_of, make_vector_env
 from pacer.errors import PacerError
 from pacer.heads import head_for
+from pacer.league import League
 from pacer.link import Link
 from pacer.model import make_model
 from pacer.phases import Phases
 from pacer.reports import Report
 from pacer.rollout import Collector
 from pacer.runtime import flat
+from pacer.selfplay import SelfPlayVectorEnv
 from pacer.spaces import tree_map
 
 
@@ -75,6 +77,9 @@ class Worker:
                                    cfg.algo.clip_rewards, self.phases, self.layout,
                                    masks.configured(cfg.env.action_mask))
         self.rng = torch.Generator().manual_seed(spec.seed + 1)  # minibatch order
+        # self-play: whom the learner's games are against, rollout by rollout (pacer/selfplay.py)
+        self.league = League(self.model, self.head, self.layout.cast, self.env, spec.seed) \
+            if isinstance(self.env, SelfPlayVectorEnv) else None
         # the algorithm's hand-written gradient where it covers the run (exactly autograd's, ~2x faster: the
         # built-in MLP's a2c/ppo loss); config.yaml says whether it does (runconfig.complete). None: autograd
         fast = spec.algorithm.fast_grad
@@ -102,6 +107,8 @@ class Worker:
         if self.norm is not None:  # fixed for the whole rollout and its updates: what collected is what learns
             self.norm.load(self.link.obs_stats())
         phases.lap("sync")
+        if self.league is not None:
+            self.league.choose()
         if self.spec.algorithm.targets == "mc":
             rollout = self.collector.collect_episodes()
         else:
@@ -116,6 +123,9 @@ class Worker:
         if self.scaler is not None:
             self.link.keep_reward_stats(self.scaler.stats)
         returns, lengths = self.collector.pop_episodes()
+        stats.update(self.collector.pop_agent_returns())
+        if self.league is not None:
+            stats.update(self.league.results())
         steps = int(rollout.valid.sum())
         self.link.add(steps, len(returns), updates)
         self.link.beat()
