@@ -309,6 +309,11 @@ def test_plot_command_names_the_file_it_wrote(runs: dict[str, Path], tmp_path: P
     assert capsys.readouterr().out == f"wrote {tmp_path / 'curve.png'}\n" and (tmp_path / "curve.png").is_file()
     code = main(["plot", str(runs["CartPole-v1"]), "--out", str(tmp_path / "curve.txt")])
     one_line_error(code, capsys, f"cannot save a plot as '.txt' ('{tmp_path / 'curve.txt'}'); use one of: ")
+    assert main(["plot", str(runs["CartPole-v1"]), "--y", "entropy", "--out", str(tmp_path / "entropy")]) == 0
+    assert (tmp_path / "entropy.png").is_file()
+    capsys.readouterr()
+    code = main(["plot", str(runs["CartPole-v1"]), "--y", "ratings", "--out", str(tmp_path / "r")])
+    one_line_error(code, capsys, "no run has a metric 'ratings'; its metrics: actor_loss, critic_loss, entropy, ")
 
 
 # bad input: one line each, exit code 2

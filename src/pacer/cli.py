@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     pl.add_argument("--out", type=Path, default=Path("learning-curve.png"))
     pl.add_argument("--x", choices=["env_steps", "time"], default="env_steps", help="horizontal axis")
+    pl.add_argument("--y", metavar="METRIC", help="another column of metrics.jsonl instead of the returns, e.g. "
+                    "rating or win_rate (self-play), return_agent_0 (an agent's), entropy")
     tu = sub.add_parser("tune", help="search an env's hyperparameters with Optuna (TPE sampler, median pruner), "
                         "trials in parallel; writes the best as a config YAML (needs the tune extra)")
     tu.add_argument("--env", default="CartPole-v1", help="Gymnasium id or module:factory")
@@ -421,7 +423,7 @@ def _tune(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from pacer.curves import plot_runs
 
-    print(f"wrote {plot_runs(args.runs, args.out, args.x)}")
+    print(f"wrote {plot_runs(args.runs, args.out, args.x, args.y)}")
     return 0
 
 

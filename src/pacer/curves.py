@@ -37,10 +37,10 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     raise PacerError(f"no metrics.jsonl or metrics.csv in {str(run_dir)!r}")
 
 
-def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps") -> Figure:
+def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps", y: str | None = None) -> Figure:
     """Learning curves of one or more runs as a matplotlib figure: the training return (mean of the last 100
-    episodes, a line) and the greedy evaluations (dots) against `x` ('env_steps' or 'time'). In a notebook the
-    figure shows inline; elsewhere `.savefig(path)` it."""
+    episodes, a line) and the greedy evaluations (dots) against `x` ('env_steps' or 'time'), or with `y` that
+    column of the metrics (a line). In a notebook the figure shows inline; elsewhere `.savefig(path)` it."""
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -51,9 +51,17 @@ def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps") -> 
     if not runs:
         raise PacerError("plot needs at least one run directory")
     curves = [(run.name, read_metrics(run)) for run in runs]  # every run is read before a figure exists
+    if y is not None and not any(r.get(y) is not None for _, rows in curves for r in rows):
+        known = sorted({key for _, rows in curves for r in rows for key in r})
+        raise PacerError(f"no run has a metric {y!r}; its metrics: {', '.join(known)}")
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     plt.close(fig)  # pyplot forgets it: a notebook shows the returned figure once, and scripts leak nothing
     for label, rows in curves:
+        if y is not None:
+            points = [(r[x], r[y]) for r in rows if r.get(y) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=label)
+            continue
         train = [(r[x], r["return_recent"]) for r in rows if r.get("return_recent") is not None]
         evals = [(r[x], r["eval_return"]) for r in rows if r.get("eval_return") is not None]
         line = ax.plot(*zip(*train, strict=True), label=f"{label} (training, last 100 episodes)")[0] if train else None
@@ -61,7 +69,7 @@ def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps") -> 
             ax.plot(*zip(*evals, strict=True), "o", ms=4, color=line.get_color() if line else None,
                     label=f"{label} (greedy evaluation)")
     ax.set_xlabel(AXES[x])
-    ax.set_ylabel("episode return")
+    ax.set_ylabel("episode return" if y is None else y)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[1]:  # runs without any episode yet draw nothing to name
         ax.legend(fontsize=8)
@@ -69,7 +77,7 @@ def plot(run_dirs: Sequence[str | Path] | str | Path, x: Axis = "env_steps") -> 
     return fig
 
 
-def plot_runs(run_dirs: list[Path], out: Path, x: Axis = "env_steps") -> Path:
+def plot_runs(run_dirs: list[Path], out: Path, x: Axis = "env_steps", y: str | None = None) -> Path:
     """`pacer plot`: the figure of `plot`, saved as an image in the format `out`'s suffix names (PNG when it has
     none, adding .png); the path written."""
     try:
@@ -78,7 +86,7 @@ def plot_runs(run_dirs: list[Path], out: Path, x: Axis = "env_steps") -> Path:
         matplotlib.use("Agg")  # the command never opens a window; `plot` itself leaves a notebook's backend alone
     except ImportError:
         raise PacerError("plotting needs matplotlib: pip install 'pacer-rl[plot]'") from None
-    fig = plot(run_dirs, x)
+    fig = plot(run_dirs, x, y)
     formats = fig.canvas.get_supported_filetypes()
     if not out.suffix:
         out = out.with_name(out.name + ".png")

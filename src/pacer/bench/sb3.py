@@ -74,6 +74,10 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
         "Swimmer-v5": {"normalize": True, "n_envs": 4, "n_timesteps": 1_000_000, "policy": "MlpPolicy",
                        "gamma": 0.9999, "n_steps": 1024, "batch_size": 256, "learning_rate": 6e-4,
                        "gae_lambda": 0.98},
+        # Not the zoo's (it has no PettingZoo entries): PettingZoo's own SB3 tutorial (SuperSuit's
+        # pettingzoo_env_to_vec_env_v1, then 8 copies concatenated; PPO with learning_rate 1e-3, batch_size 256)
+        "mpe2:simple_spread_v3": {"n_envs": 8, "n_timesteps": 10_000_000, "policy": "MlpPolicy",
+                                  "learning_rate": 1e-3, "batch_size": 256},
     },
     # sb3-contrib's RecurrentPPO, the zoo's hyperparams/ppo_lstm.yml (its entry as the published sb3/ppo_lstm model
     # card lists it): observations normalized, rewards not
@@ -85,6 +89,11 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
                              "policy_kwargs": {"ortho_init": False, "activation_fn": nn.ReLU, "lstm_hidden_size": 64,
                                                "enable_critic_lstm": True,
                                                "net_arch": {"pi": [64], "vf": [64]}}},
+    },
+    # sb3-contrib's MaskablePPO as its documentation runs it: the library's defaults, masks from the env (here
+    # Gymnasium's info["action_mask"], read through `InfoMasks`); the zoo has no entry for it
+    "maskableppo": {
+        "Taxi-v4": {"n_envs": 1, "n_timesteps": 1_000_000, "policy": "MlpPolicy"},
     },
 }
 # The zoo's Atari entry (hyperparams/ppo.yml "atari"), run on pacer's own preprocessing (presets.ATARI_ENV: the same
@@ -231,16 +240,42 @@ class BenchCallback(BaseCallback):
         return self.solved_at is None
 
 
+class InfoMasks(gym.Wrapper):
+    """An env whose masks are in `info["action_mask"]` (Taxi-v4) with MaskablePPO's `action_masks()` method."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.mask: np.ndarray | None = None
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        self.mask = info.get("action_mask")
+        return obs, info
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.mask = info.get("action_mask")
+        return obs, reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        assert self.mask is not None, "the env gave no action_mask in its info"
+        return np.asarray(self.mask, dtype=bool)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     atari = is_atari(args.env)
     hp = LIBRARY_DEFAULTS if args.hyperparams == "defaults" else ZOO_ATARI if atari else ZOO[args.algo][args.env]
     env_kwargs = {"render_mode": None} if args.render_mode == "none" else None
     venv: VecEnv
+    pettingzoo = ":" in args.env  # a PettingZoo env module, as `pacer train --env` names one
     if atari:
         venv = DummyVecEnv([functools.partial(_atari_env, args.env) for _ in range(hp["n_envs"])])
         venv.seed(args.seed)
+    elif pettingzoo:
+        venv = _supersuit(args.env, hp["n_envs"])
     else:
-        venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs)
+        venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs,
+                            wrapper_class=InfoMasks if args.algo == "maskableppo" else None)
     wrappers = ATARI_ENV["wrappers"] if atari else ()
     eval_kwargs = ATARI_ENV["kwargs"] if atari else None
     kwargs = {key: schedule(value) for key, value in hp.items() if key not in NOT_ALGO_KWARGS}
@@ -253,9 +288,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from sb3_contrib import RecurrentPPO  # the bench extra
 
         algo_cls = RecurrentPPO
+    elif args.algo == "maskableppo":
+        from sb3_contrib import MaskablePPO
+
+        algo_cls = MaskablePPO
     else:
         algo_cls = {"a2c": A2C, "ppo": PPO}[args.algo]
-    model = algo_cls(hp["policy"], venv, seed=args.seed, device="cpu", verbose=0,
+    if pettingzoo:  # SuperSuit's concatenated env has no seed(): the policy and SB3's sampling are seeded
+        from stable_baselines3.common.utils import set_random_seed
+
+        set_random_seed(args.seed)
+    model = algo_cls(hp["policy"], venv, seed=None if pettingzoo else args.seed, device="cpu", verbose=0,
                      policy_kwargs=hp.get("policy_kwargs"), **kwargs)
 
     def evaluate() -> float:
@@ -264,7 +307,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wrapped = SB3Recurrent(policy, vec_norm) if args.algo == "recurrentppo" else SB3ActorCritic(policy, vec_norm)
         with torch.no_grad():
             played = run_episodes(wrapped,
-                                  EnvConfig(id=args.env, kwargs=eval_kwargs or {}, wrappers=tuple(wrappers)),
+                                  EnvConfig(id=args.env, kwargs=eval_kwargs or {}, wrappers=tuple(wrappers),
+                                            action_mask="info" if args.algo == "maskableppo" else "none"),
                                   args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
         return float(np.mean(played.returns))
 
@@ -299,6 +343,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "curve": callback.curve, "final_return": None if final is None else round(final, 2),
         "versions": {"sb3": sb3.__version__, "torch": torch.__version__, "gymnasium": gym.__version__},
     }
+
+
+def _supersuit(env_id: str, copies: int) -> VecEnv:
+    """A PettingZoo env as PettingZoo's SB3 tutorial trains it: each agent an env of SuperSuit's vector env,
+    `copies` of it concatenated (in this process)."""
+    import supersuit as ss  # the bench extra
+
+    from pacer.multiagent import as_parallel
+    from pacer.usercode import resolve_import
+
+    parallel = as_parallel(resolve_import(env_id, "env factory")(), env_id)
+    venv: VecEnv = ss.concat_vec_envs_v1(ss.pettingzoo_env_to_vec_env_v1(parallel), copies, num_cpus=1,
+                                         base_class="stable_baselines3")
+    return venv
 
 
 def _atari_env(env_id: str) -> gym.Env:

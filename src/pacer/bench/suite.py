@@ -18,6 +18,7 @@ TASKS: dict[str, dict[str, Any]] = {
     "CartPoleNoVel-v1": {"target": 475.0, "eval_every": 10_000, "preset": None, "cap_s": 900.0},
     "LunarLander-v3": {"target": 200.0, "eval_every": 50_000, "preset": None, "cap_s": 900.0},
     "Acrobot-v1": {"target": -100.0, "eval_every": 20_000, "preset": None, "cap_s": 300.0},
+    "Taxi-v4": {"target": 8.0, "eval_every": 20_000, "preset": None, "cap_s": 900.0},
 }
 CLASSIC_RECENT_TARGET = 475.0
 Log = Callable[[str], None]
