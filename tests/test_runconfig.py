@@ -20,7 +20,7 @@ from pacer.errors import PacerError
 # keys whose null is itself the value used ("no limit", "none", "never"), not a choice left to later code
 NULL_MEANS_NONE = {"model.factory", "algo.max_grad_norm", "algo.target_kl", "runtime.address",
                    "runtime.total_episodes", "runtime.time_limit", "env.termination_reward", "runtime.stop_at_return",
-                   "algo.clip_rewards"}
+                   "algo.clip_rewards", "algo.sequence_length"}
 
 
 def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
