@@ -173,3 +173,33 @@ def race(render_mode: str | None = None) -> Race:
 
 def trio() -> Trio:
     return Trio()
+
+
+class SlowStart(Race):
+    """Race whose opening move may only add 1, to 5 or (every other game) to 25: games of very different lengths."""
+
+    GOAL = 25
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        super().reset(seed, options)
+        if seed is not None:
+            self.games = seed  # copies seeded seed, seed + 1, ...: their first games alternate too
+        self.games = getattr(self, "games", 0) + 1
+        self.goal = 5 if self.games % 2 else 25
+
+    def observe(self, agent: str) -> dict[str, np.ndarray]:
+        obs = super().observe(agent)
+        obs["action_mask"] = np.array([self.count + 1 <= self.goal, self.count > 0 and self.count + 2 <= self.goal],
+                                      np.int8)
+        return obs
+
+    def step(self, action: int) -> None:
+        super().step(action)
+        if self.count == self.goal:
+            me = self.possible_agents[1 - self.possible_agents.index(self.agent_selection)]
+            self.rewards = {me: 1.0, self.agent_selection: -1.0}
+            self.terminations = {agent: True for agent in self.possible_agents}
+
+
+def slow_start() -> SlowStart:
+    return SlowStart()

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import pacer
 from agent_envs import Race
@@ -93,3 +94,19 @@ def test_what_self_play_cannot_train_is_refused_in_one_line(race: dict) -> None:
     race["model"] = {"memory": "lstm"}
     with pytest.raises(PacerError, match=r"^env.self_play trains feedforward policies"):
         pacer.train(race, preset="none")
+
+
+def test_evaluation_keeps_to_legal_moves_in_every_game_it_plays() -> None:
+    """A row whose counted game is over goes on playing (the batch steps together): those games obey the masks too.
+    A policy that always wants to add 2 must open with 1 there (the game raises on an illegal move)."""
+    from pacer.config import EnvConfig
+    from pacer.evaluation import run_episodes
+
+    class AddTwo(torch.nn.Module):
+        def forward(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = obs["observation"].shape[0]
+            return torch.tensor([[0.0, 5.0]]).repeat(rows, 1), torch.zeros(rows)
+
+    env = EnvConfig(id="agent_envs:slow_start", self_play=True, action_mask="observation")
+    played = run_episodes(AddTwo(), env, 32, seed=0)
+    assert len(played.returns) == 32 and set(np.unique(played.returns)) <= {-1.0, 1.0}

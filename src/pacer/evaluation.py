@@ -73,15 +73,18 @@ def run_episodes(model: nn.Module, env: EnvConfig, episodes: int, seed: int, gre
         total = np.zeros(rows)
         running = np.ones(rows, dtype=bool)
         live = _live(info, rows)
+        ended = np.zeros(rows, dtype=bool)  # rows showing an episode's final observation (the next step resets)
         state = initial_state(model, rows)  # a recurrent model's, per row: each plays one episode from it
         starts = torch.ones(rows, dtype=torch.bool)
         while running.any() and time.monotonic() < deadline:
             pi, _, state = step(model, tree_map(torch.as_tensor, layout.cast(obs)), state, starts)
             starts = torch.from_numpy(~live)  # an agent that is not acting yet starts afresh when it does
-            if source is not None:  # only legal actions, greedy or sampled
-                pi = masked(pi, torch.from_numpy(masks.read(source, venv, obs, info, ~running | ~live)))
+            if source is not None:  # only legal actions, greedy or sampled; also in a row's episodes after its
+                # counted one (the env still plays them: a game may end on an illegal move, or raise)
+                pi = masked(pi, torch.from_numpy(masks.read(source, venv, obs, info, ended | ~live)))
             actions = act(head, model, pi, greedy)
             obs, reward, terminated, truncated, info = venv.step(actions)
+            ended = np.asarray(terminated | truncated, dtype=bool)
             total += np.asarray(reward) * running * live
             running &= ~np.asarray(info.get("episode_over", terminated | truncated), dtype=bool)
             live = _live(info, rows)
