@@ -3,7 +3,6 @@ recomputes each sequence from its stored state; every algorithm, backend and pla
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import gymnasium as gym
@@ -180,22 +179,13 @@ def test_onnx_with_state_plays_whole_episodes_as_pacer_does(quiet: dict, tmp_pat
 
 def test_a_recurrent_checkpoint_resumes_bit_exactly(quiet: dict, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_resume import interrupt_at
+    from test_resume import resumed_and_whole
 
     quiet["env"]["id"] = "CartPoleNoVel-v1"
     quiet["model"] = {"memory": "lstm", "memory_size": 8}
     quiet["algo"].update(epochs=2, minibatches=2)
     quiet["runtime"].update(total_steps=2000, final_eval_episodes=0)
-    whole = copy.deepcopy(quiet)
-    whole["log"]["run_dir"] = str(tmp_path / "whole")
-    reference = pacer.checkpoint.load(pacer.train(whole, preset="none").checkpoint)
-    parts = copy.deepcopy(quiet)
-    parts["log"]["run_dir"] = str(tmp_path / "parts")
-    with monkeypatch.context() as patch:
-        interrupt_at(1000, patch)
-        with pytest.raises(KeyboardInterrupt):
-            pacer.train(parts, preset="none")
-    resumed = pacer.checkpoint.load(pacer.train(resume=tmp_path / "parts").checkpoint)
+    resumed, reference = resumed_and_whole(quiet, tmp_path, monkeypatch)
     assert resumed["counters"] == reference["counters"]
     for name, value in reference["model"].items():
         assert torch.equal(resumed["model"][name], value), name

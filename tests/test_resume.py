@@ -25,6 +25,21 @@ def interrupt_at(steps: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(InlineBackend, "poll", poll_then_interrupt)
 
 
+def resumed_and_whole(cfg: dict, tmp_path, monkeypatch: pytest.MonkeyPatch, at: int = 1000) -> tuple[dict, dict]:
+    """The final checkpoints of a run stopped after `at` env steps and resumed, and of the same run uninterrupted
+    (preset none): what a bit-exact resume makes equal."""
+    whole = copy.deepcopy(cfg)
+    whole["log"]["run_dir"] = str(tmp_path / "whole")
+    reference = checkpoint.load(pacer.train(whole, preset="none").checkpoint)
+    parts = copy.deepcopy(cfg)
+    parts["log"]["run_dir"] = str(tmp_path / "parts")
+    with monkeypatch.context() as patch:
+        interrupt_at(at, patch)
+        with pytest.raises(KeyboardInterrupt):
+            pacer.train(parts, preset="none")
+    return checkpoint.load(pacer.train(resume=tmp_path / "parts").checkpoint), reference
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "HalfCheetah-v5",
                                     "awkward:make_awkward"])
 def test_stop_and_resume_equals_an_uninterrupted_run(env_id: str, quiet: dict, tmp_path,

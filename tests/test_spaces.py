@@ -3,7 +3,6 @@ action masks from each source honoured wherever a policy acts (training, evaluat
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import gymnasium as gym
@@ -131,20 +130,11 @@ def test_a_source_the_env_lacks_is_refused(quiet: dict) -> None:
 def test_a_structured_masked_checkpoint_resumes_bit_exactly(match: dict, tmp_path: Path, memory: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A Dict observation (into an LSTM core too), MultiDiscrete actions with masks."""
-    from test_resume import interrupt_at
+    from test_resume import resumed_and_whole
 
     match["model"] = {"normalize_input": "running", "memory": memory, "memory_size": 16}
     match["runtime"].update(total_steps=2000, final_eval_episodes=0)
-    whole = copy.deepcopy(match)
-    whole["log"]["run_dir"] = str(tmp_path / "whole")
-    reference = pacer.checkpoint.load(pacer.train(whole, preset="none").checkpoint)
-    parts = copy.deepcopy(match)
-    parts["log"]["run_dir"] = str(tmp_path / "parts")
-    with monkeypatch.context() as patch:
-        interrupt_at(1000, patch)
-        with pytest.raises(KeyboardInterrupt):
-            pacer.train(parts, preset="none")
-    resumed = pacer.checkpoint.load(pacer.train(resume=tmp_path / "parts").checkpoint)
+    resumed, reference = resumed_and_whole(match, tmp_path, monkeypatch)
     assert resumed["counters"] == reference["counters"]
     for name, value in reference["model"].items():
         assert torch.equal(resumed["model"][name], value), name
