@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ def wandb_records(path: Path) -> list[bytes]:
             at += block - at % block
             continue
         length, kind = int.from_bytes(data[at + 4:at + 6], "little"), data[at + 6]
+        if at + 7 + length > len(data):  # a chunk still being written
+            break
         payload, at = data[at + 7:at + 7 + length], at + 7 + length
         if kind == 0 and length == 0:
             break
@@ -93,10 +96,15 @@ def wandb_history(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from wandb.proto import wandb_internal_pb2
 
     [path] = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + 30
+    while True:  # W&B's service writes the file's tail after run.finish() returns (seen on a loaded machine)
+        records = [wandb_internal_pb2.Record.FromString(data) for data in wandb_records(path)]
+        if (records and records[-1].WhichOneof("record_type") == "exit") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert records and records[-1].WhichOneof("record_type") == "exit", "the .wandb file never got its exit record"
     history, config = [], {}
-    for data in wandb_records(path):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
