@@ -18,7 +18,9 @@ TASKS: dict[str, dict[str, Any]] = {
     "CartPoleNoVel-v1": {"target": 475.0, "eval_every": 10_000, "preset": None, "cap_s": 900.0},
     "LunarLander-v3": {"target": 200.0, "eval_every": 50_000, "preset": None, "cap_s": 900.0},
     "Acrobot-v1": {"target": -100.0, "eval_every": 20_000, "preset": None, "cap_s": 300.0},
-    "Taxi-v4": {"target": 8.0, "eval_every": 20_000, "preset": None, "cap_s": 900.0},
+    # Taxi's registered threshold (8) is above the optimal policy's expected return (7.93, by value iteration over
+    # its 300 start states): a perfect policy's 100-episode mean reaches 8 only 40% of the time, 7.5 95% of the time.
+    "Taxi-v4": {"target": 7.5, "eval_every": 20_000, "preset": None, "cap_s": 900.0},
 }
 CLASSIC_RECENT_TARGET = 475.0
 Log = Callable[[str], None]
