@@ -302,8 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      policy_kwargs=hp.get("policy_kwargs"), **kwargs)
 
     def evaluate() -> float:
-        policy = model.policy
-        assert isinstance(policy, ActorCriticPolicy)
+        policy: Any = model.policy  # an ActorCriticPolicy, or sb3-contrib's sibling with the same parts
         wrapped = SB3Recurrent(policy, vec_norm) if args.algo == "recurrentppo" else SB3ActorCritic(policy, vec_norm)
         with torch.no_grad():
             played = run_episodes(wrapped,
