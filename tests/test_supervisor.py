@@ -95,6 +95,7 @@ class Run:
         self.checkpoints: list[str] = []
         self.videos: list[str] = []
         self.episodes: list[int] = []
+        self.firsts: list[int] = []  # each evaluation's first episode number (its seeds follow from it)
         self.eval_seconds = 0.0  # how long each evaluation takes
         self.cut = 0  # episodes each evaluation reports as cut by its time cap
         self.clock = Clock()
@@ -110,11 +111,12 @@ class Run:
         self.checkpoints.append(name)
         return Path(self.metrics.path.parent / "checkpoints" / f"{name}.pt")
 
-    def evaluate(self, episodes: int) -> Played:
+    def evaluate(self, episodes: int, first: int) -> Played:
         time.sleep(self.eval_seconds)
         self.evaluated_at.append(self.shared.counters()["env_steps"])
         self.paused_in_eval.append(self.backend.paused)
         self.episodes.append(episodes)
+        self.firsts.append(first)
         return Played(np.full(episodes, self.evals.pop(0)), self.cut)
 
     def run(self) -> str:
@@ -168,6 +170,9 @@ def test_evaluation_cadence_and_stop_at_return(tmp_path: Path) -> None:
     # steps 30, 60, ...: the first count at or past each multiple of 100 evaluates, then the next multiple is due
     assert run.evaluated_at == [120, 210, 300, 300, 420, 420]
     assert run.episodes == [10, 10, 10, 30, 10, 30]
+    # each periodic evaluation plays new episodes, numbered past the confirming ones; a confirmation plays the
+    # run's first 30 every time (a fixed few could never reach a target their own best falls short of)
+    assert run.firsts == [30 + 120, 30 + 210, 30 + 300, 0, 30 + 420, 0]
     assert run.backend.polls == 14  # it stops on the evaluation whose confirmation reached the target
     # held during each evaluation; after the confirmation that stops the run, held for good: the parameters scored
     # are the ones the run ends with

@@ -211,7 +211,8 @@ class RuntimeConfig:
     """Evaluation episodes end (truncated) after this many steps (at most the env's own time limit). Left out
     (null), the env's time limit, which a run writes into its config.yaml."""
     eval_episodes: int = field(default=10, metadata={"min": 1})
-    """Episodes per evaluation during training; the final evaluation uses `final_eval_episodes`."""
+    """Episodes per evaluation during training, new ones each time; the final evaluation uses
+    `final_eval_episodes`."""
     final_eval_episodes: int = field(default=20, metadata={"min": 0})
     """Episodes of the greedy evaluation written to summary.json at the end (0: skip)."""
     max_restarts: int = field(default=3, metadata={"min": 0})
@@ -225,7 +226,7 @@ class RuntimeConfig:
     The step budget stays a cap. A run writes the target it uses (a number, or null) into its config.yaml."""
     confirm_episodes: int = field(default=100, metadata={"min": 1})
     """Episodes of the evaluation that confirms a reached `stop_at_return` before the run stops (the solved
-    agent's score is this evaluation's mean)."""
+    agent's score is this evaluation's mean): the run's first evaluation episodes, the same every time."""
     pause_for_eval: bool = True
     """Hold the workers while the parent evaluates (they finish their rollouts first), so that an evaluation runs on a
     free core and its time is left out of the training time; false evaluates while they train on, and the

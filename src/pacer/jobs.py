@@ -94,12 +94,13 @@ class Greedy:
         limits = [n for n in (env.max_episode_steps, rt.eval_max_episode_steps) if n is not None]
         self.env = dataclasses.replace(env, max_episode_steps=min(limits) if limits else None)
 
-    def returns(self, episodes: int) -> Played:
-        """`episodes` greedy episodes, within `runtime.eval_max_seconds` (a line says when episodes were cut)."""
+    def returns(self, episodes: int, first: int = 0) -> Played:
+        """`episodes` greedy episodes, the run's evaluation episodes `first`, `first` + 1, ... (each its own seed),
+        within `runtime.eval_max_seconds` (a line says when episodes were cut)."""
         self.model.load_state_dict(self.shared.snapshot())
         rt = self.cfg.runtime
         # the env's NumPy-vectorized form where it has one: an evaluation costs the run a core while it lasts
-        played = run_episodes(self.model, self.env, episodes, self.seed, greedy=True, numpy_vectorized=True,
+        played = run_episodes(self.model, self.env, episodes, self.seed + first, greedy=True, numpy_vectorized=True,
                               max_seconds=rt.eval_max_seconds)
         if played.cut:
             self.log(f"pacer: note: {played.cut} of {episodes} evaluation episodes still running after "
@@ -124,7 +125,7 @@ class Evaluation:
     (`runtime.stop_at_return`), a longer evaluation with the workers held that confirms it (`confirmed`: its
     returns, on the very parameters the run then ends with)."""
 
-    def __init__(self, cfg: Config, returns: Callable[[int], Played], backend: Backend,
+    def __init__(self, cfg: Config, returns: Callable[[int, int], Played], backend: Backend,
                  shared: SharedState, metrics: Metrics, clock: Clock) -> None:
         rt = cfg.runtime
         self.returns, self.backend, self.shared, self.metrics, self.clock = returns, backend, shared, metrics, clock
@@ -134,15 +135,19 @@ class Evaluation:
         self.confirmed: Played | None = None
 
     def __call__(self, steps: int) -> None:
+        # New episodes each time (numbered from the step count, past the confirming ones): a fixed few would make
+        # the target unreachable wherever their own best mean falls short of it (Taxi's optimum is 7.93 on
+        # average; 10 fixed starts may allow 6.5 at best), however good the policy.
+        first = self.confirm_episodes + steps
         if self.pause:  # workers finish their rollouts first: that time still counts as training
             held = self.backend.pause()
             try:
                 with self.clock.holding() if held else nullcontext():
-                    played = self.clock.evaluating(lambda: self.returns(self.episodes))
+                    played = self.clock.evaluating(lambda: self.returns(self.episodes, first))
             finally:
                 self.backend.resume()
         else:
-            played = self.clock.evaluating(lambda: self.returns(self.episodes))
+            played = self.clock.evaluating(lambda: self.returns(self.episodes, first))
         mean = float(played.returns.mean())
         write_row(self.metrics, self.shared, self.clock, mean, played.cut)
         if self.target is not None and mean >= self.target:
@@ -159,7 +164,7 @@ class Evaluation:
             if not held:
                 self.metrics.log("pacer: not every worker could be held for the confirming evaluation; training on")
                 return
-            played = self.clock.evaluating(lambda: self.returns(episodes))
+            played = self.clock.evaluating(lambda: self.returns(episodes, 0))  # the run's fixed episodes
             steps, mean = self.shared.counters()["env_steps"], played.returns.mean()
             solved = bool(mean >= target) and not played.cut  # a cut episode's score is not its whole game's
             if solved:
