@@ -70,6 +70,7 @@ class Collector:
         # them not acting at times (`live`); an episode is a copy's, its return its agents' together
         self.agent_names: tuple[str, ...] = tuple(getattr(env, "possible_agents", ()))
         self.group = max(1, len(self.agent_names))
+        self._everyone = np.ones(self.num_envs, dtype=bool)  # `live` of an env without agents: never written to
         obs, info = env.reset(seed=seed)
         env.action_space.seed(seed)
         self.live = self._live(info)
@@ -137,7 +138,8 @@ class Collector:
             valid = ~self.prev_done & self.active & self.live
             done = terminated | truncated
             live = self._live(info)
-            self.mask = self._mask(obs, info, done | ~live)
+            if self.mask_source is not None:
+                self.mask = self._mask(obs, info, done | ~live)
             if self.termination_reward is not None:
                 shaped = np.where(terminated, self.termination_reward, reward)
             else:
@@ -199,7 +201,7 @@ class Collector:
     def _live(self, info: dict[str, Any]) -> NDArray[np.bool_]:
         """The rows whose agent acts at the next step (every row but for many agents: pacer/multiagent.py)."""
         live = info.get("agent_live")
-        return np.ones(self.num_envs, dtype=bool) if live is None else np.asarray(live, dtype=bool)
+        return self._everyone if live is None else np.asarray(live, dtype=bool)
 
     def _track_episodes(self, reward: NDArray[np.float64], valid: NDArray[np.bool_], done: NDArray[np.bool_],
                         over: NDArray[np.bool_] | None = None) -> None:
