@@ -332,3 +332,35 @@ def test_sb3_gets_the_cores_for_a_cnn_and_one_thread_for_an_mlp(monkeypatch: pyt
     assert timed.sb3_threads("BreakoutNoFrameskip-v4", 2) == 2
     assert timed.sb3_threads("ALE/Pong-v5", 8) == 1
     assert timed.sb3_threads("HalfCheetah-v5", 1) == 1
+
+
+def test_success_is_the_share_of_final_episodes_with_a_positive_return() -> None:
+    assert runs.success({"final_returns": [0.0, 0.93, 0.5, -1.0]}) == 0.5
+    assert runs.success({"final_returns": None}) is None and runs.success({}) is None
+
+
+def test_sb3_reads_minigrids_dict_observation_as_pacer_does() -> None:
+    """MiniGrid's image codes reach SB3's MultiInputPolicy as a flat vector (its Nature CNN cannot read 7x7), the
+    direction one-hot, the mission left out; pacer's evaluator plays the SB3 policy on the same wrapped env."""
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("minigrid")
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from pacer.bench import sb3
+    from pacer.config import EnvConfig
+    from pacer.envs import register_atari
+    from pacer.evaluation import run_episodes
+
+    register_atari("MiniGrid-DoorKey-8x8-v0")
+    env = sb3.MiniGridKeys(gym.make("MiniGrid-DoorKey-8x8-v0"))
+    assert sorted(env.observation_space.spaces) == ["direction", "image"]
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].dtype == "float32" and obs["image"].shape == (7, 7, 3) and obs["image"].max() > 1
+    model = PPO("MultiInputPolicy", env, n_steps=16, batch_size=16, device="cpu")
+    extractors = model.policy.features_extractor.extractors
+    assert isinstance(extractors["image"], torch.nn.Flatten) and model.policy.features_dim == 147 + 4
+    played = run_episodes(sb3.SB3ActorCritic(model.policy, None),
+                          EnvConfig(id="MiniGrid-DoorKey-8x8-v0", wrappers=("pacer.bench.sb3:MiniGridKeys",),
+                                    max_episode_steps=20), 2, 0)
+    assert len(played.returns) == 2

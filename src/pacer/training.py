@@ -273,7 +273,7 @@ def finish(run: Run, reason: str, final: Path) -> TrainResult:
         eval_std=None if played is None else float(played.returns.std()),
         stop_reason=reason, checkpoint=final, train_time=trained, session_time=clock.session(),
         eval_cut=0 if played is None else played.cut)
-    _write_summary(result, run, trained)
+    _write_summary(result, run, trained, None if played is None else played.returns)
     if run.trackers is not None and result.eval_mean is not None:
         run.trackers.log_final({"final_eval_mean": result.eval_mean, "final_eval_std": float(result.eval_std or 0)},
                                steps)
@@ -290,7 +290,7 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _write_summary(result: TrainResult, run: Run, trained: float) -> None:
+def _write_summary(result: TrainResult, run: Run, trained: float, returns: np.ndarray | None = None) -> None:
     clock, metrics = run.clock, run.metrics
     first_steps = metrics.first_env_step_at
     summary = {
@@ -299,6 +299,8 @@ def _write_summary(result: TrainResult, run: Run, trained: float) -> None:
         "held_time_s": round(clock.held, 3), "eval_time_s": round(clock.eval_time, 3),
         "steps_per_s": round(result.steps_per_s, 1), "eval_mean": result.eval_mean, "eval_std": result.eval_std,
         "eval_cut": result.eval_cut, "stop_reason": result.stop_reason,
+        # each final episode's return: what a mean hides (a success rate, the spread)
+        "eval_returns": None if returns is None else [round(float(r), 6) for r in returns],
         "checkpoint": str(result.checkpoint),
         "command": command_line(), "pacer_version": __version__,  # for the model card (`pacer package`)
         "started_at": clock.started_at, "first_env_step_at": [first_steps[k] for k in sorted(first_steps)],

@@ -122,8 +122,16 @@ def pacer_timed(run_dir: Path, env: str, seed: int, seconds: float, eval_every: 
         "log.checkpoint_every": 0},
         timeout=seconds * 3 + 300, env=env)
     if "error" not in run:
-        run["final_return"] = json.loads((run_dir / "summary.json").read_text()).get("eval_mean")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        run["final_return"], run["final_returns"] = summary.get("eval_mean"), summary.get("eval_returns")
     return run
+
+
+def success(run: Run) -> float | None:
+    """The share of a timed run's final episodes with a positive return: MiniGrid pays only on reaching the goal
+    (1 - 0.9 x steps / max steps), so this is its success rate."""
+    returns = run.get("final_returns")
+    return round(sum(r > 0 for r in returns) / len(returns), 4) if returns else None
 
 
 def sb3(algo: str, env: str, seed: int, mode: str, *, target: float | None = None, eval_every: int = 0,

@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import Tensor, nn
 
 from pacer.config import EnvConfig
-from pacer.envs import make_single_env
+from pacer.envs import make_single_env, register_atari
 from pacer.evaluation import run_episodes
 from pacer.jobs import EVAL_SEED_OFFSET
 from pacer.presets import ATARI_ENV, is_atari
@@ -78,6 +78,13 @@ ZOO: dict[str, dict[str, dict[str, Any]]] = {
         # pettingzoo_env_to_vec_env_v1, then 8 copies concatenated; PPO with learning_rate 1e-3, batch_size 256)
         "mpe2:simple_spread_v3": {"n_envs": 8, "n_timesteps": 10_000_000, "policy": "MlpPolicy",
                                   "learning_rate": 1e-3, "batch_size": 256},
+        # MiniGrid: the zoo's MiniGrid settings (hyperparams/ppo.yml "minigrid-defaults", after lcswillems'
+        # rl-starter-files) on the Dict observation through MultiInputPolicy instead of the zoo's FlatObsWrapper, its
+        # keys read as pacer reads them (`MiniGridKeys`); observations not normalized (the zoo's VecNormalize would
+        # need its keys named, and pacer's default does not normalize them either)
+        "MiniGrid-DoorKey-8x8-v0": {"n_envs": 8, "n_timesteps": 10_000_000, "policy": "MultiInputPolicy",
+                                    "n_steps": 128, "batch_size": 64, "gae_lambda": 0.95, "gamma": 0.99,
+                                    "n_epochs": 10, "ent_coef": 0.0, "learning_rate": 2.5e-4, "clip_range": 0.2},
     },
     # sb3-contrib's RecurrentPPO, the zoo's hyperparams/ppo_lstm.yml (its entry as the published sb3/ppo_lstm model
     # card lists it): observations normalized, rewards not
@@ -240,6 +247,24 @@ class BenchCallback(BaseCallback):
         return self.solved_at is None
 
 
+class MiniGridKeys(gym.ObservationWrapper):
+    """MiniGrid's Dict observation as SB3's MultiInputPolicy can read it and as pacer reads it: the 7x7 `image`
+    (object, colour and state codes, not pixels) declared float32, so SB3 flattens it into its MLP where it would
+    give a uint8 image the Nature CNN (which cannot read 7x7); `direction` as it is (one-hot in both); the Text
+    `mission` left out (pacer leaves it out too)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        spaces = {key: space for key, space in env.observation_space.spaces.items()  # type: ignore[attr-defined]
+                  if key != "mission"}
+        spaces["image"] = gym.spaces.Box(0.0, 255.0, spaces["image"].shape, np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        return {key: np.asarray(value, np.float32) if key == "image" else value
+                for key, value in observation.items() if key != "mission"}
+
+
 class InfoMasks(gym.Wrapper):
     """An env whose masks are in `info["action_mask"]` (Taxi-v4) with MaskablePPO's `action_masks()` method."""
 
@@ -268,15 +293,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env_kwargs = {"render_mode": None} if args.render_mode == "none" else None
     venv: VecEnv
     pettingzoo = ":" in args.env  # a PettingZoo env module, as `pacer train --env` names one
+    minigrid = args.env.startswith("MiniGrid-")
     if atari:
         venv = DummyVecEnv([functools.partial(_atari_env, args.env) for _ in range(hp["n_envs"])])
         venv.seed(args.seed)
     elif pettingzoo:
         venv = _supersuit(args.env, hp["n_envs"])
     else:
+        register_atari(args.env)  # and MiniGrid's ids
+        wrapper = InfoMasks if args.algo == "maskableppo" else MiniGridKeys if minigrid else None
         venv = make_vec_env(args.env, n_envs=hp["n_envs"], seed=args.seed, env_kwargs=env_kwargs,
-                            wrapper_class=InfoMasks if args.algo == "maskableppo" else None)
-    wrappers = ATARI_ENV["wrappers"] if atari else ()
+                            wrapper_class=wrapper)
+    wrappers = ATARI_ENV["wrappers"] if atari else ("pacer.bench.sb3:MiniGridKeys",) if minigrid else ()
     eval_kwargs = ATARI_ENV["kwargs"] if atari else None
     kwargs = {key: schedule(value) for key, value in hp.items() if key not in NOT_ALGO_KWARGS}
     vec_norm = None
@@ -301,6 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = algo_cls(hp["policy"], venv, seed=None if pettingzoo else args.seed, device="cpu", verbose=0,
                      policy_kwargs=hp.get("policy_kwargs"), **kwargs)
 
+    last: list[Any] = []  # the latest evaluation's returns
+
     def evaluate() -> float:
         policy: Any = model.policy  # an ActorCriticPolicy, or sb3-contrib's sibling with the same parts
         wrapped = SB3Recurrent(policy, vec_norm) if args.algo == "recurrentppo" else SB3ActorCritic(policy, vec_norm)
@@ -309,6 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   EnvConfig(id=args.env, kwargs=eval_kwargs or {}, wrappers=tuple(wrappers),
                                             action_mask="info" if args.algo == "maskableppo" else "none"),
                                   args.eval_episodes, args.seed + EVAL_SEED_OFFSET)
+        last[:] = [round(float(r), 6) for r in played.returns]
         return float(np.mean(played.returns))
 
     callback = BenchCallback(args, evaluate)
@@ -340,6 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eval_time_before_solve_s": round(end_eval, 3) if solved else None,
         "solve_env_steps": end_steps if solved else None,
         "curve": callback.curve, "final_return": None if final is None else round(final, 2),
+        "final_returns": None if final is None else last,
         "versions": {"sb3": sb3.__version__, "torch": torch.__version__, "gymnasium": gym.__version__},
     }
 

@@ -112,12 +112,16 @@ def _record(env: str, pacer: list[runs.Run], sb3: list[runs.Run], log: Callable[
             sb3_s: float, about: dict[str, Any]) -> dict[str, Any]:
     by = {"pacer": pacer, "sb3-ppo": sb3}
     summary = {name: {"runs": len(rs), "median_final_return": median([r.get("final_return") for r in rs]),
+                      "median_final_success": median([runs.success(r) for r in rs]),
                       "median_env_steps": median([r.get("env_steps") for r in rs]),
                       "median_steps_per_s": median([r.get("steps_per_s") for r in rs])} for name, rs in by.items()}
     p, s = summary["pacer"]["median_final_return"], summary["sb3-ppo"]["median_final_return"]
     verdict = None if p is None or s is None else p >= s
     log(f"  {env}: median greedy return: pacer after {pacer_s:g} s {p}, SB3 PPO after {sb3_s:g} s {s}: "
         + ("pacer >= SB3" if verdict else "pacer < SB3" if verdict is not None else "n/a"))
+    if env.startswith("MiniGrid-"):
+        log(f"  {env}: median success (final episodes reaching the goal): pacer "
+            f"{summary['pacer']['median_final_success']}, SB3 PPO {summary['sb3-ppo']['median_final_success']}")
     return {"env": env, "pacer_s": pacer_s, "sb3_s": sb3_s, **about, "runs": by, "summary": summary,
             "pacer_at_least_sb3": verdict, "published": PUBLISHED.get(env)}
 
@@ -129,5 +133,6 @@ def format_timed(run: dict[str, Any], seconds: float) -> str:
         return f"  {name}{where} seed {run['seed']}: FAILED {run['error']}"
     rate = f"{run['steps_per_s']:,.0f} steps/s" if run.get("steps_per_s") else "n/a steps/s"
     again = ", saved run" if run.get("resumed") else ""
-    return (f"  {name}{where} seed {run['seed']}: greedy return {run.get('final_return')} after {seconds:g} s of "
-            f"training ({run.get('env_steps'):,} env steps, {rate}{again})")
+    won = f", success {runs.success(run)}" if str(run.get("env", "")).startswith("MiniGrid-") else ""
+    return (f"  {name}{where} seed {run['seed']}: greedy return {run.get('final_return')}{won} after {seconds:g} s "
+            f"of training ({run.get('env_steps'):,} env steps, {rate}{again})")
