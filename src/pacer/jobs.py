@@ -136,8 +136,8 @@ class Evaluation:
 
     def __call__(self, steps: int) -> None:
         # New episodes each time (numbered from the step count, past the confirming ones): a fixed few would make
-        # the target unreachable wherever their own best mean falls short of it (Taxi's optimum is 7.93 on
-        # average; 10 fixed starts may allow 6.5 at best), however good the policy.
+        # the target unreachable wherever their own best mean falls short of it, however good the policy (a
+        # Taxi-v4 run's 10 fixed episodes scored 6.1 for 1M steps; the optimum is 7.93 on average).
         first = self.confirm_episodes + steps
         if self.pause:  # workers finish their rollouts first: that time still counts as training
             held = self.backend.pause()
